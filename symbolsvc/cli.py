@@ -1,0 +1,79 @@
+"""The ``symbolsvc`` command: init a deployment, serve it, check a permission table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import DEFAULT_LISTEN, load_config
+from .errors import ConfigError
+
+
+def _init(args: argparse.Namespace) -> int:
+    from .deploy import init_deployment
+
+    config = init_deployment(Path(args.dir), args.agency, listen=args.listen, force=args.force)
+    d = config.parent
+    print(f"wrote a deployment to {d}/ (config.toml, policy.toml, pki/, keys/, secrets/)")
+    print(f"serve it with:  symbolsvc serve --config {config}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import main_serve
+
+    return main_serve(load_config(Path(args.config)), args.listen)
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    from .policy import Policy
+
+    table = Policy.load(Path(args.file))
+    print(f"{args.file}: OK, {table.rules} rules, {len(table.providers)} "
+          "(requester, office work, info item) entries")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="symbolsvc",
+        description="Per-agency symbols for individual numbers, brokered translation and a "
+        "tamper-evident access log.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="write a ready-to-serve deployment directory")
+    p.add_argument("dir", help="the deployment directory to create")
+    p.add_argument("--agency", action="append", default=[], metavar="ID",
+                   help="an agency to create a certificate for (repeatable; default: a "
+                        "sample set of four)")
+    p.add_argument("--listen", default=DEFAULT_LISTEN, help="the address config.toml names")
+    p.add_argument("--force", action="store_true", help="overwrite an existing deployment")
+    p.set_defaults(func=_init)
+
+    p = sub.add_parser("serve", help="serve a deployment")
+    p.add_argument("--config", required=True, help="the deployment's config.toml")
+    p.add_argument("--listen", help=f"HOST:PORT (default: config, else {DEFAULT_LISTEN}); "
+                                    "port 0 picks a free port")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("policy", help="permission-table tools")
+    psub = p.add_subparsers(dest="policy_command", required=True)
+    pc = psub.add_parser("check", help="validate a policy.toml")
+    pc.add_argument("file")
+    pc.set_defaults(func=_policy_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"symbolsvc: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

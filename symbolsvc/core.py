@@ -1,0 +1,362 @@
+"""The service core: issue, release, translate, resolve, disclose — no network.
+
+The gRPC servicers are thin translations onto these methods, so everything
+here is testable in-process. Each method validates first and changes nothing
+on invalid input; each write is durable before the method returns.
+
+Batch methods return one outcome per item: either a result or the
+:class:`~symbolsvc.errors.SymbolsvcError` the unary form would have raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .errors import InvalidArgument, NotFound, PermissionDenied, SymbolsvcError
+from .numbers import validate_individual_number
+from .policy import PolicyHolder, is_ident
+from .records import AccessKind, AccessRecord
+from .registry import NewHolding, NewRecord, Registry, StoredRecord
+from .symbols import Deriver, symbol_version
+
+MAX_BATCH = 1000
+MAX_EXCHANGE_ID = 128
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+_LOG_SEAL_AGENCY = "@access-log"  # not a valid agency ID: no clash with holdings
+
+security_log = logging.getLogger("symbolsvc.security")
+log = logging.getLogger("symbolsvc.core")
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    symbol: str
+    newly_registered: bool
+    key_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class TranslateRequest:
+    requester_agency: str
+    symbol: str
+    provider_agency: str
+    office_work: str
+    info_item: str
+    exchange_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Translated:
+    provider_symbol: str
+    record_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveRequest:
+    requester_agency: str
+    symbol: str
+    office_work: str
+    info_item: str
+    exchange_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    provider_agencies: tuple[str, ...]
+    record_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DisclosedRecord:
+    id: int
+    record: AccessRecord
+
+
+Outcome = Issued | Translated | SymbolsvcError
+
+
+class Core:
+    """symbolsvc's behaviour (SPEC §4) over a deriver, a registry and a permission table."""
+
+    def __init__(
+        self,
+        deriver: Deriver,
+        registry: Registry,
+        policy: PolicyHolder,
+        *,
+        clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+    ) -> None:
+        self.deriver = deriver
+        self.registry = registry
+        self.policy = policy
+        self._clock_us = clock_us
+
+    # -- issuance ------------------------------------------------------------
+
+    async def issue(self, agency: str, number: str) -> Issued:
+        result = (await self.issue_many(agency, [number], field=""))[0]
+        if isinstance(result, SymbolsvcError):
+            raise result
+        return result
+
+    async def issue_many(
+        self, agency: str, numbers: Sequence[str], field: str = "individual_numbers"
+    ) -> list[Issued | SymbolsvcError]:
+        """Issue up to MAX_BATCH symbols in one durable commit; per-item outcomes."""
+        check_batch(len(numbers), field or "individual_number")
+        d = self.deriver
+        version = d.current_version
+        out: list[Issued | SymbolsvcError] = []
+        pending: list[int] = []
+        holdings: list[NewHolding] = []
+        for i, number in enumerate(numbers):
+            try:
+                raw = validate_individual_number(
+                    number, f"{field}[{i}]" if field else "individual_number"
+                )
+            except InvalidArgument as err:
+                out.append(err)
+                continue
+            sid = d.subject_id(raw)
+            symbol = d.symbol(agency, sid, version)
+            holdings.append(NewHolding(agency, symbol, d.seal(sid, agency, symbol)))
+            pending.append(i)
+            out.append(err_placeholder)
+        if holdings:
+            fresh = await self.registry.issue(holdings)
+            for i, h, new in zip(pending, holdings, fresh, strict=True):
+                out[i] = Issued(h.symbol, new, version)
+        return out
+
+    async def release(self, agency: str, symbol: str) -> bool:
+        symbol_version(symbol)
+        was_held = await self.registry.release(agency, symbol)
+        if was_held is None:
+            raise NotFound("NOT_ISSUED", "this agency was never issued that symbol", "symbol")
+        return was_held
+
+    # -- brokered exchange ----------------------------------------------------
+
+    async def translate(self, req: TranslateRequest) -> Translated:
+        result = (await self.translate_many([req], batch=False))[0]
+        if isinstance(result, SymbolsvcError):
+            raise result
+        return result
+
+    async def translate_many(
+        self, reqs: Sequence[TranslateRequest], *, batch: bool = True
+    ) -> list[Translated | SymbolsvcError]:
+        """SPEC §4 Translate for each item: policy, requester holds, provider holds,
+        durable record, then the provider's symbol."""
+        if batch:
+            check_batch(len(reqs), "requests")
+        policy = self.policy.current
+        out: list[Translated | SymbolsvcError] = []
+        todo: list[int] = []
+        for i, r in enumerate(reqs):
+            prefix = f"requests[{i}]." if batch else ""
+            try:
+                _check_exchange(r, prefix)
+                _check_ident(r.provider_agency, prefix + "provider_agency")
+                if not policy.allows(r.requester_agency, r.office_work, r.info_item,
+                                     r.provider_agency):
+                    security_log.warning(
+                        "translation denied by the permission table",
+                        extra={"event": "policy_denied", "requester": r.requester_agency,
+                               "provider": r.provider_agency, "office_work": r.office_work,
+                               "info_item": r.info_item, "exchange_id": r.exchange_id},
+                    )
+                    raise PermissionDenied(
+                        "NOT_PERMITTED",
+                        f"the permission table does not allow {r.requester_agency!r} to obtain "
+                        f"{r.info_item!r} from {r.provider_agency!r} for {r.office_work!r}",
+                    )
+            except SymbolsvcError as err:
+                out.append(err)
+                continue
+            out.append(err_placeholder)
+            todo.append(i)
+        if not todo:
+            return out
+        sealed = await self.registry.lookup_many(
+            [(reqs[i].requester_agency, reqs[i].symbol) for i in todo]
+        )
+        now = self._clock_us()
+        records: list[NewRecord] = []
+        appended: list[tuple[int, str]] = []
+        for i, sealed_ref in zip(todo, sealed, strict=True):
+            r = reqs[i]
+            if sealed_ref is None:
+                out[i] = _requester_not_holding()
+                continue
+            sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
+            provider_symbol = self.deriver.symbol(r.provider_agency, sid, symbol_version(r.symbol))
+            records.append(self._record(
+                AccessKind.TRANSLATE, now, r.requester_agency, r.office_work, r.info_item,
+                r.exchange_id, (r.provider_agency,), sid, (r.provider_agency, provider_symbol),
+            ))
+            appended.append((i, provider_symbol))
+        if records:
+            ids = await self.registry.append_records(records)
+            for (i, provider_symbol), rid in zip(appended, ids, strict=True):
+                if rid is None:
+                    out[i] = NotFound(
+                        "PROVIDER_NOT_HOLDING",
+                        f"the provider agency {reqs[i].provider_agency!r} holds no records "
+                        "on this subject",
+                    )
+                else:
+                    out[i] = Translated(provider_symbol, rid)
+        return out
+
+    async def resolve(self, r: ResolveRequest) -> Resolved:
+        """SPEC §4 Resolve providers: permitted providers that hold the subject, logged."""
+        _check_exchange(r, "")
+        permitted = self.policy.current.permitted_providers(
+            r.requester_agency, r.office_work, r.info_item
+        )
+        if not permitted:
+            security_log.warning(
+                "resolution denied by the permission table",
+                extra={"event": "policy_denied", "requester": r.requester_agency,
+                       "office_work": r.office_work, "info_item": r.info_item,
+                       "exchange_id": r.exchange_id},
+            )
+            raise PermissionDenied(
+                "NOT_PERMITTED",
+                f"the permission table names no provider of {r.info_item!r} to "
+                f"{r.requester_agency!r} for {r.office_work!r}",
+            )
+        sealed_ref = await self.registry.lookup(r.requester_agency, r.symbol)
+        if sealed_ref is None:
+            raise _requester_not_holding()
+        sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
+        version = symbol_version(r.symbol)
+        candidates = sorted(permitted)
+        live = await self.registry.lookup_many(
+            [(p, self.deriver.symbol(p, sid, version)) for p in candidates]
+        )
+        holders = tuple(p for p, s in zip(candidates, live, strict=True) if s is not None)
+        record = self._record(
+            AccessKind.RESOLVE, self._clock_us(), r.requester_agency, r.office_work,
+            r.info_item, r.exchange_id, holders, sid, (r.requester_agency, r.symbol),
+        )
+        (rid,) = await self.registry.append_records([record])
+        if rid is None:  # released between the lookup and the append
+            raise _requester_not_holding()
+        return Resolved(holders, rid)
+
+    # -- disclosure -----------------------------------------------------------
+
+    async def subject_pseudonym(self, portal: str, symbol: str) -> bytes:
+        """The log pseudonym of the subject the portal knows by ``symbol``."""
+        symbol_version(symbol)
+        sealed_ref = await self.registry.lookup(portal, symbol)
+        if sealed_ref is None:
+            raise NotFound("NOT_HOLDING", "the portal holds no subject with that symbol", "symbol")
+        return self.deriver.log_pseudonym(self._unseal(sealed_ref, portal, symbol))
+
+    async def list_records(
+        self, portal: str, symbol: str, page_size: int, page_token: str
+    ) -> tuple[list[DisclosedRecord], str]:
+        """One page of the subject's records, newest first, and the next page token."""
+        if page_size < 0 or page_size > MAX_PAGE_SIZE:
+            raise InvalidArgument(
+                "BAD_PAGE_SIZE", f"page_size must be between 0 and {MAX_PAGE_SIZE}", "page_size"
+            )
+        before: int | None = None
+        if page_token:
+            if not page_token.isdigit() or len(page_token) > 19:
+                raise InvalidArgument("BAD_PAGE_TOKEN", "page_token is malformed", "page_token")
+            before = int(page_token)
+        pseudonym = await self.subject_pseudonym(portal, symbol)
+        size = page_size or DEFAULT_PAGE_SIZE
+        rows = await self.registry.records_for_subject(pseudonym, before, size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        page = [DisclosedRecord(row.id, AccessRecord.decode(row.leaf)) for row in rows]
+        return page, (str(rows[-1].id) if more else "")
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _unseal(self, sealed_ref: bytes, agency: str, symbol: str) -> bytes:
+        try:
+            return self.deriver.unseal(sealed_ref, agency, symbol)
+        except ValueError:
+            log.error("a holding's sealed subject reference failed authentication",
+                      extra={"agency": agency})
+            raise SymbolsvcError(
+                "CORRUPT_HOLDING",
+                "the registry entry for this holding is damaged; the operator has been alerted",
+            ) from None
+
+    def _record(
+        self, kind: AccessKind, now: int, requester: str, office_work: str, info_item: str,
+        exchange_id: str, providers: tuple[str, ...], sid: bytes, require: tuple[str, str],
+    ) -> NewRecord:
+        pseudonym = self.deriver.log_pseudonym(sid)
+        leaf = AccessRecord(kind, now, requester, office_work, info_item, exchange_id,
+                            providers, pseudonym).encode()
+        return NewRecord(leaf, pseudonym, self.deriver.seal(sid, _LOG_SEAL_AGENCY, ""), require)
+
+
+# A slot filled later in the same call; never returned to a caller.
+err_placeholder = SymbolsvcError("PENDING", "internal placeholder")
+
+
+def check_batch(n: int, field: str) -> None:
+    if n == 0:
+        raise InvalidArgument("EMPTY_BATCH", "the batch is empty", field)
+    if n > MAX_BATCH:
+        raise InvalidArgument(
+            "BATCH_TOO_LARGE", f"a batch holds at most {MAX_BATCH} items (got {n})", field
+        )
+
+
+def _check_ident(value: str, field: str) -> None:
+    if not is_ident(value):
+        raise InvalidArgument(
+            "BAD_IDENTIFIER",
+            f"{field} must be 1-64 lower-case ASCII letters, digits, '.', '_' or '-'",
+            field,
+        )
+
+
+def _check_exchange(r: TranslateRequest | ResolveRequest, prefix: str) -> None:
+    _check_ident(r.requester_agency, prefix + "requester_agency")
+    symbol_version(r.symbol, prefix + "symbol")
+    _check_ident(r.office_work, prefix + "office_work")
+    _check_ident(r.info_item, prefix + "info_item")
+    x = r.exchange_id
+    if not (0 < len(x) <= MAX_EXCHANGE_ID and x.isascii() and x.isprintable()):
+        raise InvalidArgument(
+            "BAD_EXCHANGE_ID",
+            f"exchange_id must be 1-{MAX_EXCHANGE_ID} printable ASCII characters",
+            prefix + "exchange_id",
+        )
+
+
+def _requester_not_holding() -> NotFound:
+    return NotFound(
+        "REQUESTER_NOT_HOLDING",
+        "the requester agency holds no subject with that symbol",
+        "symbol",
+    )
+
+
+__all__ = [
+    "MAX_BATCH",
+    "Core",
+    "DisclosedRecord",
+    "Issued",
+    "Outcome",
+    "ResolveRequest",
+    "Resolved",
+    "StoredRecord",
+    "TranslateRequest",
+    "Translated",
+]

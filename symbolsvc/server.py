@@ -1,0 +1,180 @@
+"""Assemble and run the gRPC server: mTLS, the interceptor, the four services, health, reflection.
+
+Lifecycle: open the keyring, the permission table and the registry; start
+serving; on SIGHUP reload the permission table (a bad file is refused and the
+old table kept); on SIGTERM or SIGINT stop accepting calls, let in-flight
+calls finish within the grace period, then drain the registry's queued
+writes, so no acknowledged write is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .config import Config
+from .core import Core
+from .errors import ConfigError
+from .interceptor import GuardInterceptor
+from .keys import load_keyring, read_passphrase
+from .logsetup import setup_logging
+from .policy import PolicyHolder
+from .registry.sqlite import SqliteRegistry
+from .services.broker import BrokerService
+from .services.disclosure import DisclosureService
+from .services.symbol import SymbolService
+from .symbols import Deriver
+from .v1 import (
+    audit_service_pb2,
+    audit_service_pb2_grpc,
+    broker_service_pb2,
+    broker_service_pb2_grpc,
+    disclosure_service_pb2,
+    disclosure_service_pb2_grpc,
+    symbol_service_pb2,
+    symbol_service_pb2_grpc,
+)
+
+log = logging.getLogger("symbolsvc.server")
+
+SERVICE_NAMES = (
+    symbol_service_pb2.DESCRIPTOR.services_by_name["SymbolService"].full_name,
+    broker_service_pb2.DESCRIPTOR.services_by_name["BrokerService"].full_name,
+    disclosure_service_pb2.DESCRIPTOR.services_by_name["DisclosureService"].full_name,
+    audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+)
+
+
+@dataclass
+class App:
+    """Everything a running server holds; built once, closed once."""
+
+    config: Config
+    core: Core
+    policy: PolicyHolder
+    registry: SqliteRegistry
+
+
+def build_app(config: Config) -> App:
+    passphrase = read_passphrase(config.passphrase_env, config.passphrase_file)
+    keyring = load_keyring(config.keyring, passphrase)
+    policy = PolicyHolder(config.policy_file)
+    registry = SqliteRegistry(config.sqlite_path())
+    return App(config, Core(Deriver(keyring), registry, policy), policy, registry)
+
+
+def _options(config: Config) -> list[tuple[str, int]]:
+    return [
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.max_connection_idle_ms", 15 * 60_000),
+    ]
+
+
+def _credentials(config: Config) -> grpc.ServerCredentials:
+    try:
+        return grpc.ssl_server_credentials(
+            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+            root_certificates=config.tls_ca.read_bytes(),
+            require_client_auth=True,
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot read TLS files: {exc}") from None
+
+
+async def run(config: Config, listen: str | None = None) -> None:
+    setup_logging(config.security_log)
+    app = build_app(config)
+    address = listen or config.listen
+    server = grpc.aio.server(
+        interceptors=[GuardInterceptor(config.by_identity())],
+        options=_options(config),
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+    )
+    symbol_service_pb2_grpc.add_SymbolServiceServicer_to_server(SymbolService(app.core), server)
+    broker_service_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(app.core), server)
+    disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(
+        DisclosureService(app.core), server)
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
+        audit_service_pb2_grpc.AuditServiceServicer(), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_secure_port(address, _credentials(config))
+    if port == 0:
+        raise ConfigError(f"cannot listen on {address}")
+
+    probe_server = None
+    if config.health_listen:
+        probe_server = _probe_server(config.health_listen, health_servicer)
+
+    await server.start()
+    if probe_server is not None:
+        await probe_server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    host = address.rsplit(":", 1)[0]
+    # Tests and scripts read this line to learn the port (with --listen HOST:0).
+    print(f"symbolsvc serving on {host}:{port}", flush=True)
+    log.info("serving on %s:%d (mTLS, %d principals)", host, port, len(config.principals))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload_policy(app.policy))
+    await stop.wait()
+
+    log.info("stopping: finishing in-flight calls (grace %.0f s)", config.grace_seconds)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(config.grace_seconds)
+    if probe_server is not None:
+        await probe_server.stop(0)
+    await app.registry.close()
+    log.info("stopped; all acknowledged writes are on disk")
+
+
+def _reload_policy(policy: PolicyHolder) -> None:
+    try:
+        table = policy.reload()
+    except ConfigError as exc:
+        log.error("permission table NOT reloaded; keeping the previous one: %s", exc)
+        return
+    log.info("permission table reloaded: %d rules", table.rules)
+
+
+def _probe_server(address: str, servicer: health.aio.HealthServicer) -> grpc.aio.Server:
+    """Plaintext health for probes that cannot present a certificate: loopback only (SPEC §3)."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(f"[server] health_listen must be a loopback address, not {address!r}")
+    probe = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, probe)
+    if probe.add_insecure_port(address) == 0:
+        raise ConfigError(f"cannot listen on {address}")
+    return probe
+
+
+def main_serve(config: Config, listen: str | None) -> int:
+    try:
+        asyncio.run(run(config, listen))
+    except ConfigError as exc:
+        print(f"symbolsvc: {exc}", file=sys.stderr)
+        return 2
+    return 0

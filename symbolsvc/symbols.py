@@ -1,0 +1,104 @@
+"""Derivation of subject ids, agency symbols and log pseudonyms; sealing of subject references.
+
+Every value here is keyed (SPEC §5.2): the individual-number space is only
+10^11, so an unkeyed hash of a number would be a lookup table away from the
+number itself.
+
+    subject_id        = HMAC-SHA256(K_subject, number)               (never stored in clear)
+    symbol(agency, v) = "k<v>." + base32(HMAC-SHA256(K_agency_v, subject_id))
+    log pseudonym     = HMAC-SHA256(K_log, subject_id)                (no agency's symbol)
+    sealed reference  = 0x01 || nonce || AES-256-GCM-SIV(K_seal, nonce, subject_id,
+                                                        aad = agency || 0x00 || symbol)
+
+with K_subject, K_log, K_seal = HKDF(root, ...) and K_agency_v = HKDF(symbol_key_v, agency).
+The sealed reference is what lets the broker get from one agency's symbol to
+another's without any value shared between the two holdings' rows: a fresh
+nonce makes every sealed reference different, and the AAD binds it to its row.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from functools import lru_cache
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
+
+from .errors import InvalidArgument
+from .keys import Keyring, hkdf
+
+SUBJECT_ID_LEN = 32
+_SEAL_VERSION = 1
+_SYMBOL_RE = re.compile(r"k([1-9][0-9]{0,4})\.([a-z2-7]{52})")
+MAX_SYMBOL_LEN = 64
+
+
+class Deriver:
+    """All keyed derivations, with per-agency keys derived once and cached."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        self._keyring = keyring
+        self.current_version = keyring.current_version
+        self._subject = hmac.HMAC(hkdf(keyring.root, b"subject-id"), hashes.SHA256())
+        self._log = hmac.HMAC(hkdf(keyring.root, b"log-pseudonym"), hashes.SHA256())
+        self._seal = AESGCMSIV(hkdf(keyring.root, b"seal subject-ref v1"))
+        self._agency_mac = lru_cache(maxsize=65536)(self._make_agency_mac)
+
+    def _make_agency_mac(self, agency: str, version: int) -> hmac.HMAC:
+        key = self._keyring.symbol_keys.get(version)
+        if key is None:
+            raise InvalidArgument(
+                "UNKNOWN_KEY_VERSION",
+                f"symbol key version {version} is not in the keyring",
+                "symbol",
+            )
+        return hmac.HMAC(hkdf(key, b"agency-symbol\x00" + agency.encode()), hashes.SHA256())
+
+    def subject_id(self, number: bytes) -> bytes:
+        """The keyed subject id of a validated 12-digit number."""
+        h = self._subject.copy()
+        h.update(number)
+        return h.finalize()
+
+    def symbol(self, agency: str, subject_id: bytes, version: int | None = None) -> str:
+        """The agency's symbol for the subject under key version ``version`` (default current)."""
+        v = self.current_version if version is None else version
+        h = self._agency_mac(agency, v).copy()
+        h.update(subject_id)
+        return f"k{v}." + base64.b32encode(h.finalize()).decode("ascii").rstrip("=").lower()
+
+    def log_pseudonym(self, subject_id: bytes) -> bytes:
+        h = self._log.copy()
+        h.update(subject_id)
+        return h.finalize()
+
+    def seal(self, subject_id: bytes, agency: str, symbol: str) -> bytes:
+        nonce = os.urandom(12)
+        ct = self._seal.encrypt(nonce, subject_id, _aad(agency, symbol))
+        return bytes((_SEAL_VERSION,)) + nonce + ct
+
+    def unseal(self, sealed: bytes, agency: str, symbol: str) -> bytes:
+        """Recover the subject id; ``ValueError`` if the reference was altered or moved."""
+        if len(sealed) < 13 or sealed[0] != _SEAL_VERSION:
+            raise ValueError("sealed subject reference has an unknown format")
+        try:
+            return self._seal.decrypt(sealed[1:13], sealed[13:], _aad(agency, symbol))
+        except InvalidTag:
+            raise ValueError("sealed subject reference failed authentication") from None
+
+
+def _aad(agency: str, symbol: str) -> bytes:
+    return agency.encode() + b"\x00" + symbol.encode()
+
+
+def symbol_version(symbol: str, field: str = "symbol") -> int:
+    """Validate a symbol's syntax and return its key version."""
+    m = _SYMBOL_RE.fullmatch(symbol) if len(symbol) <= MAX_SYMBOL_LEN else None
+    if m is None:
+        raise InvalidArgument(
+            "BAD_SYMBOL", "symbol is malformed (expected k<version>.<52 base32 characters>)", field
+        )
+    return int(m.group(1))
