@@ -208,7 +208,7 @@ def parse_vkey(vkey: str) -> VerifierKey:
     """
     if not isinstance(vkey, str):
         raise NoteError("verifier key must be text")
-    parts = vkey.split("+")
+    parts = vkey.split("+", 2)  # the base64 key may itself contain '+'
     if len(parts) != 3:
         raise NoteError("verifier key must have the form name+hash+key")
     name, hash_hex, key_b64 = parts
@@ -240,7 +240,7 @@ def parse_signer_key(skey: str) -> tuple[str, Ed25519PrivateKey]:
     """Parse a signer key string into ``(name, private key)``; raise :class:`NoteError`."""
     if not isinstance(skey, str):
         raise NoteError("signer key must be text")
-    parts = skey.split("+")
+    parts = skey.split("+", 4)
     if len(parts) != 5 or parts[0] != "PRIVATE" or parts[1] != "KEY":
         raise NoteError("signer key must have the form PRIVATE+KEY+name+hash+key")
     _, _, name, hash_hex, key_b64 = parts
@@ -364,12 +364,7 @@ def verify_checkpoint(
 
 def _check_key_name(name: str) -> None:
     """Key names MUST be non-empty and contain no Unicode spaces and no ``+``."""
-    if (
-        not isinstance(name, str)
-        or not name
-        or "+" in name
-        or any(ch.isspace() for ch in name)
-    ):
+    if not isinstance(name, str) or not name or "+" in name or any(ch.isspace() for ch in name):
         raise NoteError("key name must be non-empty, without spaces or '+'")
     _check_line(name, "key name", NoteError)
 

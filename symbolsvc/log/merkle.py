@@ -69,7 +69,7 @@ _NODE_PREFIX = b"\x01"
 _MAX_SIZE = (1 << 64) - 1  # tree sizes are uint64 on the wire (RFC 9162 §4.10)
 
 NodeID = tuple[int, int]
-"""``(level, index)``: the perfect subtree over leaves ``[index << level, (index + 1) << level)``."""
+"""``(level, index)``: the perfect subtree over ``[index << level, (index + 1) << level)``."""
 
 NewNode = tuple[int, int, bytes]
 """``(level, index, hash)`` of a perfect node completed by an append; persist it."""
@@ -319,7 +319,9 @@ class Frontier:
         _check_size(size, "size")
         hs = [_checked(h, "frontier hash") for h in hashes]
         if len(hs) != size.bit_count():
-            raise ValueError(f"a frontier of size {size} has {size.bit_count()} hashes, not {len(hs)}")
+            raise ValueError(
+                f"a frontier of size {size} has {size.bit_count()} hashes, not {len(hs)}"
+            )
         frontier = cls()
         frontier._size = size
         frontier._hashes = hs
@@ -387,9 +389,7 @@ class Frontier:
         size = int.from_bytes(data[:8], "big")
         body = data[8:]
         if len(body) != HASH_SIZE * size.bit_count():
-            raise ValueError(
-                f"frontier state for size {size} must carry {size.bit_count()} hashes"
-            )
+            raise ValueError(f"frontier state for size {size} must carry {size.bit_count()} hashes")
         return cls.from_hashes(
             size, [body[i : i + HASH_SIZE] for i in range(0, len(body), HASH_SIZE)]
         )
