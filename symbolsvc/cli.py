@@ -23,7 +23,7 @@ def _init(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .server import main_serve
 
-    return main_serve(load_config(Path(args.config)), args.listen)
+    return main_serve(load_config(Path(args.config)), args.listen, args.workers)
 
 
 def _policy_check(args: argparse.Namespace) -> int:
@@ -33,6 +33,16 @@ def _policy_check(args: argparse.Namespace) -> int:
     print(f"{args.file}: OK, {table.rules} rules, {len(table.providers)} "
           "(requester, office work, info item) entries")
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="the deployment's config.toml")
     p.add_argument("--listen", help=f"HOST:PORT (default: config, else {DEFAULT_LISTEN}); "
                                     "port 0 picks a free port")
+    p.add_argument("--workers", type=_positive, default=1, metavar="N",
+                   help="serve with N processes on one port (SO_REUSEPORT), sharing the "
+                        "registry (default 1)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("policy", help="permission-table tools")

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -71,9 +72,11 @@ def build_app(config: Config) -> App:
     return App(config, Core(Deriver(keyring), registry, policy), policy, registry)
 
 
-def _options(config: Config) -> list[tuple[str, int]]:
+def _options(config: Config, *, reuseport: bool = False) -> list[tuple[str, int]]:
     return [
-        ("grpc.so_reuseport", 0),
+        # gRPC enables SO_REUSEPORT by default, so a second server on the same port
+        # would bind silently and steal calls; only --workers N shares a port on purpose.
+        ("grpc.so_reuseport", 1 if reuseport else 0),
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.keepalive_time_ms", 60_000),
@@ -93,13 +96,21 @@ def _credentials(config: Config) -> grpc.ServerCredentials:
         raise ConfigError(f"cannot read TLS files: {exc}") from None
 
 
-async def run(config: Config, listen: str | None = None) -> None:
+async def run(
+    config: Config,
+    listen: str | None = None,
+    *,
+    reuseport: bool = False,
+    on_ready: Callable[[str, int], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT. ``reuseport`` and ``on_ready`` are for the workers of
+    :mod:`.workers`: they share one port, and the parent announces readiness once."""
     setup_logging(config.security_log)
     app = build_app(config)
     address = listen or config.listen
     server = grpc.aio.server(
         interceptors=[GuardInterceptor(config.by_identity())],
-        options=_options(config),
+        options=_options(config, reuseport=reuseport),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
     symbol_service_pb2_grpc.add_SymbolServiceServicer_to_server(SymbolService(app.core), server)
@@ -126,8 +137,11 @@ async def run(config: Config, listen: str | None = None) -> None:
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = address.rsplit(":", 1)[0]
-    # Tests and scripts read this line to learn the port (with --listen HOST:0).
-    print(f"symbolsvc serving on {host}:{port}", flush=True)
+    if on_ready is not None:
+        on_ready(host, port)
+    else:
+        # Tests and scripts read this line to learn the port (with --listen HOST:0).
+        print(f"symbolsvc serving on {host}:{port}", flush=True)
     log.info("serving on %s:%d (mTLS, %d principals)", host, port, len(config.principals))
 
     stop = asyncio.Event()
@@ -171,7 +185,11 @@ def _probe_server(address: str, servicer: health.aio.HealthServicer) -> grpc.aio
     return probe
 
 
-def main_serve(config: Config, listen: str | None) -> int:
+def main_serve(config: Config, listen: str | None, workers: int = 1) -> int:
+    if workers > 1:
+        from .workers import serve_workers
+
+        return serve_workers(config, listen or config.listen, workers)
     try:
         asyncio.run(run(config, listen))
     except ConfigError as exc:
