@@ -35,6 +35,23 @@ def _policy_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db(args: argparse.Namespace) -> int:
+    from . import db
+
+    config = load_config(Path(args.config))
+    if args.db_command == "create":
+        print(db.create(config))
+        return 0
+    if args.db_command == "migrate":
+        status, applied = db.migrate(config)
+        for m in applied:
+            print(f"{status.where}: applied {m.version:04d}_{m.name}")
+    else:
+        status = db.check(config)
+    print(f"{status.where}: {status.message}")
+    return 0 if status.ok else 1
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -70,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve with N processes on one port (SO_REUSEPORT), sharing the "
                         "registry (default 1)")
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser("db", help="create, migrate or check the registry database")
+    dsub = p.add_subparsers(dest="db_command", required=True)
+    for name, text in (("create", "create the database [storage] url names, if absent"),
+                       ("migrate", "apply pending schema migrations"),
+                       ("check", "report the schema version; exit 1 unless it is current")):
+        dc = dsub.add_parser(name, help=text)
+        dc.add_argument("--config", required=True, help="the deployment's config.toml")
+        dc.set_defaults(func=_db)
 
     p = sub.add_parser("policy", help="permission-table tools")
     psub = p.add_subparsers(dest="policy_command", required=True)

@@ -23,12 +23,13 @@ from grpc_reflection.v1alpha import reflection
 
 from .config import Config
 from .core import Core
-from .errors import ConfigError
+from .errors import ConfigError, Unavailable
 from .interceptor import GuardInterceptor
 from .keys import load_keyring, read_passphrase
 from .logsetup import setup_logging
 from .policy import PolicyHolder
-from .registry.sqlite import SqliteRegistry
+from .registry import Registry
+from .registry.open import open_registry
 from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
 from .services.symbol import SymbolService
@@ -61,14 +62,14 @@ class App:
     config: Config
     core: Core
     policy: PolicyHolder
-    registry: SqliteRegistry
+    registry: Registry
 
 
 def build_app(config: Config) -> App:
     passphrase = read_passphrase(config.passphrase_env, config.passphrase_file)
     keyring = load_keyring(config.keyring, passphrase)
     policy = PolicyHolder(config.policy_file)
-    registry = SqliteRegistry(config.sqlite_path())
+    registry = open_registry(config)
     return App(config, Core(Deriver(keyring), registry, policy), policy, registry)
 
 
@@ -149,15 +150,42 @@ async def run(
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload_policy(app.policy))
+    monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer))
     await stop.wait()
 
     log.info("stopping: finishing in-flight calls (grace %.0f s)", config.grace_seconds)
+    monitor.cancel()
     await health_servicer.enter_graceful_shutdown()
     await server.stop(config.grace_seconds)
     if probe_server is not None:
         await probe_server.stop(0)
     await app.registry.close()
     log.info("stopped; all acknowledged writes are on disk")
+
+
+async def _watch_storage(registry: Registry, servicer: health.aio.HealthServicer,
+                         interval: float = 1.0) -> None:
+    """Health follows the database: NOT_SERVING while ``registry.ping()`` fails, SERVING
+    again by itself once it answers (checked every ``interval`` seconds)."""
+    serving = True
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.wait_for(registry.ping(), timeout=3 * interval)
+            ok = True
+        except (Unavailable, TimeoutError):
+            ok = False
+        if ok == serving:
+            continue
+        serving = ok
+        status = health_pb2.HealthCheckResponse.SERVING if ok else \
+            health_pb2.HealthCheckResponse.NOT_SERVING
+        if ok:
+            log.info("registry reachable again: health SERVING")
+        else:
+            log.error("registry unreachable: health NOT_SERVING until it answers again")
+        for name in ("", *SERVICE_NAMES):
+            await servicer.set(name, status)
 
 
 def _reload_policy(policy: PolicyHolder) -> None:

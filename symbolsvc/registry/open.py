@@ -1,0 +1,134 @@
+"""Choose and open the registry backend named by ``[storage] url``.
+
+* ``sqlite:PATH`` — the embedded default (:mod:`.sqlite`); its schema is created
+  and migrated on first start.
+* ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?PARAMS]`` (or
+  ``postgres://``) — PostgreSQL or a compatible engine (:mod:`.postgres`).
+  PARAMS are libpq's (``sslmode``, ``connect_timeout``, ``options``...) plus
+  symbolsvc's own ``pool_min`` / ``pool_max`` (connections per replica). The
+  password may also come from ``PGPASSWORD`` or ``~/.pgpass`` (libpq). The
+  schema must have been migrated (``symbolsvc db migrate``).
+
+Passwords never leave this module in a message: every URL shown to a human
+goes through :func:`redact_url`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from . import Registry
+
+PG_SCHEMES = ("postgresql", "postgres")
+_OWN_PARAMS = ("pool_min", "pool_max")
+
+
+def backend_of(url: str) -> str:
+    """``"sqlite"`` or ``"postgres"``; ConfigError for anything else."""
+    if url.startswith("sqlite:"):
+        return "sqlite"
+    if urlsplit(url).scheme in PG_SCHEMES:
+        return "postgres"
+    raise ConfigError(
+        f"[storage] url {redact_url(url)!r}: expected sqlite:PATH or postgresql://..."
+    )
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password (in the authority or a ``password=`` parameter) masked."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable storage url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class PgTarget:
+    """A PostgreSQL URL split into what libpq sees, the secret, and symbolsvc's options."""
+
+    conninfo: str  # without the password
+    password: str | None
+    display: str  # redacted, for messages
+    dbname: str
+    pool_min: int
+    pool_max: int
+
+    @classmethod
+    def parse(cls, url: str) -> PgTarget:
+        display = redact_url(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # validates
+        except ValueError:
+            raise ConfigError(f"[storage] url {display!r} is not a valid URL") from None
+        if parts.scheme not in PG_SCHEMES:
+            raise ConfigError(f"[storage] url {display!r} is not a postgresql:// URL")
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        password = params.pop("password", None)
+        if parts.password is not None:
+            password = unquote(parts.password)
+        own = {k: params.pop(k) for k in _OWN_PARAMS if k in params}
+        try:
+            pool_min = int(own.get("pool_min", 2))
+            pool_max = int(own.get("pool_max", 16))
+        except ValueError:
+            raise ConfigError(f"[storage] url {display!r}: pool_min/pool_max must be "
+                              "integers") from None
+        if not 0 <= pool_min <= pool_max or pool_max < 1:
+            raise ConfigError(f"[storage] url {display!r}: need 0 <= pool_min <= pool_max, "
+                              "pool_max >= 1")
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = host + (f":{port}" if port else "")
+        if parts.username:
+            netloc = f"{quote(unquote(parts.username), safe='')}@{netloc}"
+        conninfo = urlunsplit(("postgresql", netloc, parts.path, urlencode(params), ""))
+        dbname = unquote(parts.path.lstrip("/")) or params.get("dbname", "")
+        return cls(conninfo, password, display, dbname, pool_min, pool_max)
+
+    def with_dbname(self, dbname: str) -> PgTarget:
+        """The same server and credentials, another database (for ``db create``)."""
+        parts = urlsplit(self.conninfo)
+        conninfo = urlunsplit((parts.scheme, parts.netloc, "/" + quote(dbname, safe=""),
+                               parts.query, ""))
+        shown = urlsplit(self.display)
+        display = urlunsplit((shown.scheme, shown.netloc, "/" + quote(dbname, safe=""),
+                              shown.query, ""))
+        return PgTarget(conninfo, self.password, display, dbname, self.pool_min, self.pool_max)
+
+    def scrub(self, message: str) -> str:
+        """``message`` with the password (should a driver ever echo it) masked."""
+        if self.password:
+            message = message.replace(self.password, "***")
+        return message
+
+
+def open_registry(config: Config) -> Registry:
+    """The registry ``config`` names, schema checked (SQLite: created/migrated)."""
+    url = config.storage_url
+    if backend_of(url) == "sqlite":
+        from .sqlite import SqliteRegistry
+
+        return SqliteRegistry(config.sqlite_path())
+    from .postgres import PgRegistry
+
+    registry = PgRegistry(PgTarget.parse(url))
+    registry.check_schema()
+    return registry

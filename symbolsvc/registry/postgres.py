@@ -1,0 +1,364 @@
+"""The production registry: PostgreSQL (or Citus, CockroachDB, YugabyteDB) via psycopg 3.
+
+Same interface and semantics as :mod:`.sqlite`, proven by the same conformance
+suite (tests/test_registry.py). Differences that matter:
+
+* **Many writers.** Several symbolsvc replicas share one database. Issuance is
+  ``INSERT ... ON CONFLICT (agency, symbol) DO UPDATE SET released = false
+  WHERE holdings.released RETURNING agency, symbol``: a row comes back exactly
+  when the holding is new or re-created, so two replicas issuing the same
+  symbol at once get one holding, one ``newly_registered = True``. (Not
+  ``RETURNING (xmax = 0)``, which is PostgreSQL-internal; CockroachDB and
+  YugabyteDB accept this form.) Rows are sorted by key before writing so
+  concurrent multi-row writes lock in one order; serialization failures and
+  deadlocks (SQLSTATE 40001/40P01, routine on CockroachDB) are retried.
+* **Durability.** Every connection runs with ``synchronous_commit = on`` (set
+  explicitly, whatever the server default), so ``COMMIT`` returns after the WAL
+  is flushed; PostgreSQL's own group commit shares flushes between the
+  replicas' concurrent transactions.
+* **Outages.** A connection failure or pool timeout becomes
+  :class:`~symbolsvc.errors.Unavailable` (gRPC ``UNAVAILABLE``); the transaction
+  rolled back, so nothing changed. (A connection lost *during* ``COMMIT`` leaves
+  the outcome unknown, as with any database; retrying an issue is idempotent.)
+* **Secrets.** The password is handed to libpq apart from the connection
+  string, and every message goes through :meth:`PgTarget.scrub`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from ..errors import ConfigError, Unavailable
+from . import NewHolding, NewRecord, StoredRecord
+from .migrations import pg_version, require_current
+from .open import PgTarget
+
+T = TypeVar("T")
+log = logging.getLogger("symbolsvc.registry")
+
+_CHUNK = 1000  # rows per multi-row statement (3-4 parameters a row, far below 65,535)
+_RETRIES = 6
+_MAX_ID = 2**63 - 1
+_OUTAGE_WAIT = 0.25  # seconds
+
+
+class PgRegistry:
+    """:class:`symbolsvc.registry.Registry` on PostgreSQL through a psycopg connection pool."""
+
+    def __init__(self, target: PgTarget | str, *, timeout: float = 5.0,
+                 connect_timeout: int = 3) -> None:
+        self.target = PgTarget.parse(target) if isinstance(target, str) else target
+        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": connect_timeout}
+        if self.target.password is not None:
+            kwargs["password"] = self.target.password
+        self._connect_kwargs = kwargs
+        # The pool logs every failed reconnection attempt; the registry logs the outage
+        # once and the health monitor its end.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+        self._pool = AsyncConnectionPool(
+            self.target.conninfo,
+            kwargs=kwargs,
+            min_size=self.target.pool_min,
+            max_size=self.target.pool_max,
+            open=False,
+            timeout=timeout,
+            configure=_configure,
+            name="symbolsvc-registry",
+            reconnect_timeout=24 * 3600,  # keep trying through long outages
+        )
+        self._timeout = timeout
+        self._opened = False
+        self._open_lock: asyncio.Lock | None = None
+        self._available = True
+        self.transactions = 0  # committed write transactions; read by benchmarks
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def check_schema(self) -> None:
+        """Raise ConfigError unless the database holds the schema version this code knows."""
+        with connect_sync(self.target) as conn:
+            require_current(pg_version(conn), "postgres", self.target.display)
+
+    async def _ensure_open(self) -> None:
+        if self._opened:
+            return
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if not self._opened:
+                await self._pool.open(wait=False)
+                self._opened = True
+
+    async def close(self) -> None:
+        if self._opened:
+            await self._pool.close()
+            self._opened = False
+
+    async def ping(self) -> None:
+        """Round trip to the database; after an outage, also replace dead pooled connections."""
+        await self._ensure_open()
+        if not self._available:
+            await self._pool.check()
+        await self._read(_ping)
+        if not self._available:
+            log.info("registry database %s reachable again", self.target.display)
+            self._available = True
+
+    # -- transactions ----------------------------------------------------------
+
+    def _wait(self) -> float:
+        """How long a call waits for a pooled connection: briefly during a known outage,
+        so calls fail fast with UNAVAILABLE instead of piling up."""
+        return self._timeout if self._available else _OUTAGE_WAIT
+
+    def _unavailable(self, exc: BaseException, what: str) -> Unavailable:
+        if self._available:
+            log.warning("registry database %s unavailable (%s): %s", self.target.display, what,
+                        self.target.scrub(_first_line(exc)))
+        self._available = False
+        return Unavailable(
+            "STORAGE_UNAVAILABLE",
+            "the registry database is unreachable; nothing was changed, retry with back-off",
+        )
+
+    async def _read(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """Run a read in autocommit mode; retried once on a dead pooled connection."""
+        await self._ensure_open()
+        for attempt in (1, 2):
+            try:
+                async with self._pool.connection(timeout=self._wait()) as conn:
+                    return await fn(conn)
+            except PoolTimeout as exc:
+                raise self._unavailable(exc, "no connection") from None
+            except psycopg.OperationalError as exc:
+                if attempt == 2:
+                    raise self._unavailable(exc, "read") from None
+        raise AssertionError("unreachable")
+
+    async def _write(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """Run ``fn`` in one transaction; retried whole on serialization failure or deadlock.
+
+        Never retried after a connection failure: the COMMIT may have happened.
+        """
+        await self._ensure_open()
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                async with self._pool.connection(timeout=self._wait()) as conn:
+                    async with conn.transaction():
+                        result = await fn(conn)
+                self.transactions += 1
+                return result
+            except pgerrors.TransactionRollback:
+                if attempt == _RETRIES:
+                    raise Unavailable(
+                        "STORAGE_CONTENTION",
+                        "the registry stayed too busy to commit; nothing was changed, retry",
+                    ) from None
+                await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
+            except PoolTimeout as exc:
+                raise self._unavailable(exc, "no connection") from None
+            except psycopg.OperationalError as exc:
+                raise self._unavailable(exc, "write") from None
+        raise AssertionError("unreachable")
+
+    # -- holdings --------------------------------------------------------------
+
+    async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
+        keys = [(h.agency, h.symbol) for h in items]
+        unique = {}
+        for h in items:
+            unique.setdefault((h.agency, h.symbol), h.sealed_subject)
+        rows = sorted((a, s, sealed) for (a, s), sealed in unique.items())
+        if not rows:
+            return []
+        fresh = await self._write(lambda conn: _issue(conn, rows))
+        # The first occurrence of a key carries the database's answer; a repeat of
+        # it in the same batch finds the holding live (as on SQLite).
+        out, seen = [], set()
+        for key in keys:
+            out.append(key in fresh and key not in seen)
+            seen.add(key)
+        return out
+
+    async def release(self, agency: str, symbol: str) -> bool | None:
+        return await self._write(lambda conn: _release(conn, agency, symbol))
+
+    async def lookup(self, agency: str, symbol: str) -> bytes | None:
+        return await self._read(lambda conn: _lookup(conn, agency, symbol))
+
+    async def lookup_many(self, keys: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        if len(keys) == 1:
+            return [await self.lookup(*keys[0])]
+        unique = sorted(set(keys))
+        if not unique:
+            return []
+        found = await self._read(lambda conn: _lookup_many(conn, unique))
+        return [found.get(key) for key in keys]
+
+    # -- access records --------------------------------------------------------
+
+    async def append_records(self, records: Sequence[NewRecord]) -> list[int | None]:
+        recs = list(records)
+        if not recs:
+            return []
+        return await self._write(lambda conn: _append(conn, recs))
+
+    async def records_for_subject(
+        self, pseudonym: bytes, before_id: int | None, limit: int
+    ) -> list[StoredRecord]:
+        before = before_id if before_id is not None else _MAX_ID
+        return await self._read(lambda conn: _select_records(
+            conn,
+            "SELECT id, leaf, sealed_subject FROM access_records "
+            "WHERE pseudonym = %s AND id < %s ORDER BY id DESC LIMIT %s",
+            (pseudonym, before, limit)))
+
+    async def records_after(self, after_id: int, limit: int) -> list[StoredRecord]:
+        return await self._read(lambda conn: _select_records(
+            conn,
+            "SELECT id, leaf, sealed_subject FROM access_records "
+            "WHERE id > %s ORDER BY id LIMIT %s",
+            (after_id, limit)))
+
+
+# -- connection set-up and statements --------------------------------------------
+
+
+def connect_sync(target: PgTarget, connect_timeout: int = 5) -> psycopg.Connection[Any]:
+    """A plain synchronous autocommit connection (start-up checks, ``symbolsvc db``)."""
+    try:
+        return psycopg.connect(target.conninfo, password=target.password, autocommit=True,
+                               connect_timeout=connect_timeout)
+    except psycopg.Error as exc:
+        raise ConfigError(target.scrub(
+            f"cannot connect to {target.display}: {_first_line(exc)}")) from None
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Every pooled connection: commits wait for the WAL flush."""
+    try:
+        await conn.execute("SET synchronous_commit = on")
+    except (pgerrors.UndefinedObject, pgerrors.FeatureNotSupported,
+            pgerrors.InvalidParameterValue):
+        # Engines without the setting (CockroachDB) always commit durably.
+        pass
+
+
+async def _ping(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute("SELECT 1")
+
+
+def _values(n: int, width: int) -> str:
+    row = "(" + ", ".join(["%s"] * width) + ")"
+    return ", ".join([row] * n)
+
+
+def _chunks(seq: Sequence[T], size: int = _CHUNK) -> list[Sequence[T]]:
+    return [seq[i:i + size] for i in range(0, len(seq), size)]
+
+
+async def _issue(
+    conn: psycopg.AsyncConnection[Any], rows: list[tuple[str, str, bytes]]
+) -> set[tuple[str, str]]:
+    fresh: set[tuple[str, str]] = set()
+    for chunk in _chunks(rows):
+        cur = await conn.execute(
+            "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES "  # noqa: S608 - placeholders only
+            + _values(len(chunk), 3)
+            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = false "
+            "WHERE holdings.released RETURNING agency, symbol",
+            [v for row in chunk for v in row],
+        )
+        fresh.update((a, s) for a, s in await cur.fetchall())
+    return fresh
+
+
+async def _release(conn: psycopg.AsyncConnection[Any], agency: str, symbol: str) -> bool | None:
+    cur = await conn.execute(
+        "UPDATE holdings SET released = true "
+        "WHERE agency = %s AND symbol = %s AND NOT released RETURNING 1",
+        (agency, symbol),
+    )
+    if await cur.fetchone() is not None:
+        return True
+    cur = await conn.execute(
+        "SELECT 1 FROM holdings WHERE agency = %s AND symbol = %s", (agency, symbol)
+    )
+    return False if await cur.fetchone() is not None else None
+
+
+async def _lookup(conn: psycopg.AsyncConnection[Any], agency: str, symbol: str) -> bytes | None:
+    cur = await conn.execute(
+        "SELECT sealed_subject FROM holdings WHERE agency = %s AND symbol = %s AND NOT released",
+        (agency, symbol),
+    )
+    row = await cur.fetchone()
+    return bytes(row[0]) if row else None
+
+
+async def _lookup_many(
+    conn: psycopg.AsyncConnection[Any], keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], bytes]:
+    found: dict[tuple[str, str], bytes] = {}
+    for chunk in _chunks(keys):
+        cur = await conn.execute(
+            "SELECT agency, symbol, sealed_subject FROM holdings "  # noqa: S608 - placeholders only
+            "WHERE NOT released AND (agency, symbol) IN (" + _values(len(chunk), 2) + ")",
+            [v for key in chunk for v in key],
+        )
+        for agency, symbol, sealed in await cur.fetchall():
+            found[(agency, symbol)] = bytes(sealed)
+    return found
+
+
+_INSERT_RECORD = (
+    "INSERT INTO access_records (pseudonym, sealed_subject, leaf) VALUES (%s, %s, %s) RETURNING id"
+)
+# The holding's row is share-locked until COMMIT, so a concurrent release waits and
+# no record is appended against a holding released before the record commits.
+_INSERT_RECORD_IF_LIVE = (
+    "INSERT INTO access_records (pseudonym, sealed_subject, leaf) "
+    "SELECT %s, %s, %s FROM holdings "
+    "WHERE agency = %s AND symbol = %s AND NOT released FOR SHARE RETURNING id"
+)
+
+
+async def _append(
+    conn: psycopg.AsyncConnection[Any], records: list[NewRecord]
+) -> list[int | None]:
+    cursors = []
+    async with conn.pipeline():
+        for r in records:
+            cur = conn.cursor()
+            if r.require is None:
+                await cur.execute(_INSERT_RECORD, (r.pseudonym, r.sealed_subject, r.leaf))
+            else:
+                await cur.execute(_INSERT_RECORD_IF_LIVE,
+                                  (r.pseudonym, r.sealed_subject, r.leaf, *r.require))
+            cursors.append(cur)
+    out: list[int | None] = []
+    for cur in cursors:
+        row = await cur.fetchone()
+        out.append(int(row[0]) if row else None)
+    return out
+
+
+async def _select_records(
+    conn: psycopg.AsyncConnection[Any], sql: Any, params: tuple[Any, ...]
+) -> list[StoredRecord]:
+    cur = await conn.execute(sql, params)
+    return [StoredRecord(int(i), bytes(leaf), bytes(sealed))
+            for i, leaf, sealed in await cur.fetchall()]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
