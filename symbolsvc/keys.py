@@ -99,7 +99,8 @@ class Keyring:
         """Open a keyring file; :class:`KeyringError` on a wrong passphrase or damage."""
         try:
             doc = json.loads(data)
-            if doc.get("format") != KEYRING_FORMAT or doc["kdf"]["name"] != "scrypt":
+            if (not isinstance(doc, dict) or doc.get("format") != KEYRING_FORMAT
+                    or doc["kdf"]["name"] != "scrypt"):
                 raise KeyringError(f"keyring format is not {KEYRING_FORMAT}")
             kdf = doc["kdf"]
             kek = _kek(passphrase, base64.b64decode(kdf["salt"]), kdf["n"], kdf["r"], kdf["p"])

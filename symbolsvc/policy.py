@@ -94,6 +94,8 @@ class Policy:
 
 
 def _ident(value: object, where: str) -> str:
+    if value is None:
+        raise ConfigError(f"{where}: missing (a required key)")
     if not isinstance(value, str) or not is_ident(value):
         raise ConfigError(
             f"{where}: {value!r} is not a valid identifier "
