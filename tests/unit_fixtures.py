@@ -26,9 +26,9 @@ from symbolsvc.registry import Registry
 
 VECTORS = Path(__file__).parent / "vectors"
 
-# Backends the registry conformance suite runs against. "postgres" will join this
-# list (with a branch in open_registry) when the PostgreSQL backend lands.
-REGISTRY_BACKENDS = ["sqlite"]
+# Backends the registry conformance suite runs against. "postgres" needs a server
+# (tests/postgres_fixtures.py): without one its cases skip, saying how to enable them.
+REGISTRY_BACKENDS = ["sqlite", "postgres"]
 
 
 def reference_check_digit(first_eleven: str) -> int:
@@ -77,6 +77,11 @@ async def open_registry(kind: str, tmp_path: Path) -> Registry:
         from symbolsvc.registry.sqlite import SqliteRegistry
 
         return SqliteRegistry(tmp_path / "registry.sqlite3")
+    if kind == "postgres":
+        from postgres_fixtures import ThrowawayPgRegistry, require_postgres
+
+        require_postgres()
+        return ThrowawayPgRegistry()  # a fresh database, dropped by close()
     raise AssertionError(f"no test set-up for registry backend {kind!r}")
 
 

@@ -1,0 +1,124 @@
+"""PostgreSQL for the tests: a throwaway database per test, or a skip that says how to enable.
+
+The server is ``$SYMBOLSVC_TEST_PG_URL`` or, by default, the local one CI runs
+(``postgresql://postgres@127.0.0.1:5432/test``, trust auth). Each test gets its own
+database (``symbolsvc_t_<random>``), created empty and dropped afterwards, so tests
+never see each other's rows and can run against a shared server.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from symbolsvc.registry.migrations import pg_migrate
+from symbolsvc.registry.open import PgTarget
+from symbolsvc.registry.postgres import PgRegistry, connect_sync
+
+PG_ENV = "SYMBOLSVC_TEST_PG_URL"
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+ENABLE_HINT = (
+    f"set {PG_ENV}=postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE (a server where USER may "
+    "CREATE DATABASE) to run the PostgreSQL tests"
+)
+
+
+@cache
+def _probe() -> tuple[str | None, str]:
+    url = os.environ.get(PG_ENV) or DEFAULT_PG_URL
+    target = PgTarget.parse(url)
+    try:
+        with connect_sync(target, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure means "no PostgreSQL here"
+        return None, f"PostgreSQL not reachable at {target.display} ({exc}); {ENABLE_HINT}"
+    return url, ""
+
+
+def require_postgres() -> str:
+    """The test server's URL, or skip the calling test with how to enable it."""
+    url, why = _probe()
+    if url is None:
+        pytest.skip(why)
+    return url
+
+
+def _admin() -> PgTarget:
+    return PgTarget.parse(require_postgres())
+
+
+@contextmanager
+def fresh_database(migrate: bool = True) -> Iterator[str]:
+    """A new empty database (schema migrated unless ``migrate=False``); its URL."""
+    admin = _admin()
+    name = f"symbolsvc_t_{secrets.token_hex(6)}"
+    with connect_sync(admin) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    target = admin.with_dbname(name)
+    url = _url_of(target)
+    try:
+        if migrate:
+            with connect_sync(target) as conn:
+                pg_migrate(conn, target.display)
+        yield url
+    finally:
+        drop_database(name)
+
+
+def drop_database(name: str) -> None:
+    with connect_sync(_admin()) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _url_of(target: PgTarget) -> str:
+    """The full URL (with the password, if any) of ``target``: for config files in tests."""
+    if not target.password:
+        return target.conninfo
+    scheme, rest = target.conninfo.split("://", 1)
+    from urllib.parse import quote
+
+    user, host = rest.split("@", 1) if "@" in rest else ("", rest)
+    return f"{scheme}://{user}:{quote(target.password, safe='')}@{host}"
+
+
+class ThrowawayPgRegistry(PgRegistry):
+    """A :class:`PgRegistry` on its own fresh database, dropped by :meth:`close`."""
+
+    def __init__(self) -> None:
+        self._db = fresh_database()
+        super().__init__(self._db.__enter__())
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            self._db.__exit__(None, None, None)
+
+
+def pg_available() -> bool:
+    return _probe()[0] is not None
+
+
+def pg_ctl(action: str) -> None:
+    """Start or stop the local PostgreSQL 15 cluster (the outage tests)."""
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", action,
+         *(["-m", "fast"] if action == "stop" else [])],
+        check=True, stdout=sys.stderr, stderr=sys.stderr, timeout=60,
+    )
+
+
+def local_cluster_controllable() -> bool:
+    """True when the test server is this machine's pg_ctlcluster-managed PostgreSQL 15."""
+    url, _ = _probe()
+    if url is None or os.environ.get(PG_ENV):
+        return False
+    return Path("/etc/postgresql/15/main").is_dir() and os.geteuid() == 0
