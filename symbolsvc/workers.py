@@ -35,7 +35,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from types import FrameType
 
@@ -45,6 +45,9 @@ from .errors import ConfigError
 log = logging.getLogger("symbolsvc.server")
 READY_TIMEOUT = 120.0
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# A worker's entry point: serve (config, "HOST:PORT") with SO_REUSEPORT, send the
+# port down the connection once serving, return on SIGTERM.
+WorkerMain = Callable[[Config, str, Connection], None]
 
 
 @contextlib.contextmanager
@@ -71,12 +74,19 @@ def reserve_port(address: str) -> Iterator[int]:
         sock.close()
 
 
-def serve_workers(config: Config, listen: str, workers: int) -> int:
-    """Run ``workers`` server processes on ``listen``; return the exit status."""
+def serve_workers(config: Config, listen: str, workers: int, *,
+                  worker: WorkerMain | None = None) -> int:
+    """Run ``workers`` server processes on ``listen``; return the exit status.
+
+    ``worker`` replaces the symbolsvc server (the bench's empty-handler
+    baseline uses it); it must be importable, as workers are spawned.
+    """
     try:
-        _prepare_storage(config)
+        if worker is None:
+            _prepare_storage(config)
         with reserve_port(listen) as port:
-            return _supervise(config, f"{listen.rpartition(':')[0]}:{port}", workers)
+            return _supervise(config, f"{listen.rpartition(':')[0]}:{port}", workers,
+                              worker or _worker)
     except ConfigError as exc:
         print(f"symbolsvc: {exc}", file=sys.stderr)
         return 2
@@ -92,13 +102,13 @@ def _prepare_storage(config: Config) -> None:
     asyncio.run(init())
 
 
-def _supervise(config: Config, address: str, n: int) -> int:
+def _supervise(config: Config, address: str, n: int, worker: WorkerMain) -> int:
     ctx = multiprocessing.get_context("spawn")
     procs: list[multiprocessing.process.BaseProcess] = []
     pending: dict[Connection, int] = {}
     for i in range(n):
         parent_end, child_end = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_worker, args=(config, address, child_end),
+        p = ctx.Process(target=worker, args=(config, address, child_end),
                         name=f"symbolsvc-worker-{i}")
         p.start()
         child_end.close()
