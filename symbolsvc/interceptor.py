@@ -32,6 +32,9 @@ LATENCY = Histogram("symbolsvc_rpc_seconds", "RPC handling time, by method", ["m
 class GuardInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, principals: Mapping[str, Principal]) -> None:
         self._principals = principals  # identity (URI SAN) -> principal
+        # method -> (the service's handler, our wrapper of it). The wrappers hold no
+        # per-call state, so each is built once rather than on every call.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -41,9 +44,17 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:
             return None  # unknown method: gRPC answers UNIMPLEMENTED
-        method = details.method
+        cached = self._wrapped.get(details.method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(details.method, handler)
+        self._wrapped[details.method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         # Pre-bound per method so the per-call path does no look-ups.
         latency = LATENCY.labels(method)
+        ok = RPCS.labels(method, "OK")
 
         def enter(context: grpc.aio.ServicerContext) -> None:
             p = auth.identify(context.auth_context(), self._principals, method)
@@ -75,7 +86,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 finally:
                     latency.observe(time.perf_counter() - start)
-                RPCS.labels(method, "OK").inc()
+                ok.inc()
                 return reply
 
             return grpc.unary_unary_rpc_method_handler(
@@ -91,7 +102,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                 except Exception as exc:
                     await fail(context, exc)
                     raise
-                RPCS.labels(method, "OK").inc()
+                ok.inc()
                 return reply
 
             return grpc.stream_unary_rpc_method_handler(
@@ -109,6 +120,6 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             except Exception as exc:
                 await fail(context, exc)
                 raise
-            RPCS.labels(method, "OK").inc()
+            ok.inc()
 
         return factory(streamed, handler.request_deserializer, handler.response_serializer)
