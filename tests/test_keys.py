@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import symbolsvc.keys
 from symbolsvc.errors import ConfigError, KeyringError
 from symbolsvc.keys import KEYRING_FORMAT, Keyring, hkdf, load_keyring, read_passphrase
 
@@ -24,7 +25,16 @@ def keyring() -> Keyring:
 
 @pytest.fixture(scope="module")
 def sealed(keyring: Keyring) -> bytes:
-    return keyring.seal(PASS)
+    """Sealed with a cheap scrypt cost (the file records its parameters, so unseal follows)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(symbolsvc.keys, "_SCRYPT_N", 2**10)
+        return keyring.seal(PASS)
+
+
+def test_default_cost_round_trip(keyring: Keyring) -> None:
+    data = keyring.seal(PASS)
+    assert json.loads(data)["kdf"]["n"] == 2**15
+    assert _same(Keyring.unseal(data, PASS), keyring)
 
 
 def _same(a: Keyring, b: Keyring) -> bool:

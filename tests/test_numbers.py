@@ -8,7 +8,7 @@ import unicodedata
 from typing import Any
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from unit_fixtures import (
     VECTORS,
@@ -139,6 +139,7 @@ def _assert_single_digit_detection(number: str) -> None:
             assert not missed
 
 
+@settings(max_examples=50)
 @given(valid_numbers)
 @example("000000000000")
 @example("179105138130")
@@ -184,6 +185,7 @@ def test_whole_number_in_other_digit_scripts_rejected(zero: str, number: str) ->
     assert _reject(value).reason == "BAD_FORMAT"
 
 
+@settings(max_examples=50)
 @given(valid_numbers, st.integers(0, 12), _WHITESPACE, st.booleans())
 def test_whitespace_rejected(number: str, pos: int, ws: str, replace: bool) -> None:
     if replace:
@@ -194,6 +196,7 @@ def test_whitespace_rejected(number: str, pos: int, ws: str, replace: bool) -> N
     assert _reject(value).reason == "BAD_FORMAT"
 
 
+@settings(max_examples=50)
 @given(valid_numbers, st.integers(0, 11), _LETTERS)
 def test_letters_rejected(number: str, pos: int, ch: str) -> None:
     value = number[:pos] + ch + number[pos + 1 :]

@@ -82,7 +82,7 @@ records = st.builds(
 )
 
 
-@settings(max_examples=150)
+@settings(max_examples=100)
 @given(records)
 def test_round_trip(rec: AccessRecord) -> None:
     leaf = rec.encode()
