@@ -122,3 +122,52 @@ def local_cluster_controllable() -> bool:
     if url is None or os.environ.get(PG_ENV):
         return False
     return Path("/etc/postgresql/15/main").is_dir() and os.geteuid() == 0
+
+
+class Replica:
+    """One ``symbolsvc serve`` process on a free port; :meth:`kill` is kill -9."""
+
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.log_path = log
+        self._log = log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "symbolsvc", "serve", "--config", str(config),
+             "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=self._log, env={**os.environ, **(env or {})},
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()  # the readiness line, or EOF on failure
+        if not line.startswith("symbolsvc serving on "):
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"replica did not start: {line!r}\n{log.read_text()[-3000:]}")
+        self.address = line.rsplit(" ", 1)[1].strip()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def init_deployment(directory: Path, storage_url: str, agencies: list[str]) -> Path:
+    """``symbolsvc init`` a deployment and point its [storage] url at ``storage_url``."""
+    args = [sys.executable, "-m", "symbolsvc", "init", str(directory)]
+    for a in agencies:
+        args += ["--agency", a]
+    subprocess.run(args, check=True, capture_output=True, timeout=120)
+    config = directory / "config.toml"
+    lines = [f'url = "{storage_url}"' if ln.startswith("url = ") else ln
+             for ln in config.read_text().splitlines()]
+    config.write_text("\n".join(lines) + "\n")
+    return config

@@ -1,0 +1,180 @@
+"""Stateless replicas over one PostgreSQL database (SPEC §7, issue 5).
+
+Real processes: two ``symbolsvc serve`` on different ports, one deployment
+directory, one database; clients balance over both with gRPC's ``round_robin``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2
+from postgres_fixtures import (
+    Replica,
+    fresh_database,
+    init_deployment,
+    local_cluster_controllable,
+    pg_ctl,
+    require_postgres,
+)
+from symbolsvc_client.channel import Deployment
+from symbolsvc_client.clients import CallError
+from unit_fixtures import number_for
+
+from symbolsvc.registry.open import PgTarget
+from symbolsvc.registry.postgres import connect_sync
+
+AGENCIES = ["city-a", "city-b"]
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass
+class Cluster:
+    url: str
+    dir: Path
+    replicas: list[Replica] = field(default_factory=list)
+
+    @property
+    def addresses(self) -> list[str]:
+        return [r.address for r in self.replicas]
+
+    def deployment(self) -> Deployment:
+        return Deployment(self.dir)
+
+    def rows(self, sql: str, *params: object) -> list[tuple]:
+        with connect_sync(PgTarget.parse(self.url)) as conn:
+            return conn.execute(sql, params).fetchall()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    require_postgres()
+    with fresh_database() as url:
+        config = init_deployment(tmp_path / "dep", url, AGENCIES)
+        c = Cluster(url, tmp_path / "dep")
+        try:
+            for i in range(2):
+                c.replicas.append(Replica(config, tmp_path / f"replica{i}.log"))
+            yield c
+        finally:
+            for r in c.replicas:
+                r.stop()
+
+
+def _wait_for(predicate, timeout: float, what: str) -> float:  # noqa: ANN001
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_concurrent_overlapping_issuance_over_two_replicas(cluster: Cluster) -> None:
+    dep = cluster.deployment()
+    clients = {a: dep.agency(a, cluster.addresses) for a in AGENCIES}
+    numbers = [number_for(1000 + i) for i in range(240)]
+    seen: dict[tuple[str, str], list[tuple[str, bool]]] = defaultdict(list)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker(t: int) -> None:
+        try:
+            agency = AGENCIES[t % 2]
+            client = clients[agency]
+            mine = numbers[(t * 20) % 200:(t * 20) % 200 + 60]  # overlaps 2 neighbours each way
+            if t % 4 < 2:
+                mine = mine[::-1]
+            for start in range(0, len(mine), 10):
+                chunk = mine[start:start + 10]
+                if t % 3 == 0:
+                    out = [(n, r.issued.symbol, r.issued.newly_registered)
+                           for n, r in zip(chunk, client.issue_batch(chunk), strict=True)]
+                else:
+                    out = [(n, *_unary(client, n)) for n in chunk]
+                with lock:
+                    for n, symbol, new in out:
+                        seen[(agency, n)].append((symbol, new))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(12)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    for key, answers in seen.items():
+        assert len({s for s, _ in answers}) == 1, f"one symbol per {key}"
+        assert sum(new for _, new in answers) == 1, f"newly_registered once for {key}"
+    total, distinct = cluster.rows(
+        "SELECT count(*), count(DISTINCT (agency, symbol)) FROM holdings")[0]
+    assert total == distinct == len(seen)
+    for c in clients.values():
+        c.close()
+
+
+def _unary(client, number: str) -> tuple[str, bool]:  # noqa: ANN001
+    reply = client.issue(number)
+    return reply.symbol, reply.newly_registered
+
+
+def test_database_outage_unavailable_not_serving_and_recovery(cluster: Cluster) -> None:
+    if not local_cluster_controllable():
+        pytest.skip("needs this machine's pg_ctlcluster-managed PostgreSQL 15 (run as root, "
+                    "without SYMBOLSVC_TEST_PG_URL)")
+    dep = cluster.deployment()
+    agency = dep.agency("city-a", cluster.addresses)
+    probes = [dep.agency("city-a", addr) for addr in cluster.addresses]
+    acked: dict[str, str] = {}
+    failures: list[grpc.StatusCode] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        i = 0
+        while not stop.is_set():
+            number = number_for(50_000 + i)
+            i += 1
+            try:
+                acked[number] = agency.issue(number).symbol
+            except CallError as err:
+                failures.append(err.code)
+                time.sleep(0.05)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        _wait_for(lambda: len(acked) > 20, 20, "load to start")
+        pg_ctl("stop")
+        try:
+            down = _wait_for(lambda: all(p.health() == NOT_SERVING for p in probes), 10,
+                             "both replicas NOT_SERVING")
+            _wait_for(lambda: len(failures) >= 3, 15, "calls failing during the outage")
+            during = len(acked)
+            time.sleep(1)
+            assert len(acked) == during, "no call succeeds while the database is down"
+        finally:
+            pg_ctl("start")
+        up = _wait_for(lambda: all(p.health() == SERVING for p in probes), 15,
+                       "both replicas SERVING again")
+        after = len(acked)
+        _wait_for(lambda: len(acked) > after + 20, 20, "calls succeeding again")
+    finally:
+        stop.set()
+        loader.join()
+    assert set(failures) == {grpc.StatusCode.UNAVAILABLE}, failures
+    stored = {s for (s,) in cluster.rows("SELECT symbol FROM holdings WHERE agency = 'city-a'")}
+    lost = [n for n, s in acked.items() if s not in stored]
+    assert not lost, f"{len(lost)} acknowledged issues missing after the outage"
+    print(f"NOT_SERVING after {down:.1f} s, SERVING {up:.1f} s after restart; "
+          f"{len(acked)} acknowledged, {len(failures)} UNAVAILABLE")
+    for c in (agency, *probes):
+        c.close()
