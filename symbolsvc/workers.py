@@ -93,11 +93,11 @@ def serve_workers(config: Config, listen: str, workers: int, *,
 
 
 def _prepare_storage(config: Config) -> None:
-    """Create the registry's schema once, before several processes open it."""
-    from .registry.sqlite import SqliteRegistry
+    """Create (SQLite) or check (PostgreSQL) the registry's schema once, before the workers."""
+    from .registry.open import open_registry
 
     async def init() -> None:
-        await SqliteRegistry(config.sqlite_path()).close()
+        await open_registry(config).close()
 
     asyncio.run(init())
 
