@@ -44,6 +44,12 @@ class Config:
     log_origin: str
     security_log: Path | None
     principals: dict[str, Principal] = field(default_factory=dict)
+    # The access log's sequencer (docs/ACCESS_LOG.md): integrate every
+    # log_integrate_interval_ms up to log_integrate_batch records; the sequencer
+    # lease lasts log_lease_ms without renewal.
+    log_integrate_interval_ms: int = 200
+    log_integrate_batch: int = 10_000
+    log_lease_ms: int = 5_000
 
     @property
     def base(self) -> Path:
@@ -99,6 +105,19 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: two principals share one identity")
     passphrase_file = keys.get("passphrase_file")
     security_log = access_log.get("security_log")
+
+    def positive(sec: dict, key: str, where: str, default: int) -> int:
+        value = sec.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{path}: [{where}] {key} must be a positive integer")
+        return value
+
+    interval_ms = positive(access_log, "integrate_interval_ms", "access_log", 200)
+    batch = positive(access_log, "integrate_batch", "access_log", 10_000)
+    lease_ms = positive(access_log, "lease_ms", "access_log", 5_000)
+    if lease_ms < 2 * interval_ms:
+        raise ConfigError(f"{path}: [access_log] lease_ms must be at least twice "
+                          "integrate_interval_ms, or the sequencer loses its lease between steps")
     return Config(
         path=path,
         listen=str(server.get("listen", DEFAULT_LISTEN)),
@@ -117,4 +136,7 @@ def load_config(path: Path) -> Config:
         log_origin=str(access_log.get("origin", "symbolsvc.local/access-log")),
         security_log=base / security_log if security_log else None,
         principals=principals,
+        log_integrate_interval_ms=interval_ms,
+        log_integrate_batch=batch,
+        log_lease_ms=lease_ms,
     )

@@ -12,9 +12,9 @@ Every write method returns only once its transaction is durable on disk.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +36,97 @@ class NewRecord:
 
 @dataclass(frozen=True, slots=True)
 class StoredRecord:
+    """An access record as stored; ``leaf_index`` is None until it is integrated."""
+
     id: int
     leaf: bytes
     sealed_subject: bytes
+    leaf_index: int | None = None
 
 
-class Registry(Protocol):
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    """A published checkpoint: the signed note for the tree of ``tree_size`` leaves."""
+
+    tree_size: int
+    note: str
+    signed_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    """What one :meth:`LogStore.integrate` call did.
+
+    ``leader`` is False when another holder has the sequencer lease (then
+    nothing was written). ``tree_size`` is the tree's size as stored after the
+    call; ``checkpoint`` the note signed by this call, if it signed one.
+    """
+
+    leader: bool
+    integrated: int
+    tree_size: int
+    checkpoint: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogStatus:
+    """The stored tree size and who holds the sequencer lease until when (µs since epoch)."""
+
+    tree_size: int
+    lease_holder: str | None
+    lease_expires_us: int
+
+
+SignFn = Callable[[int, bytes], str]
+"""``sign_fn(tree_size, root_hash) -> signed checkpoint note``."""
+
+
+@runtime_checkable
+class LogStore(Protocol):
+    """The access log's storage (docs/ACCESS_LOG.md): the integrated tree, its perfect
+    nodes, published checkpoints and the sequencer lease.
+
+    Every statement stays within what PostgreSQL-compatible distributed engines
+    accept: the lease is a row taken with a conditional UPDATE, never an
+    advisory lock.
+    """
+
+    async def integrate(
+        self, batch: int, holder: str, lease_ms: int, sign_fn: SignFn
+    ) -> Integration:
+        """One sequencer step, in ONE durable transaction: take or renew the lease for
+        ``holder`` (re-checked inside the transaction, so a holder that lost it writes
+        nothing), give up to ``batch`` unsequenced records consecutive leaf indices in
+        queue order, store the perfect nodes they complete and the new frontier, and
+        sign and store a checkpoint when the size changed (or none exists yet)."""
+
+    async def release_lease(self, holder: str) -> None:
+        """Let the lease expire now if ``holder`` holds it (graceful hand-over)."""
+
+    async def log_status(self) -> LogStatus:
+        """The stored tree size and the lease, read without writing."""
+
+    async def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Hashes of the stored perfect nodes ``(level, index)``, in order; ``KeyError``
+        if any is missing."""
+
+    async def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The checkpoint of the largest tree, or None before the first integration."""
+
+    async def checkpoint_at(self, tree_size: int) -> StoredCheckpoint | None:
+        """The checkpoint published for exactly ``tree_size`` leaves, if any."""
+
+    async def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        """``(leaf_index, leaf)`` for the integrated leaves in ``[start, end)``, in order."""
+
+    async def record_by_id(self, record_id: int) -> StoredRecord | None:
+        """One access record by its id."""
+
+    async def integrated_after(self, after_leaf: int, limit: int) -> list[StoredRecord]:
+        """Integrated records with leaf_index > ``after_leaf``, in leaf order."""
+
+
+class Registry(LogStore, Protocol):
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         """Register holdings; per item True when new (or re-created after release)."""
 

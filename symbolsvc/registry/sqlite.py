@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -19,7 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, Unavailable
-from . import NewHolding, NewRecord, StoredRecord
+from ..log.merkle import Frontier, leaf_hash
+from . import (
+    Integration,
+    LogStatus,
+    NewHolding,
+    NewRecord,
+    SignFn,
+    StoredCheckpoint,
+    StoredRecord,
+)
 from .groupcommit import GroupCommitter
 
 SCHEMA_VERSION = 1
@@ -100,6 +110,29 @@ class SqliteRegistry:
     async def ping(self) -> None:
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
 
+    # -- access log reads (docs/ACCESS_LOG.md) --------------------------------
+
+    async def log_status(self) -> LogStatus:
+        return await self._read(_log_status)
+
+    async def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
+        return await self._read(_get_nodes, list(ids))
+
+    async def latest_checkpoint(self) -> StoredCheckpoint | None:
+        return await self._read(_checkpoint, None)
+
+    async def checkpoint_at(self, tree_size: int) -> StoredCheckpoint | None:
+        return await self._read(_checkpoint, tree_size)
+
+    async def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        return await self._read(_entries, start, end)
+
+    async def record_by_id(self, record_id: int) -> StoredRecord | None:
+        return await self._read(_record_by_id, record_id)
+
+    async def integrated_after(self, after_leaf: int, limit: int) -> list[StoredRecord]:
+        return await self._read(_integrated_after, after_leaf, limit)
+
     # -- writes --------------------------------------------------------------
 
     async def _write(self, fn: Any) -> Any:
@@ -118,6 +151,14 @@ class SqliteRegistry:
     async def append_records(self, records: Sequence[NewRecord]) -> list[int | None]:
         recs = list(records)
         return await self._write(lambda c: _append(c, recs))
+
+    async def integrate(
+        self, batch: int, holder: str, lease_ms: int, sign_fn: SignFn
+    ) -> Integration:
+        return await self._write(lambda c: _integrate(c, batch, holder, lease_ms, sign_fn))
+
+    async def release_lease(self, holder: str) -> None:
+        await self._write(lambda c: _release_lease(c, holder))
 
     @property
     def commit_stats(self) -> tuple[int, int]:
@@ -182,7 +223,7 @@ def _records_for_subject(
     conn: sqlite3.Connection, pseudonym: bytes, before_id: int | None, limit: int
 ) -> list[StoredRecord]:
     rows = conn.execute(
-        "SELECT id, leaf, sealed_subject FROM access_records "
+        "SELECT id, leaf, sealed_subject, leaf_index FROM access_records "
         "WHERE pseudonym = ? AND id < ? ORDER BY id DESC LIMIT ?",
         (pseudonym, before_id if before_id is not None else 2**63 - 1, limit),
     ).fetchall()
@@ -191,7 +232,164 @@ def _records_for_subject(
 
 def _records_after(conn: sqlite3.Connection, after_id: int, limit: int) -> list[StoredRecord]:
     rows = conn.execute(
-        "SELECT id, leaf, sealed_subject FROM access_records WHERE id > ? ORDER BY id LIMIT ?",
+        "SELECT id, leaf, sealed_subject, leaf_index FROM access_records WHERE id > ? "
+        "ORDER BY id LIMIT ?",
         (after_id, limit),
+    ).fetchall()
+    return [StoredRecord(*row) for row in rows]
+
+
+# -- the access log ---------------------------------------------------------------
+# Plain SQL that PostgreSQL and CockroachDB accept as well: the lease is a row
+# taken with a conditional UPDATE (no advisory locks), the queue is read through
+# the partial index access_records_unsequenced.
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _take_lease(conn: sqlite3.Connection, holder: str, lease_ms: int) -> bool:
+    """Take or renew the lease inside the caller's transaction; True if ``holder`` has it."""
+    now = _now_us()
+    expires = now + lease_ms * 1000
+    conn.execute(
+        "INSERT INTO sequencer_lease (id, holder, expires_us) VALUES (1, ?, ?) "
+        "ON CONFLICT (id) DO NOTHING",
+        (holder, expires),
+    )
+    cur = conn.execute(
+        "UPDATE sequencer_lease SET holder = ?, expires_us = ? "
+        "WHERE id = 1 AND (holder = ? OR expires_us <= ?)",
+        (holder, expires, holder, now),
+    )
+    return cur.rowcount == 1
+
+
+def _load_frontier(conn: sqlite3.Connection) -> Frontier:
+    row = conn.execute("SELECT tree_size, frontier FROM log_state WHERE id = 1").fetchone()
+    if row is None:
+        return Frontier()
+    frontier = Frontier.from_bytes(row[1])
+    if frontier.size != row[0]:
+        raise RuntimeError(
+            f"log_state is inconsistent: tree_size {row[0]} but a frontier of {frontier.size}"
+        )
+    return frontier
+
+
+def _integrate(
+    conn: sqlite3.Connection, batch: int, holder: str, lease_ms: int, sign_fn: SignFn
+) -> Integration:
+    """One sequencer step inside the writer's transaction: all of it commits, or none."""
+    if not _take_lease(conn, holder, lease_ms):
+        return Integration(False, 0, _stored_size(conn), None)
+    frontier = _load_frontier(conn)
+    rows = conn.execute(
+        "SELECT id, leaf FROM access_records WHERE leaf_index IS NULL ORDER BY id LIMIT ?",
+        (batch,),
+    ).fetchall()
+    if rows:
+        assign: list[tuple[int, int]] = []
+        nodes: list[tuple[int, int, bytes]] = []
+        for record_id, leaf in rows:
+            assign.append((frontier.size, record_id))
+            nodes.extend(frontier.append(leaf_hash(leaf)))
+        cur = conn.executemany(
+            "UPDATE access_records SET leaf_index = ? WHERE id = ? AND leaf_index IS NULL",
+            assign,
+        )
+        if cur.rowcount != len(assign):  # cannot happen under the lease; never half-apply
+            raise RuntimeError("a record was integrated concurrently; integration rolled back")
+        conn.executemany("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
+    latest = conn.execute("SELECT MAX(tree_size) FROM checkpoints").fetchone()[0]
+    if rows or latest is None:
+        conn.execute(
+            "INSERT INTO log_state (id, tree_size, frontier) VALUES (1, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET tree_size = excluded.tree_size, "
+            "frontier = excluded.frontier",
+            (frontier.size, frontier.to_bytes()),
+        )
+    if latest is not None and latest > frontier.size:
+        raise RuntimeError(
+            f"a checkpoint of size {latest} exists but the stored tree has {frontier.size} leaves"
+        )
+    note = None
+    if latest is None or latest < frontier.size:
+        note = sign_fn(frontier.size, frontier.root())
+        conn.execute(
+            "INSERT INTO checkpoints (tree_size, note, signed_at_us) VALUES (?, ?, ?)",
+            (frontier.size, note, _now_us()),
+        )
+    return Integration(True, len(rows), frontier.size, note)
+
+
+def _release_lease(conn: sqlite3.Connection, holder: str) -> None:
+    conn.execute(
+        "UPDATE sequencer_lease SET expires_us = 0 WHERE id = 1 AND holder = ?", (holder,)
+    )
+
+
+def _stored_size(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT tree_size FROM log_state WHERE id = 1").fetchone()
+    return row[0] if row else 0
+
+
+def _log_status(conn: sqlite3.Connection) -> LogStatus:
+    size = _stored_size(conn)
+    row = conn.execute("SELECT holder, expires_us FROM sequencer_lease WHERE id = 1").fetchone()
+    return LogStatus(size, row[0], row[1]) if row else LogStatus(size, None, 0)
+
+
+def _get_nodes(conn: sqlite3.Connection, ids: list[tuple[int, int]]) -> list[bytes]:
+    if not ids:
+        return []
+    found: dict[tuple[int, int], bytes] = {}
+    for start in range(0, len(ids), 200):  # one statement per 200 nodes (a proof needs ~130)
+        chunk = ids[start:start + 200]
+        where = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
+        params = [v for node in chunk for v in node]
+        for level, idx, h in conn.execute(
+            "SELECT level, idx, hash FROM tree_nodes WHERE " + where, params  # noqa: S608
+        ):
+            found[(level, idx)] = h
+    return [found[node] for node in ids]  # KeyError names a missing node
+
+
+def _checkpoint(conn: sqlite3.Connection, tree_size: int | None) -> StoredCheckpoint | None:
+    if tree_size is None:
+        row = conn.execute(
+            "SELECT tree_size, note, signed_at_us FROM checkpoints "
+            "ORDER BY tree_size DESC LIMIT 1"
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT tree_size, note, signed_at_us FROM checkpoints WHERE tree_size = ?",
+            (tree_size,),
+        ).fetchone()
+    return StoredCheckpoint(*row) if row else None
+
+
+def _entries(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[int, bytes]]:
+    return conn.execute(
+        "SELECT leaf_index, leaf FROM access_records "
+        "WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
+        (start, end),
+    ).fetchall()
+
+
+def _record_by_id(conn: sqlite3.Connection, record_id: int) -> StoredRecord | None:
+    row = conn.execute(
+        "SELECT id, leaf, sealed_subject, leaf_index FROM access_records WHERE id = ?",
+        (record_id,),
+    ).fetchone()
+    return StoredRecord(*row) if row else None
+
+
+def _integrated_after(conn: sqlite3.Connection, after_leaf: int, limit: int) -> list[StoredRecord]:
+    rows = conn.execute(
+        "SELECT id, leaf, sealed_subject, leaf_index FROM access_records "
+        "WHERE leaf_index > ? ORDER BY leaf_index LIMIT ?",
+        (after_leaf, limit),
     ).fetchall()
     return [StoredRecord(*row) for row in rows]

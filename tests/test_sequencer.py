@@ -1,0 +1,207 @@
+"""The sequencer over the SQLite registry: atomic integration, the lease, backlog, restart.
+
+No network: a registry, a Sequencer and the pure Merkle functions as the reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import unit_fixtures
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from symbolsvc.log.checkpoint import verify_checkpoint, vkey_string
+from symbolsvc.log.merkle import (
+    MemoryTree,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from symbolsvc.log.sequencer import LogNotifier, Sequencer, checkpoint_signer
+from symbolsvc.registry import NewRecord
+from symbolsvc.registry.sqlite import SqliteRegistry
+
+ORIGIN = "test.local/log"
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+VKEY = vkey_string(ORIGIN, KEY.public_key())
+SIGN = checkpoint_signer(ORIGIN, KEY)
+aio = unit_fixtures.aio  # one event loop per test
+
+
+def _records(start: int, n: int) -> list[NewRecord]:
+    return [NewRecord(b"leaf-%d" % i, bytes(32), b"sealed") for i in range(start, start + n)]
+
+
+def _db_state(path: Path) -> tuple[int, int, int, int]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(
+            "SELECT (SELECT COUNT(*) FROM access_records WHERE leaf_index IS NOT NULL), "
+            "(SELECT COUNT(*) FROM tree_nodes), "
+            "(SELECT COALESCE(MAX(tree_size), -1) FROM log_state), "
+            "(SELECT COALESCE(MAX(tree_size), -1) FROM checkpoints)").fetchone()
+    finally:
+        db.close()
+
+
+def test_failed_integration_leaves_nothing_behind(tmp_path: Path, aio: asyncio.Runner) -> None:
+    path = tmp_path / "r.db"
+
+    async def body() -> None:
+        reg = SqliteRegistry(path)
+        await reg.append_records(_records(0, 10))
+        first = await reg.integrate(100, "me", 5000, SIGN)
+        assert (first.leader, first.integrated, first.tree_size) == (True, 10, 10)
+        await reg.append_records(_records(10, 7))
+        before = _db_state(path)
+
+        def failing_sign(size: int, root: bytes) -> str:
+            raise RuntimeError("signer died after the nodes were written")
+
+        with pytest.raises(RuntimeError):
+            await reg.integrate(100, "me", 5000, failing_sign)
+        assert _db_state(path) == before  # all or nothing
+        second = await reg.integrate(100, "me", 5000, SIGN)
+        assert (second.integrated, second.tree_size) == (7, 17)
+        tree = MemoryTree()
+        for i in range(17):
+            tree.append(leaf_hash(b"leaf-%d" % i))
+        cp = verify_checkpoint(second.checkpoint or "", VKEY, ORIGIN)
+        assert cp.root_hash == tree.root()
+        nodes = await reg.get_nodes([(0, 3), (1, 0), (4, 0)])
+        assert nodes == tree.get_nodes([(0, 3), (1, 0), (4, 0)])
+        await reg.close()
+
+    aio.run(body())
+
+
+_CHILD = textwrap.dedent("""
+    import asyncio, os, sys
+    from symbolsvc.registry import NewRecord
+    from symbolsvc.registry.sqlite import SqliteRegistry
+
+    def die(size, root):  # the process dies inside the integration transaction
+        os._exit(9)
+
+    async def main():
+        reg = SqliteRegistry(__import__("pathlib").Path(sys.argv[1]))
+        await reg.append_records([NewRecord(b"leaf-%d" % i, bytes(32), b"s") for i in range(50)])
+        await reg.integrate(1000, "child", 60000, die)
+
+    asyncio.run(main())
+""")
+
+
+def test_kill_inside_the_integration_transaction(tmp_path: Path, aio: asyncio.Runner) -> None:
+    path = tmp_path / "r.db"
+
+    async def seed() -> str:
+        reg = SqliteRegistry(path)
+        await reg.append_records(_records(0, 20))
+        result = await reg.integrate(1000, "seed", 1, SIGN)
+        await reg.release_lease("seed")
+        await reg.close()
+        return result.checkpoint or ""
+
+    first_note = aio.run(seed())
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(path)], check=False, timeout=60)
+    assert proc.returncode == 9
+    assert _db_state(path) == (20, 38, 20, 20)  # the killed integration left no trace
+
+    async def recover() -> None:
+        reg = SqliteRegistry(path)
+        # the child's lease was taken in the same, rolled-back transaction
+        assert (await reg.log_status()).lease_holder == "seed"
+        result = await reg.integrate(1000, "next", 5000, SIGN)
+        assert (result.leader, result.integrated, result.tree_size) == (True, 50, 70)
+        a = verify_checkpoint(first_note, VKEY, ORIGIN)
+        b = verify_checkpoint(result.checkpoint or "", VKEY, ORIGIN)
+
+        ids = [(level, idx) for level in range(8) for idx in range(70 >> level)]
+        hashes = await reg.get_nodes(ids)
+        tree = MemoryTree()
+        for i, h in enumerate(hashes[:70]):
+            tree.append(h)
+            assert h == leaf_hash(b"leaf-%d" % (i if i < 20 else i - 20))
+        assert tree.root() == b.root_hash
+        verify_consistency(20, 70, consistency_proof(20, 70, tree), a.root_hash, b.root_hash)
+        verify_inclusion(hashes[25], 25, 70, inclusion_proof(25, 70, tree), b.root_hash)
+        await reg.close()
+
+    aio.run(recover())
+
+
+def test_lease_one_holder_at_a_time(tmp_path: Path, aio: asyncio.Runner) -> None:
+    async def body() -> None:
+        reg = SqliteRegistry(tmp_path / "r.db")
+        await reg.append_records(_records(0, 3))
+        a = await reg.integrate(10, "a", 60_000, SIGN)
+        b = await reg.integrate(10, "b", 60_000, SIGN)
+        assert a.leader and not b.leader and b.integrated == 0 and b.tree_size == 3
+        status = await reg.log_status()
+        assert status.lease_holder == "a" and status.tree_size == 3
+        await reg.release_lease("b")  # not b's to release: no effect
+        assert not (await reg.integrate(10, "b", 60_000, SIGN)).leader
+        await reg.release_lease("a")
+        await reg.append_records(_records(3, 2))
+        b = await reg.integrate(10, "b", 60_000, SIGN)
+        assert b.leader and b.integrated == 2 and b.tree_size == 5
+        assert not (await reg.integrate(10, "a", 60_000, SIGN)).leader
+        await reg.close()
+
+    aio.run(body())
+
+
+def test_sequencer_drains_a_backlog_and_stops_gracefully(
+    tmp_path: Path, aio: asyncio.Runner
+) -> None:
+    async def body() -> None:
+        reg = SqliteRegistry(tmp_path / "r.db")
+        notifier = LogNotifier()
+        seq = Sequencer(reg, SIGN, notifier, interval_ms=20, batch=10, lease_ms=1000)
+        await seq.start()
+        assert notifier.size == 0 and (await reg.latest_checkpoint()) is not None  # size 0
+        await reg.append_records(_records(0, 35))
+        await asyncio.wait_for(notifier.wait_for_growth(34, 5), 6)
+        deadline = asyncio.get_running_loop().time() + 5
+        while notifier.size < 35:
+            assert asyncio.get_running_loop().time() < deadline
+            await notifier.wait_for_growth(notifier.size, 1)
+        await reg.append_records(_records(35, 3))
+        await seq.stop()  # the final integration takes the last three
+        assert (await reg.log_status()).tree_size == 38
+        assert (await reg.log_status()).lease_expires_us == 0  # handed over
+        sizes = [cp for cp in [await reg.checkpoint_at(n) for n in (0, 10, 20, 30, 35, 38)]
+                 if cp is not None]
+        assert sizes[0].tree_size == 0 and sizes[-1].tree_size == 38
+        await reg.close()
+
+    aio.run(body())
+
+
+def test_restart_continues_the_stored_frontier(tmp_path: Path, aio: asyncio.Runner) -> None:
+    path = tmp_path / "r.db"
+
+    async def body() -> None:
+        tree = MemoryTree()
+        for round_ in range(3):
+            reg = SqliteRegistry(path)
+            recs = _records(round_ * 13, 13)
+            await reg.append_records(recs)
+            result = await reg.integrate(100, f"p{round_}", 60_000, SIGN)
+            await reg.release_lease(f"p{round_}")
+            for r in recs:
+                tree.append(leaf_hash(r.leaf))
+            assert verify_checkpoint(result.checkpoint or "", VKEY).root_hash == tree.root()
+            assert [i for i, _ in await reg.entries(0, 1000)] == list(range(tree.size))
+            await reg.close()
+
+    aio.run(body())
