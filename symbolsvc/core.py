@@ -74,6 +74,7 @@ class Resolved:
 class DisclosedRecord:
     id: int
     record: AccessRecord
+    leaf_index: int | None = None  # None until the sequencer integrates the record
 
 
 Outcome = Issued | Translated | SymbolsvcError
@@ -278,8 +279,31 @@ class Core:
         rows = await self.registry.records_for_subject(pseudonym, before, size + 1)
         more = len(rows) > size
         rows = rows[:size]
-        page = [DisclosedRecord(row.id, AccessRecord.decode(row.leaf)) for row in rows]
+        page = [DisclosedRecord(row.id, AccessRecord.decode(row.leaf), row.leaf_index)
+                for row in rows]
         return page, (str(rows[-1].id) if more else "")
+
+    async def portal_symbols(self, portal: str, sealed: Sequence[bytes]) -> list[str | None]:
+        """For access records' sealed subjects: the portal's symbol (current key version)
+        for each record's subject when the portal holds that subject, else None.
+
+        A record whose sealed subject fails authentication is reported to the
+        operator and treated as not held, so one damaged row cannot stall a watch.
+        """
+        version = self.deriver.current_version
+        symbols: list[str | None] = []
+        for ref in sealed:
+            try:
+                sid = self.deriver.unseal(ref, _LOG_SEAL_AGENCY, "")
+            except ValueError:
+                log.error("an access record's sealed subject reference failed authentication")
+                symbols.append(None)
+                continue
+            symbols.append(self.deriver.symbol(portal, sid, version))
+        keys = [(portal, sym) for sym in symbols if sym is not None]
+        live = iter(await self.registry.lookup_many(keys)) if keys else iter(())
+        return [sym if sym is not None and next(live) is not None else None
+                for sym in symbols]
 
     # -- helpers ----------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """Assemble and run the gRPC server: mTLS, the interceptor, the four services, health, reflection.
 
 Lifecycle: open the keyring, the permission table and the registry; start
-serving; on SIGHUP reload the permission table (a bad file is refused and the
-old table kept); on SIGTERM or SIGINT stop accepting calls, let in-flight
-calls finish within the grace period, then drain the registry's queued
-writes, so no acknowledged write is lost.
+the access log's sequencer (:mod:`.log.sequencer`) and serving; on SIGHUP
+reload the permission table (a bad file is refused and the old table kept); on
+SIGTERM or SIGINT end watch streams (UNAVAILABLE, resumable), stop accepting
+calls, let in-flight calls finish within the grace period, integrate what is
+queued (the sequencer's final step) and drain the registry's queued writes, so
+no acknowledged write is lost.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from .core import Core
 from .errors import ConfigError, Unavailable
 from .interceptor import GuardInterceptor
 from .keys import load_keyring, read_passphrase
+from .log.sequencer import LogNotifier, Sequencer, checkpoint_signer
+from .log.service import AccessLog
 from .logsetup import setup_logging
 from .policy import PolicyHolder
-from .registry import Registry
+from .registry import LogStore, Registry
 from .registry.open import open_registry
+from .services.audit import AuditService
 from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
 from .services.symbol import SymbolService
@@ -63,6 +68,9 @@ class App:
     core: Core
     policy: PolicyHolder
     registry: Registry
+    access_log: AccessLog
+    notifier: LogNotifier
+    sequencer: Sequencer | None  # None: the storage backend cannot sequence (yet)
 
 
 def build_app(config: Config) -> App:
@@ -70,7 +78,21 @@ def build_app(config: Config) -> App:
     keyring = load_keyring(config.keyring, passphrase)
     policy = PolicyHolder(config.policy_file)
     registry = open_registry(config)
-    return App(config, Core(Deriver(keyring), registry, policy), policy, registry)
+    core = Core(Deriver(keyring), registry, policy)
+    notifier = LogNotifier()
+    sequencer = None
+    if isinstance(registry, LogStore):
+        sequencer = Sequencer(
+            registry, checkpoint_signer(config.log_origin, keyring.log_signing_key()), notifier,
+            interval_ms=config.log_integrate_interval_ms, batch=config.log_integrate_batch,
+            lease_ms=config.log_lease_ms)
+    else:
+        log.error("the %s registry cannot sequence the access log yet: records queue "
+                  "but are not integrated", type(registry).__name__)
+    # A watcher polls the store this often for trees grown by another process's sequencer.
+    poll = max(0.05, min(1.0, config.log_integrate_interval_ms / 1000))
+    access_log = AccessLog(core, registry, notifier, poll_seconds=poll)
+    return App(config, core, policy, registry, access_log, notifier, sequencer)
 
 
 def _options(config: Config, *, reuseport: bool = False) -> list[tuple[str, int]]:
@@ -117,9 +139,9 @@ async def run(
     symbol_service_pb2_grpc.add_SymbolServiceServicer_to_server(SymbolService(app.core), server)
     broker_service_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(app.core), server)
     disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(
-        DisclosureService(app.core), server)
+        DisclosureService(app.core, app.access_log), server)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
-        audit_service_pb2_grpc.AuditServiceServicer(), server)
+        AuditService(app.access_log), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -132,6 +154,8 @@ async def run(
     if config.health_listen:
         probe_server = _probe_server(config.health_listen, health_servicer)
 
+    if app.sequencer is not None:
+        await app.sequencer.start()
     await server.start()
     if probe_server is not None:
         await probe_server.start()
@@ -156,9 +180,12 @@ async def run(
     log.info("stopping: finishing in-flight calls (grace %.0f s)", config.grace_seconds)
     monitor.cancel()
     await health_servicer.enter_graceful_shutdown()
+    app.notifier.close()  # watch streams end now (UNAVAILABLE), not after the grace period
     await server.stop(config.grace_seconds)
     if probe_server is not None:
         await probe_server.stop(0)
+    if app.sequencer is not None:
+        await app.sequencer.stop()  # the final integration
     await app.registry.close()
     log.info("stopped; all acknowledged writes are on disk")
 

@@ -170,9 +170,9 @@ class PortalClient(_Client):
         except grpc.RpcError as err:
             raise CallError.from_rpc_error(err) from None
 
-    def record_proof(self, symbol: str, index: int) -> disclosure_pb.GetRecordProofResponse:
+    def record_proof(self, symbol: str, record_id: int) -> disclosure_pb.GetRecordProofResponse:
         return _call(self.stub.GetRecordProof,
-                     disclosure_pb.GetRecordProofRequest(symbol=symbol, index=index),
+                     disclosure_pb.GetRecordProofRequest(symbol=symbol, record_id=record_id),
                      self.timeout)
 
 

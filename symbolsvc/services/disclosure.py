@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ..auth import principal
 from ..core import Core, DisclosedRecord
+from ..log.service import AccessLog
 from ..v1 import disclosure_service_pb2 as pb
 from ..v1 import disclosure_service_pb2_grpc as pb_grpc
 
 
-def record_message(d: DisclosedRecord, subject_symbol: str,
-                   integrated: bool = False) -> pb.AccessRecord:
+def record_message(d: DisclosedRecord, subject_symbol: str) -> pb.AccessRecord:
     r = d.record
     ts = Timestamp(seconds=r.time_us // 1_000_000, nanos=(r.time_us % 1_000_000) * 1000)
     return pb.AccessRecord(
-        index=d.id, time=ts, kind=int(r.kind), requester_agency=r.requester,
+        record_id=d.id, time=ts, kind=int(r.kind), requester_agency=r.requester,
         provider_agencies=r.providers, office_work=r.office_work, info_item=r.info_item,
-        exchange_id=r.exchange_id, subject_symbol=subject_symbol, integrated=integrated,
+        exchange_id=r.exchange_id, subject_symbol=subject_symbol,
+        integrated=d.leaf_index is not None, leaf_index=d.leaf_index or 0,
     )
 
 
 class DisclosureService(pb_grpc.DisclosureServiceServicer):
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, access_log: AccessLog) -> None:
         self._core = core
+        self._log = access_log
 
     async def ListAccessRecords(
         self, request: pb.ListAccessRecordsRequest, context: grpc.aio.ServicerContext
@@ -34,6 +38,19 @@ class DisclosureService(pb_grpc.DisclosureServiceServicer):
         return pb.ListAccessRecordsResponse(
             records=[record_message(d, request.symbol) for d in page], next_page_token=token)
 
-    # WatchAccessRecords and GetRecordProof need the sequenced Merkle log
-    # (issue: tamper-evident access log); until then the generated base class
-    # answers UNIMPLEMENTED.
+    async def WatchAccessRecords(
+        self, request: pb.WatchAccessRecordsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchAccessRecordsResponse]:
+        async for item in self._log.watch(principal().name, request.cursor):
+            if item.record is None:
+                yield pb.WatchAccessRecordsResponse(cursor=item.cursor)
+            else:
+                yield pb.WatchAccessRecordsResponse(
+                    record=record_message(item.record, item.subject_symbol), cursor=item.cursor)
+
+    async def GetRecordProof(
+        self, request: pb.GetRecordProofRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetRecordProofResponse:
+        p = await self._log.record_proof(principal().name, request.symbol, request.record_id)
+        return pb.GetRecordProofResponse(leaf=p.leaf, leaf_index=p.leaf_index,
+                                         checkpoint=p.checkpoint, hashes=p.hashes)

@@ -74,7 +74,10 @@ class AuditServiceServicer:
     """
 
     def GetCheckpoint(self, request, context):
-        """GetCheckpoint returns the latest signed checkpoint.
+        """GetCheckpoint returns the latest signed checkpoint. A new one is signed
+        whenever the tree grows, at most the maximum merge delay (1 s at the
+        defaults) after a record is appended. FAILED_PRECONDITION before the
+        first checkpoint exists (a fresh log, seconds after start-up).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,8 +104,9 @@ class AuditServiceServicer:
     def ListEntries(self, request, context):
         """ListEntries returns the exact leaf bytes of leaves [start, end). The
         server may return fewer than asked (at most 1,000); ask again from the
-        next index. INVALID_ARGUMENT when start >= end or start is beyond the
-        latest checkpoint.
+        next index. Only leaves of the latest checkpoint's tree are returned, so
+        start equal to its size gives an empty list. INVALID_ARGUMENT when
+        start >= end or start is beyond the latest checkpoint's size.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

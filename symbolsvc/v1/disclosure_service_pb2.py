@@ -25,29 +25,29 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%symbolsvc/v1/disclosure_service.proto\x12\x0csymbolsvc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x02\n\x0c\x41\x63\x63\x65ssRecord\x12\r\n\x05index\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.symbolsvc.v1.AccessKind\x12\x18\n\x10requester_agency\x18\x04 \x01(\t\x12\x19\n\x11provider_agencies\x18\x05 \x03(\t\x12\x13\n\x0boffice_work\x18\x06 \x01(\t\x12\x11\n\tinfo_item\x18\x07 \x01(\t\x12\x13\n\x0b\x65xchange_id\x18\x08 \x01(\t\x12\x16\n\x0esubject_symbol\x18\t \x01(\t\x12\x12\n\nintegrated\x18\n \x01(\x08\"Q\n\x18ListAccessRecordsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x19ListAccessRecordsResponse\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.symbolsvc.v1.AccessRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x19WatchAccessRecordsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\"X\n\x1aWatchAccessRecordsResponse\x12*\n\x06record\x18\x01 \x01(\x0b\x32\x1a.symbolsvc.v1.AccessRecord\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"6\n\x15GetRecordProofRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x04\"^\n\x16GetRecordProofResponse\x12\x0c\n\x04leaf\x18\x01 \x01(\x0c\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12\x0e\n\x06hashes\x18\x04 \x03(\x0c*]\n\nAccessKind\x12\x1b\n\x17\x41\x43\x43\x45SS_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43\x45SS_KIND_TRANSLATE\x10\x01\x12\x17\n\x13\x41\x43\x43\x45SS_KIND_RESOLVE\x10\x02\x32\xc1\x02\n\x11\x44isclosureService\x12\x64\n\x11ListAccessRecords\x12&.symbolsvc.v1.ListAccessRecordsRequest\x1a\'.symbolsvc.v1.ListAccessRecordsResponse\x12i\n\x12WatchAccessRecords\x12\'.symbolsvc.v1.WatchAccessRecordsRequest\x1a(.symbolsvc.v1.WatchAccessRecordsResponse0\x01\x12[\n\x0eGetRecordProof\x12#.symbolsvc.v1.GetRecordProofRequest\x1a$.symbolsvc.v1.GetRecordProofResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%symbolsvc/v1/disclosure_service.proto\x12\x0csymbolsvc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x02\n\x0c\x41\x63\x63\x65ssRecord\x12\x11\n\trecord_id\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.symbolsvc.v1.AccessKind\x12\x18\n\x10requester_agency\x18\x04 \x01(\t\x12\x19\n\x11provider_agencies\x18\x05 \x03(\t\x12\x13\n\x0boffice_work\x18\x06 \x01(\t\x12\x11\n\tinfo_item\x18\x07 \x01(\t\x12\x13\n\x0b\x65xchange_id\x18\x08 \x01(\t\x12\x16\n\x0esubject_symbol\x18\t \x01(\t\x12\x12\n\nintegrated\x18\n \x01(\x08\x12\x12\n\nleaf_index\x18\x0b \x01(\x04\"Q\n\x18ListAccessRecordsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x19ListAccessRecordsResponse\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.symbolsvc.v1.AccessRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x19WatchAccessRecordsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\"X\n\x1aWatchAccessRecordsResponse\x12*\n\x06record\x18\x01 \x01(\x0b\x32\x1a.symbolsvc.v1.AccessRecord\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\":\n\x15GetRecordProofRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x11\n\trecord_id\x18\x02 \x01(\x04\"^\n\x16GetRecordProofResponse\x12\x0c\n\x04leaf\x18\x01 \x01(\x0c\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12\x0e\n\x06hashes\x18\x04 \x03(\x0c*]\n\nAccessKind\x12\x1b\n\x17\x41\x43\x43\x45SS_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43\x45SS_KIND_TRANSLATE\x10\x01\x12\x17\n\x13\x41\x43\x43\x45SS_KIND_RESOLVE\x10\x02\x32\xc1\x02\n\x11\x44isclosureService\x12\x64\n\x11ListAccessRecords\x12&.symbolsvc.v1.ListAccessRecordsRequest\x1a\'.symbolsvc.v1.ListAccessRecordsResponse\x12i\n\x12WatchAccessRecords\x12\'.symbolsvc.v1.WatchAccessRecordsRequest\x1a(.symbolsvc.v1.WatchAccessRecordsResponse0\x01\x12[\n\x0eGetRecordProof\x12#.symbolsvc.v1.GetRecordProofRequest\x1a$.symbolsvc.v1.GetRecordProofResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'symbolsvc.v1.disclosure_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCESSKIND']._serialized_start=829
-  _globals['_ACCESSKIND']._serialized_end=922
+  _globals['_ACCESSKIND']._serialized_start=857
+  _globals['_ACCESSKIND']._serialized_end=950
   _globals['_ACCESSRECORD']._serialized_start=89
-  _globals['_ACCESSRECORD']._serialized_end=358
-  _globals['_LISTACCESSRECORDSREQUEST']._serialized_start=360
-  _globals['_LISTACCESSRECORDSREQUEST']._serialized_end=441
-  _globals['_LISTACCESSRECORDSRESPONSE']._serialized_start=443
-  _globals['_LISTACCESSRECORDSRESPONSE']._serialized_end=540
-  _globals['_WATCHACCESSRECORDSREQUEST']._serialized_start=542
-  _globals['_WATCHACCESSRECORDSREQUEST']._serialized_end=585
-  _globals['_WATCHACCESSRECORDSRESPONSE']._serialized_start=587
-  _globals['_WATCHACCESSRECORDSRESPONSE']._serialized_end=675
-  _globals['_GETRECORDPROOFREQUEST']._serialized_start=677
-  _globals['_GETRECORDPROOFREQUEST']._serialized_end=731
-  _globals['_GETRECORDPROOFRESPONSE']._serialized_start=733
-  _globals['_GETRECORDPROOFRESPONSE']._serialized_end=827
-  _globals['_DISCLOSURESERVICE']._serialized_start=925
-  _globals['_DISCLOSURESERVICE']._serialized_end=1246
+  _globals['_ACCESSRECORD']._serialized_end=382
+  _globals['_LISTACCESSRECORDSREQUEST']._serialized_start=384
+  _globals['_LISTACCESSRECORDSREQUEST']._serialized_end=465
+  _globals['_LISTACCESSRECORDSRESPONSE']._serialized_start=467
+  _globals['_LISTACCESSRECORDSRESPONSE']._serialized_end=564
+  _globals['_WATCHACCESSRECORDSREQUEST']._serialized_start=566
+  _globals['_WATCHACCESSRECORDSREQUEST']._serialized_end=609
+  _globals['_WATCHACCESSRECORDSRESPONSE']._serialized_start=611
+  _globals['_WATCHACCESSRECORDSRESPONSE']._serialized_end=699
+  _globals['_GETRECORDPROOFREQUEST']._serialized_start=701
+  _globals['_GETRECORDPROOFREQUEST']._serialized_end=759
+  _globals['_GETRECORDPROOFRESPONSE']._serialized_start=761
+  _globals['_GETRECORDPROOFRESPONSE']._serialized_end=855
+  _globals['_DISCLOSURESERVICE']._serialized_start=953
+  _globals['_DISCLOSURESERVICE']._serialized_end=1274
 # @@protoc_insertion_point(module_scope)

@@ -20,8 +20,8 @@ ACCESS_KIND_TRANSLATE: AccessKind
 ACCESS_KIND_RESOLVE: AccessKind
 
 class AccessRecord(_message.Message):
-    __slots__ = ("index", "time", "kind", "requester_agency", "provider_agencies", "office_work", "info_item", "exchange_id", "subject_symbol", "integrated")
-    INDEX_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("record_id", "time", "kind", "requester_agency", "provider_agencies", "office_work", "info_item", "exchange_id", "subject_symbol", "integrated", "leaf_index")
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_AGENCY_FIELD_NUMBER: _ClassVar[int]
@@ -31,7 +31,8 @@ class AccessRecord(_message.Message):
     EXCHANGE_ID_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_SYMBOL_FIELD_NUMBER: _ClassVar[int]
     INTEGRATED_FIELD_NUMBER: _ClassVar[int]
-    index: int
+    LEAF_INDEX_FIELD_NUMBER: _ClassVar[int]
+    record_id: int
     time: _timestamp_pb2.Timestamp
     kind: AccessKind
     requester_agency: str
@@ -41,7 +42,8 @@ class AccessRecord(_message.Message):
     exchange_id: str
     subject_symbol: str
     integrated: bool
-    def __init__(self, index: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[AccessKind, str]] = ..., requester_agency: _Optional[str] = ..., provider_agencies: _Optional[_Iterable[str]] = ..., office_work: _Optional[str] = ..., info_item: _Optional[str] = ..., exchange_id: _Optional[str] = ..., subject_symbol: _Optional[str] = ..., integrated: _Optional[bool] = ...) -> None: ...
+    leaf_index: int
+    def __init__(self, record_id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[AccessKind, str]] = ..., requester_agency: _Optional[str] = ..., provider_agencies: _Optional[_Iterable[str]] = ..., office_work: _Optional[str] = ..., info_item: _Optional[str] = ..., exchange_id: _Optional[str] = ..., subject_symbol: _Optional[str] = ..., integrated: _Optional[bool] = ..., leaf_index: _Optional[int] = ...) -> None: ...
 
 class ListAccessRecordsRequest(_message.Message):
     __slots__ = ("symbol", "page_size", "page_token")
@@ -76,12 +78,12 @@ class WatchAccessRecordsResponse(_message.Message):
     def __init__(self, record: _Optional[_Union[AccessRecord, _Mapping]] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class GetRecordProofRequest(_message.Message):
-    __slots__ = ("symbol", "index")
+    __slots__ = ("symbol", "record_id")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
-    INDEX_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     symbol: str
-    index: int
-    def __init__(self, symbol: _Optional[str] = ..., index: _Optional[int] = ...) -> None: ...
+    record_id: int
+    def __init__(self, symbol: _Optional[str] = ..., record_id: _Optional[int] = ...) -> None: ...
 
 class GetRecordProofResponse(_message.Message):
     __slots__ = ("leaf", "leaf_index", "checkpoint", "hashes")

@@ -78,11 +78,15 @@ class DisclosureServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchAccessRecords(self, request, context):
-        """WatchAccessRecords streams every new access record about any subject
-        the portal holds, oldest first, each labelled with the portal's symbol
-        for that subject. Resume after a disconnect or a server restart by
-        sending the cursor of the last record received: no record is lost and
-        none is sent twice. An empty cursor starts at the beginning of the log.
+        """WatchAccessRecords streams every access record about any subject the
+        portal holds (by its symbol of the current key version), in leaf order
+        once the record is integrated into the Merkle tree (at most the maximum
+        merge delay after the exchange), each labelled with the portal's symbol
+        for that subject. The stream does not end by itself. Resume after a
+        disconnect or a server restart by sending the last cursor received: no
+        record is lost and none is sent twice. An empty cursor starts at the
+        beginning of the log. INVALID_ARGUMENT for a malformed cursor;
+        UNAVAILABLE when the server shuts down (resume elsewhere or later).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,9 +95,12 @@ class DisclosureServiceServicer:
     def GetRecordProof(self, request, context):
         """GetRecordProof returns one of the subject's records as its exact leaf,
         with an inclusion proof against a signed checkpoint, so the person can
-        verify it without trusting the service. FAILED_PRECONDITION when the
-        record is not yet integrated into a checkpoint (retry after the maximum
-        merge delay); NOT_FOUND when the record is not about this subject.
+        verify it without trusting the service. The proof is against the latest
+        checkpoint (its size comes from the signed checkpoint, never from the
+        request). FAILED_PRECONDITION when the record is not yet integrated into
+        a checkpoint (retry after the maximum merge delay, 1 s at the defaults);
+        NOT_FOUND when the portal does not hold the symbol or the record is not
+        about this subject.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
