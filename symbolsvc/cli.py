@@ -52,6 +52,12 @@ def _db(args: argparse.Namespace) -> int:
     return 0 if status.ok else 1
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    from .audit import run_verify
+
+    return run_verify(args)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -102,6 +108,28 @@ def build_parser() -> argparse.ArgumentParser:
     pc = psub.add_parser("check", help="validate a policy.toml")
     pc.add_argument("file")
     pc.set_defaults(func=_policy_check)
+
+    p = sub.add_parser("audit", help="independent verification of the access log")
+    asub = p.add_subparsers(dest="audit_command", required=True)
+    av = asub.add_parser(
+        "verify", help="recompute the log's tree and check every checkpoint; exit 1 naming "
+                       "the first bad entry (docs/ACCESS_LOG.md, Verification)")
+    src = av.add_mutually_exclusive_group(required=True)
+    src.add_argument("--db", metavar="PATH",
+                     help="a COPY of the SQLite database (opened read-only)")
+    src.add_argument("--deployment", metavar="DIR",
+                     help="verify over gRPC with DIR's pki/ (auditor identity, log.vkey)")
+    av.add_argument("--target", default="127.0.0.1:50051", metavar="HOST:PORT",
+                    help="the server, with --deployment (default 127.0.0.1:50051)")
+    av.add_argument("--as", dest="principal", default="auditor", metavar="NAME",
+                    help="the principal whose certificate to use (default auditor)")
+    av.add_argument("--vkey", metavar="FILE",
+                    help="the log's verifier key (required with --db; default "
+                         "DIR/pki/log.vkey)")
+    av.add_argument("--origin", help="the log origin expected (default: the vkey's name)")
+    av.add_argument("--state", metavar="FILE",
+                    help="the last verified checkpoint: checked against, updated on success")
+    av.set_defaults(func=_audit_verify)
     return parser
 
 
