@@ -113,8 +113,11 @@ def _build(path: Path, size: int) -> None:
     db.execute("INSERT INTO checkpoints (tree_size, note, signed_at_us) VALUES (?, ?, 0)",
                (size, SIGN(size, frontier.root())))
     db.execute("COMMIT")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     tmp.rename(path)
+    for suffix in ("-wal", "-shm"):
+        Path(str(tmp) + suffix).unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module", params=SIZES, ids=lambda n: f"{n // 1_000_000}M")
