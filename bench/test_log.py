@@ -95,7 +95,7 @@ def _build(path: Path, size: int) -> None:
     Leaf hashes stand in for leaves (the proof path never reads access_records)."""
     tmp = path.with_suffix(".building")
     tmp.unlink(missing_ok=True)
-    SqliteRegistry(tmp)  # the schema
+    asyncio.run(SqliteRegistry(tmp).close())  # the schema
     db = sqlite3.connect(tmp, isolation_level=None)
     db.execute("PRAGMA synchronous = OFF")
     db.execute("BEGIN")
