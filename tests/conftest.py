@@ -1,0 +1,164 @@
+"""Fixtures for the end-to-end suite: real deployments, real server processes, real clients.
+
+* ``deployment_template`` (session) — a directory written once by the real
+  ``symbolsvc init`` with :data:`AGENCIES`, and :data:`TEST_POLICY` written over the
+  sample permission table. Never served itself: other deployments are copies of it.
+* ``deployment`` (session) — the copy the shared server serves.
+* ``fresh_deployment`` — a copy with an empty registry, for a test that damages state
+  (kill -9, SIGTERM, policy reloads).
+* ``server_extra_config`` (session) — ``{section: {key: value}}`` merged into the config
+  of every server the fixtures start; override it (e.g. ``{"storage": {"url": pg_url}}``)
+  to run the suite against another registry backend.
+* ``start_server`` — a factory: ``start_server(directory, extra_config=None, env=None)``
+  starts a :class:`helpers.ServerProcess` and stops (or kills) it after the test.
+* ``server`` (session) — the shared server on ``deployment``; ``clients`` (session) —
+  :class:`helpers.Clients` for it; ``dep`` — its :class:`symbolsvc_client.Deployment`.
+* ``numbers`` (session) — fresh valid individual numbers, distinct across the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import (
+    Clients,
+    NumberSource,
+    ServerProcess,
+    config_with,
+    copy_deployment,
+    init_deployment_cli,
+)
+from symbolsvc_client import Deployment
+
+AGENCIES = ("city-chiyoda", "city-minato", "pension-service", "tax-office")
+MUNICIPALITIES = ("city-chiyoda", "city-minato")
+
+# SPEC §9's shape: groups, several rules with distinct office works and info items.
+#
+#  requester         office work         info item             providers
+#  pension-service   survivor-pension    resident-tax-income   city-chiyoda, city-minato
+#  city-chiyoda      resident-tax        national-tax-income   tax-office
+#  tax-office        tax-investigation   resident-record       city-chiyoda
+#  city-chiyoda      child-allowance     pension-status        pension-service
+#  city-minato       child-allowance     pension-status        pension-service
+TEST_POLICY = """\
+[groups]
+municipalities = ["city-chiyoda", "city-minato"]
+
+[[allow]]
+requester   = "pension-service"
+office_work = "survivor-pension"
+info_item   = "resident-tax-income"
+providers   = ["@municipalities"]
+
+[[allow]]
+requester   = "city-chiyoda"
+office_work = "resident-tax"
+info_item   = "national-tax-income"
+providers   = ["tax-office"]
+
+[[allow]]
+requester   = "tax-office"
+office_work = "tax-investigation"
+info_item   = "resident-record"
+providers   = ["city-chiyoda"]
+
+[[allow]]
+requester   = "@municipalities"
+office_work = "child-allowance"
+info_item   = "pension-status"
+providers   = ["pension-service"]
+"""
+
+StartServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture(scope="session")
+def deployment_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("template") / "dep"
+    init_deployment_cli(directory, AGENCIES)
+    (directory / "policy.toml").write_text(TEST_POLICY)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def server_extra_config() -> Mapping[str, Mapping[str, Any]]:
+    """Configuration merged into every server the fixtures start (none by default)."""
+    return {}
+
+
+def _start(directory: Path, log_dir: Path, name: str,
+           extra_config: Mapping[str, Mapping[str, Any]] | None,
+           env: Mapping[str, str] | None, **kwargs: Any) -> ServerProcess:
+    config = config_with(directory / "config.toml", extra_config, name)
+    return ServerProcess(config, log_dir / f"{name}.log", env=env, **kwargs).start()
+
+
+@pytest.fixture(scope="session")
+def deployment(deployment_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_deployment(deployment_template, tmp_path_factory.mktemp("shared") / "dep")
+
+
+@pytest.fixture(scope="session")
+def server(deployment: Path, server_extra_config: Mapping[str, Mapping[str, Any]]
+           ) -> Iterator[ServerProcess]:
+    proc = _start(deployment, deployment.parent, "server", server_extra_config, None)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def dep(deployment: Path) -> Deployment:
+    return Deployment(deployment)
+
+
+@pytest.fixture(scope="session")
+def clients(dep: Deployment, server: ServerProcess) -> Iterator[Clients]:
+    c = Clients(dep, server.address)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="session")
+def numbers() -> NumberSource:
+    return NumberSource()
+
+
+@pytest.fixture
+def fresh_deployment(deployment_template: Path, tmp_path: Path) -> Path:
+    return copy_deployment(deployment_template, tmp_path / "dep")
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, server_extra_config: Mapping[str, Mapping[str, Any]]
+                 ) -> Iterator[StartServer]:
+    """``start_server(directory, extra_config=None, env=None, **ServerProcess kwargs)``."""
+    started: list[ServerProcess] = []
+
+    def start(directory: Path, extra_config: Mapping[str, Mapping[str, Any]] | None = None,
+              env: Mapping[str, str] | None = None, **kwargs: Any) -> ServerProcess:
+        merged = {**server_extra_config}
+        for section, values in (extra_config or {}).items():
+            merged[section] = {**merged.get(section, {}), **values}
+        name = f"server{len(started)}"
+        proc = ServerProcess(config_with(directory / "config.toml", merged, name),
+                             tmp_path / f"{name}.log", env=env, **kwargs)
+        started.append(proc)
+        return proc.start()
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            if proc.running:
+                try:
+                    proc.stop(timeout=20)
+                except AssertionError:
+                    proc.kill()
