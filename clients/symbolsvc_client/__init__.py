@@ -6,9 +6,10 @@
     sym = agency.issue("123456789018").symbol
 
 Every call has a deadline (``timeout``, default 10 s). Only idempotent calls
-are retried (by gRPC's retry policy, on UNAVAILABLE): issue, release and the
-read-only disclosure and audit calls. A failed call raises :class:`CallError`
-with the status code, the server's machine-readable reason and its message.
+are retried (by gRPC's retry policy, on UNAVAILABLE, or on CANCELLED from a
+server shutting down): issue, release and the read-only disclosure and audit
+calls. A failed call raises :class:`CallError` with the status code, the
+server's machine-readable reason and its message.
 """
 
 from .channel import Deployment, Identity

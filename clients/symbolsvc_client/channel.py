@@ -15,7 +15,10 @@ if TYPE_CHECKING:
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
-# Retried on UNAVAILABLE only, and only where a repeat cannot change the outcome.
+# Retried only where a repeat cannot change the outcome, on UNAVAILABLE and on a CANCELLED
+# that comes from the server: a server shutting down (SIGTERM) cancels the calls it has
+# received but not yet started, and those did nothing. (A call the client itself cancels,
+# or whose deadline passes, is never retried.)
 _IDEMPOTENT = [
     {"service": "symbolsvc.v1.SymbolService", "method": "IssueSymbol"},
     {"service": "symbolsvc.v1.SymbolService", "method": "BatchIssueSymbols"},
@@ -31,7 +34,7 @@ _SERVICE_CONFIG = json.dumps({
         "name": _IDEMPOTENT,
         "retryPolicy": {
             "maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "2s",
-            "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"],
+            "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
         },
     }],
 })
