@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path
 
@@ -107,21 +110,55 @@ def pg_available() -> bool:
     return _probe()[0] is not None
 
 
-def pg_ctl(action: str) -> None:
-    """Start or stop the local PostgreSQL 15 cluster (the outage tests)."""
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", action,
-         *(["-m", "fast"] if action == "stop" else [])],
-        check=True, stdout=sys.stderr, stderr=sys.stderr, timeout=60,
-    )
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
-def local_cluster_controllable() -> bool:
-    """True when the test server is this machine's pg_ctlcluster-managed PostgreSQL 15."""
-    url, _ = _probe()
-    if url is None or os.environ.get(PG_ENV):
-        return False
-    return Path("/etc/postgresql/15/main").is_dir() and os.geteuid() == 0
+class PrivateCluster:
+    """A throwaway PostgreSQL 15 server of this test alone (initdb in a temp directory,
+    a free port, trust auth), so an outage test can stop and start a real server
+    without touching the shared one other test runs are using."""
+
+    def __init__(self) -> None:
+        # Not under pytest's tmp_path: its parents are private to root, and the server
+        # runs as 'postgres'.
+        self.dir = Path(tempfile.mkdtemp(prefix="symbolsvc-pg-"))
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.data = self.dir / "data"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust",
+                           "-U", "postgres", "--no-sync", "-E", "UTF8"])
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.start()
+
+    @staticmethod
+    def available() -> str:
+        """'' when a private cluster can be made here, else why not."""
+        if not (PG_BIN / "pg_ctl").exists():
+            return f"no PostgreSQL 15 binaries in {PG_BIN}"
+        if os.geteuid() != 0:
+            return "making a private PostgreSQL cluster needs root (to run it as 'postgres')"
+        return ""
+
+    def _as_postgres(self, args: list[str]) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True,
+                       stdout=subprocess.DEVNULL, stderr=sys.stderr, timeout=120)
+
+    def start(self) -> None:
+        self._as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-l",
+                           str(self.dir / "server.log"), "-o",
+                           f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1",
+                           "start"])
+
+    def stop(self) -> None:
+        self._as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-m", "fast",
+                           "stop"])
+
+    def destroy(self) -> None:
+        with suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Replica:

@@ -198,3 +198,86 @@ def test_db_migrate_and_check_on_sqlite(deployment: Path, tmp_path: Path) -> Non
     assert migrated.returncode == 0, migrated.stderr
     check = _db("check", config)
     assert check.returncode == 0 and f"schema version {latest('sqlite')}" in check.stdout
+
+
+def _sign(size: int, root: bytes) -> str:
+    return f"test-checkpoint {size} {root.hex()}"
+
+
+def test_a_record_committing_late_with_a_lower_id_is_integrated_later_not_lost(
+    pg_url: str,
+) -> None:
+    """PostgreSQL hands out ids at INSERT, not at COMMIT: the sequencer must not skip
+    a record whose transaction commits after a higher id was integrated."""
+    import psycopg
+
+    from symbolsvc.log.merkle import leaf_hash, root_from_leaf_hashes
+
+    async def run() -> None:
+        reg = PgRegistry(pg_url)
+        late = await psycopg.AsyncConnection.connect(pg_url)
+        try:
+            await late.execute("INSERT INTO access_records (pseudonym, sealed_subject, leaf) "
+                               "VALUES ('p', 's', 'late')")  # id 1, not committed yet
+            (rid,) = await reg.append_records([NewRecord(b"early", b"p", b"s")])
+            first = await reg.integrate(100, "seq-a", 5000, _sign)
+            assert (first.integrated, first.tree_size) == (1, 1)
+            await late.commit()
+            second = await reg.integrate(100, "seq-a", 5000, _sign)
+            assert (second.integrated, second.tree_size) == (1, 2)
+            entries = await reg.entries(0, 10)
+            assert entries == [(0, b"early"), (1, b"late")]
+            assert rid > 1  # the late record's id is lower, its leaf index higher
+            cp = await reg.latest_checkpoint()
+            assert cp is not None and cp.note == _sign(
+                2, root_from_leaf_hashes([leaf_hash(b"early"), leaf_hash(b"late")]))
+        finally:
+            await late.close()
+            await reg.close()
+
+    asyncio.run(run())
+
+
+def test_racing_sequencers_integrate_every_record_exactly_once(pg_url: str) -> None:
+    """Two replicas' sequencers call integrate concurrently while records arrive: one
+    holds the lease at a time, and the tree has every record once, in one order."""
+    from symbolsvc.log.merkle import leaf_hash, root_from_leaf_hashes
+
+    async def run() -> None:
+        a, b, writer = PgRegistry(pg_url), PgRegistry(pg_url), PgRegistry(pg_url)
+        try:
+            stop = asyncio.Event()
+            leaders: list[str] = []
+
+            async def sequencer(reg: PgRegistry, name: str) -> None:
+                while not stop.is_set():
+                    step = await reg.integrate(7, name, 300, _sign)
+                    if step.leader:
+                        leaders.append(name)
+                        if len(leaders) == 3:  # whoever led first hands over mid-stream
+                            await reg.release_lease(name)
+                            await asyncio.sleep(0.5)
+                    await asyncio.sleep(0)
+
+            async def load() -> None:
+                for i in range(60):
+                    await writer.append_records(
+                        [NewRecord(b"leaf-%d-%d" % (i, j), b"p", b"s") for j in range(5)])
+                    await asyncio.sleep(0.02)
+                stop.set()
+
+            await asyncio.gather(sequencer(a, "seq-a"), sequencer(b, "seq-b"), load())
+            while (await a.integrate(1000, "seq-a", 300, _sign)).leader is False:
+                await asyncio.sleep(0.1)
+            entries = await a.entries(0, 1000)
+            assert [i for i, _ in entries] == list(range(300))
+            assert len({leaf for _, leaf in entries}) == 300
+            cp = await a.latest_checkpoint()
+            assert cp is not None and cp.tree_size == 300
+            assert cp.note == _sign(300, root_from_leaf_hashes([leaf_hash(x) for _, x in entries]))
+            assert {"seq-a", "seq-b"} <= set(leaders)
+        finally:
+            for reg in (a, b, writer):
+                await reg.close()
+
+    asyncio.run(run())

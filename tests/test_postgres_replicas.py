@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,17 +18,17 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 from postgres_fixtures import (
+    PrivateCluster,
     Replica,
     fresh_database,
     init_deployment,
-    local_cluster_controllable,
-    pg_ctl,
     require_postgres,
 )
 from symbolsvc_client.channel import Deployment
-from symbolsvc_client.clients import CallError
+from symbolsvc_client.clients import AgencyClient, CallError
 from unit_fixtures import number_for
 
+from symbolsvc.registry.migrations import pg_migrate
 from symbolsvc.registry.open import PgTarget
 from symbolsvc.registry.postgres import connect_sync
 
@@ -54,22 +55,40 @@ class Cluster:
             return conn.execute(sql, params).fetchall()
 
 
+@contextmanager
+def _replicas(url: str, tmp_path: Path, n: int = 2) -> Iterator[Cluster]:
+    config = init_deployment(tmp_path / "dep", url, AGENCIES)
+    c = Cluster(url, tmp_path / "dep")
+    try:
+        for i in range(n):
+            c.replicas.append(Replica(config, tmp_path / f"replica{i}.log"))
+        yield c
+    finally:
+        for r in c.replicas:
+            r.stop()
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     require_postgres()
-    with fresh_database() as url:
-        config = init_deployment(tmp_path / "dep", url, AGENCIES)
-        c = Cluster(url, tmp_path / "dep")
-        try:
-            for i in range(2):
-                c.replicas.append(Replica(config, tmp_path / f"replica{i}.log"))
-            yield c
-        finally:
-            for r in c.replicas:
-                r.stop()
+    with fresh_database() as url, _replicas(url, tmp_path) as c:
+        yield c
 
 
-def _wait_for(predicate, timeout: float, what: str) -> float:  # noqa: ANN001
+@pytest.fixture
+def private_pg() -> Iterator[PrivateCluster]:
+    """A PostgreSQL server of this test alone: stopping it disturbs no other test run."""
+    why = PrivateCluster.available()
+    if why:
+        pytest.skip(f"{why}; the outage test stops and restarts a real PostgreSQL server")
+    server = PrivateCluster()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if predicate():
@@ -122,15 +141,26 @@ def test_concurrent_overlapping_issuance_over_two_replicas(cluster: Cluster) -> 
         c.close()
 
 
-def _unary(client, number: str) -> tuple[str, bool]:  # noqa: ANN001
+def _unary(client: AgencyClient, number: str) -> tuple[str, bool]:
     reply = client.issue(number)
     return reply.symbol, reply.newly_registered
 
 
-def test_database_outage_unavailable_not_serving_and_recovery(cluster: Cluster) -> None:
-    if not local_cluster_controllable():
-        pytest.skip("needs this machine's pg_ctlcluster-managed PostgreSQL 15 (run as root, "
-                    "without SYMBOLSVC_TEST_PG_URL)")
+def test_database_outage_unavailable_not_serving_and_recovery(
+    private_pg: PrivateCluster, tmp_path: Path
+) -> None:
+    """pg_ctl stop -m fast under load (the server of this test alone), then start."""
+    target = PgTarget.parse(private_pg.url)
+    with connect_sync(target) as conn:
+        conn.execute('CREATE DATABASE "symbolsvc"')
+    url = target.with_dbname("symbolsvc").conninfo
+    with connect_sync(PgTarget.parse(url)) as conn:
+        pg_migrate(conn, "outage test")
+    with _replicas(url, tmp_path) as cluster:
+        _outage(cluster, private_pg)
+
+
+def _outage(cluster: Cluster, server: PrivateCluster) -> None:
     dep = cluster.deployment()
     agency = dep.agency("city-a", cluster.addresses)
     probes = [dep.agency("city-a", addr) for addr in cluster.addresses]
@@ -153,7 +183,7 @@ def test_database_outage_unavailable_not_serving_and_recovery(cluster: Cluster) 
     loader.start()
     try:
         _wait_for(lambda: len(acked) > 20, 20, "load to start")
-        pg_ctl("stop")
+        server.stop()
         try:
             down = _wait_for(lambda: all(p.health() == NOT_SERVING for p in probes), 10,
                              "both replicas NOT_SERVING")
@@ -162,7 +192,7 @@ def test_database_outage_unavailable_not_serving_and_recovery(cluster: Cluster) 
             time.sleep(1)
             assert len(acked) == during, "no call succeeds while the database is down"
         finally:
-            pg_ctl("start")
+            server.start()
         up = _wait_for(lambda: all(p.health() == SERVING for p in probes), 15,
                        "both replicas SERVING again")
         after = len(acked)

@@ -86,7 +86,7 @@ class PgTarget:
         own = {k: params.pop(k) for k in _OWN_PARAMS if k in params}
         try:
             pool_min = int(own.get("pool_min", 2))
-            pool_max = int(own.get("pool_max", 16))
+            pool_max = int(own.get("pool_max", 10))
         except ValueError:
             raise ConfigError(f"[storage] url {display!r}: pool_min/pool_max must be "
                               "integers") from None

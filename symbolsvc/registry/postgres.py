@@ -37,7 +37,16 @@ from psycopg import errors as pgerrors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import ConfigError, Unavailable
-from . import NewHolding, NewRecord, StoredRecord
+from ..log.merkle import Frontier, leaf_hash
+from . import (
+    Integration,
+    LogStatus,
+    NewHolding,
+    NewRecord,
+    SignFn,
+    StoredCheckpoint,
+    StoredRecord,
+)
 from .migrations import pg_version, require_current
 from .open import PgTarget
 
@@ -217,21 +226,68 @@ class PgRegistry:
             return []
         return await self._group.submit(lambda conn: _append(conn, recs))
 
+    # -- the access log (docs/ACCESS_LOG.md) ------------------------------------
+
+    async def integrate(
+        self, batch: int, holder: str, lease_ms: int, sign_fn: SignFn
+    ) -> Integration:
+        return await self._write(lambda conn: _integrate(conn, batch, holder, lease_ms, sign_fn))
+
+    async def release_lease(self, holder: str) -> None:
+        await self._write(lambda conn: _execute(
+            conn, "UPDATE sequencer_lease SET expires_us = 0 WHERE id = 1 AND holder = %s",
+            (holder,)))
+
+    async def log_status(self) -> LogStatus:
+        return await self._read(_log_status)
+
+    async def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
+        wanted = list(ids)
+        if not wanted:
+            return []
+        found = await self._read(lambda conn: _get_nodes(conn, sorted(set(wanted))))
+        return [found[node] for node in wanted]  # KeyError names a missing node
+
+    async def latest_checkpoint(self) -> StoredCheckpoint | None:
+        return await self._read(lambda conn: _checkpoint(
+            conn, "SELECT tree_size, note, signed_at_us FROM checkpoints "
+            "ORDER BY tree_size DESC LIMIT 1", ()))
+
+    async def checkpoint_at(self, tree_size: int) -> StoredCheckpoint | None:
+        return await self._read(lambda conn: _checkpoint(
+            conn, "SELECT tree_size, note, signed_at_us FROM checkpoints WHERE tree_size = %s",
+            (tree_size,)))
+
+    async def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[tuple[int, bytes]]:
+            cur = await conn.execute(
+                "SELECT leaf_index, leaf FROM access_records "
+                "WHERE leaf_index >= %s AND leaf_index < %s ORDER BY leaf_index", (start, end))
+            return [(int(i), bytes(leaf)) for i, leaf in await cur.fetchall()]
+
+        return await self._read(run)
+
+    async def record_by_id(self, record_id: int) -> StoredRecord | None:
+        rows = await self._read(lambda conn: _select_records(
+            conn, _RECORD_COLUMNS + "WHERE id = %s", (record_id,)))
+        return rows[0] if rows else None
+
+    async def integrated_after(self, after_leaf: int, limit: int) -> list[StoredRecord]:
+        return await self._read(lambda conn: _select_records(
+            conn, _RECORD_COLUMNS + "WHERE leaf_index > %s ORDER BY leaf_index LIMIT %s",
+            (after_leaf, limit)))
+
     async def records_for_subject(
         self, pseudonym: bytes, before_id: int | None, limit: int
     ) -> list[StoredRecord]:
         before = before_id if before_id is not None else _MAX_ID
         return await self._read(lambda conn: _select_records(
-            conn,
-            "SELECT id, leaf, sealed_subject FROM access_records "
-            "WHERE pseudonym = %s AND id < %s ORDER BY id DESC LIMIT %s",
+            conn, _RECORD_COLUMNS + "WHERE pseudonym = %s AND id < %s ORDER BY id DESC LIMIT %s",
             (pseudonym, before, limit)))
 
     async def records_after(self, after_id: int, limit: int) -> list[StoredRecord]:
         return await self._read(lambda conn: _select_records(
-            conn,
-            "SELECT id, leaf, sealed_subject FROM access_records "
-            "WHERE id > %s ORDER BY id LIMIT %s",
+            conn, _RECORD_COLUMNS + "WHERE id > %s ORDER BY id LIMIT %s",
             (after_id, limit)))
 
 
@@ -424,12 +480,146 @@ async def _append(
     return out
 
 
+_RECORD_COLUMNS = "SELECT id, leaf, sealed_subject, leaf_index FROM access_records "
+
+
 async def _select_records(
     conn: psycopg.AsyncConnection[Any], sql: Any, params: tuple[Any, ...]
 ) -> list[StoredRecord]:
     cur = await conn.execute(sql, params)
-    return [StoredRecord(int(i), bytes(leaf), bytes(sealed))
-            for i, leaf, sealed in await cur.fetchall()]
+    return [StoredRecord(int(i), bytes(leaf), bytes(sealed), None if li is None else int(li))
+            for i, leaf, sealed, li in await cur.fetchall()]
+
+
+async def _execute(conn: psycopg.AsyncConnection[Any], sql: Any, params: tuple[Any, ...]) -> None:
+    await conn.execute(sql, params)
+
+
+# -- the access log ---------------------------------------------------------------
+# The lease is a row (holder, expiry) taken and renewed by a conditional UPDATE, the
+# first statement of every integration transaction: the UPDATE row-locks the lease
+# until COMMIT, so a second replica's integration waits on it and then re-evaluates
+# its condition against the committed row (READ COMMITTED; under CockroachDB's
+# SERIALIZABLE one of the two aborts and retries). A holder whose lease was taken
+# over therefore writes nothing. Expiry is judged by the database's clock, the one
+# clock all replicas share. No advisory locks.
+
+
+async def _db_now_us(conn: psycopg.AsyncConnection[Any]) -> int:
+    cur = await conn.execute(
+        "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)")
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def _take_lease(conn: psycopg.AsyncConnection[Any], holder: str, lease_ms: int) -> bool:
+    now = await _db_now_us(conn)
+    expires = now + lease_ms * 1000
+    await conn.execute(
+        "INSERT INTO sequencer_lease (id, holder, expires_us) VALUES (1, %s, %s) "
+        "ON CONFLICT (id) DO NOTHING", (holder, expires))
+    cur = await conn.execute(
+        "UPDATE sequencer_lease SET holder = %s, expires_us = %s "
+        "WHERE id = 1 AND (holder = %s OR expires_us <= %s) RETURNING 1",
+        (holder, expires, holder, now))
+    return await cur.fetchone() is not None
+
+
+async def _stored_size(conn: psycopg.AsyncConnection[Any]) -> int:
+    cur = await conn.execute("SELECT tree_size FROM log_state WHERE id = 1")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _integrate(
+    conn: psycopg.AsyncConnection[Any], batch: int, holder: str, lease_ms: int, sign_fn: SignFn
+) -> Integration:
+    """One sequencer step inside one transaction: all of it commits, or none."""
+    if not await _take_lease(conn, holder, lease_ms):
+        return Integration(False, 0, await _stored_size(conn), None)
+    cur = await conn.execute("SELECT tree_size, frontier FROM log_state WHERE id = 1")
+    row = await cur.fetchone()
+    frontier = Frontier() if row is None else Frontier.from_bytes(bytes(row[1]))
+    if row is not None and frontier.size != row[0]:
+        raise RuntimeError(
+            f"log_state is inconsistent: tree_size {row[0]} but a frontier of {frontier.size}")
+    # Every record still unsequenced, lowest id first. Never "ids above the last one
+    # integrated": ids are not commit order, and a late commit must not be skipped.
+    cur = await conn.execute(
+        "SELECT id, leaf FROM access_records WHERE leaf_index IS NULL ORDER BY id LIMIT %s",
+        (batch,))
+    rows = await cur.fetchall()
+    if rows:
+        assign: list[tuple[int, int]] = []
+        nodes: list[tuple[int, int, bytes]] = []
+        for record_id, leaf in rows:
+            assign.append((frontier.size, int(record_id)))
+            nodes.extend(frontier.append(leaf_hash(bytes(leaf))))
+        updated = 0
+        for chunk in _chunks(assign):
+            # Leaf indices are consecutive in id order: one statement per 1,000 rows,
+            # no VALUES list to plan. id = ANY(...) and array_position are accepted by
+            # PostgreSQL, CockroachDB, YugabyteDB and Citus (pruned to id's shards).
+            ids = [record_id for _, record_id in chunk]
+            cur = await conn.execute(
+                "UPDATE access_records SET leaf_index = %s + array_position(%s, id) - 1 "
+                "WHERE id = ANY(%s) AND leaf_index IS NULL", (chunk[0][0], ids, ids))
+            updated += cur.rowcount
+        if updated != len(assign):  # cannot happen under the lease; never half-apply
+            raise RuntimeError("a record was integrated concurrently; integration rolled back")
+        # COPY: several times faster than multi-row INSERTs here, and supported by
+        # CockroachDB, YugabyteDB and Citus alike. A duplicate node fails the PK.
+        async with conn.cursor() as cur, cur.copy(
+                "COPY tree_nodes (level, idx, hash) FROM STDIN") as copy:
+            for node in nodes:
+                await copy.write_row(node)
+        await conn.execute(
+            "INSERT INTO log_state (id, tree_size, frontier) VALUES (1, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET tree_size = excluded.tree_size, "
+            "frontier = excluded.frontier", (frontier.size, frontier.to_bytes()))
+    cur = await conn.execute("SELECT MAX(tree_size) FROM checkpoints")
+    row = await cur.fetchone()
+    latest = None if row is None or row[0] is None else int(row[0])
+    if latest is not None and latest > frontier.size:
+        raise RuntimeError(
+            f"a checkpoint of size {latest} exists but the stored tree has {frontier.size} leaves")
+    note = None
+    if latest is None or latest < frontier.size:
+        note = sign_fn(frontier.size, frontier.root())
+        await conn.execute(
+            "INSERT INTO checkpoints (tree_size, note, signed_at_us) VALUES (%s, %s, %s)",
+            (frontier.size, note, await _db_now_us(conn)))
+    return Integration(True, len(rows), frontier.size, note)
+
+
+async def _log_status(conn: psycopg.AsyncConnection[Any]) -> LogStatus:
+    size = await _stored_size(conn)
+    cur = await conn.execute("SELECT holder, expires_us FROM sequencer_lease WHERE id = 1")
+    row = await cur.fetchone()
+    return LogStatus(size, row[0], int(row[1])) if row else LogStatus(size, None, 0)
+
+
+async def _get_nodes(
+    conn: psycopg.AsyncConnection[Any], ids: list[tuple[int, int]]
+) -> dict[tuple[int, int], bytes]:
+    found: dict[tuple[int, int], bytes] = {}
+    for chunk in _chunks(ids, 500):
+        cur = await conn.execute(
+            "SELECT level, idx, hash FROM tree_nodes "  # noqa: S608 - placeholders only
+            "WHERE (level, idx) IN (" + _values(len(chunk), 2) + ")",
+            [v for node in chunk for v in node])
+        for level, idx, h in await cur.fetchall():
+            found[(int(level), int(idx))] = bytes(h)
+    return found
+
+
+async def _checkpoint(
+    conn: psycopg.AsyncConnection[Any], sql: Any, params: tuple[Any, ...]
+) -> StoredCheckpoint | None:
+    cur = await conn.execute(sql, params)
+    row = await cur.fetchone()
+    return StoredCheckpoint(int(row[0]), row[1], int(row[2])) if row else None
 
 
 def _first_line(exc: BaseException) -> str:
