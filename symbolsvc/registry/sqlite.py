@@ -135,22 +135,25 @@ class SqliteRegistry:
 
     # -- writes --------------------------------------------------------------
 
-    async def _write(self, fn: Any) -> Any:
+    async def _write(self, fn: Any, item: Any = None) -> Any:
+        """Run ``fn(conn)`` in the next group, or ``fn(conn, items)`` merged with the
+        group's other ``item``s for the same ``fn`` when an item is given."""
         try:
-            return await self._writer.submit(fn)
+            if item is None:
+                return await self._writer.submit(fn)
+            return await self._writer.submit_merged(fn, item)
         except sqlite3.Error as exc:
             raise Unavailable("STORAGE_UNAVAILABLE", f"registry write failed: {exc}") from None
 
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         rows = [(h.agency, h.symbol, h.sealed_subject) for h in items]
-        return await self._write(lambda c: _issue(c, rows))
+        return await self._write(_issue_merged, rows)
 
     async def release(self, agency: str, symbol: str) -> bool | None:
         return await self._write(lambda c: _release(c, agency, symbol))
 
     async def append_records(self, records: Sequence[NewRecord]) -> list[int | None]:
-        recs = list(records)
-        return await self._write(lambda c: _append(c, recs))
+        return await self._write(_append_merged, list(records))
 
     async def integrate(
         self, batch: int, holder: str, lease_ms: int, sign_fn: SignFn
@@ -172,16 +175,46 @@ class SqliteRegistry:
 
 # Units of work: plain functions of a connection, run inside a transaction.
 
-_UPSERT = (
-    "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES (?, ?, ?) "
-    "ON CONFLICT (agency, symbol) DO UPDATE SET released = 0 WHERE released = 1"
-)
 _LIVE = "SELECT sealed_subject FROM holdings WHERE agency = ? AND symbol = ? AND released = 0"
 
 
-def _issue(conn: sqlite3.Connection, rows: list[tuple[str, str, bytes]]) -> list[bool]:
-    execute = conn.execute
-    return [execute(_UPSERT, row).rowcount == 1 for row in rows]
+# Rows per multi-row statement: within SQLite's 32,766 bound variables.
+_CHUNK = 5000
+
+
+def _chunks(rows: list[Any]) -> list[list[Any]]:
+    return [rows[i:i + _CHUNK] for i in range(0, len(rows), _CHUNK)]
+
+
+def _values(rows: int, width: int) -> str:
+    """``(?, ?), (?, ?)…``: only placeholders are ever spliced into SQL text."""
+    return ",".join(["(" + ", ".join("?" * width) + ")"] * rows)
+
+
+def _issue_merged(
+    conn: sqlite3.Connection, calls: list[list[tuple[str, str, bytes]]]
+) -> list[list[bool]]:
+    """The issue rows of a whole group in one upsert per chunk; per row, True when
+    the row was inserted or re-activated (the first occurrence within the group)."""
+    rows = [row for call in calls for row in call]
+    changed: set[tuple[str, str]] = set()
+    for chunk in _chunks(rows):
+        sql = (
+            "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES "  # noqa: S608
+            + _values(len(chunk), 3)
+            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = 0 WHERE released = 1"
+            " RETURNING agency, symbol"
+        )
+        changed.update(conn.execute(sql, [v for row in chunk for v in row]).fetchall())
+    out: list[list[bool]] = []
+    for call in calls:
+        flags = []
+        for agency, symbol, _ in call:
+            key = (agency, symbol)
+            flags.append(key in changed)
+            changed.discard(key)  # a repeat in the same group is not new
+        out.append(flags)
+    return out
 
 
 def _release(conn: sqlite3.Connection, agency: str, symbol: str) -> bool | None:
@@ -197,17 +230,41 @@ def _release(conn: sqlite3.Connection, agency: str, symbol: str) -> bool | None:
     return False if exists else None
 
 
-def _append(conn: sqlite3.Connection, records: list[NewRecord]) -> list[int | None]:
-    out: list[int | None] = []
-    for r in records:
-        if r.require is not None and conn.execute(_LIVE, r.require).fetchone() is None:
-            out.append(None)
-            continue
-        cur = conn.execute(
-            "INSERT INTO access_records (pseudonym, sealed_subject, leaf) VALUES (?, ?, ?)",
-            (r.pseudonym, r.sealed_subject, r.leaf),
+def _append_merged(
+    conn: sqlite3.Connection, calls: list[list[NewRecord]]
+) -> list[list[int | None]]:
+    """A group's access records: one liveness query and one insert per chunk.
+
+    Ids are assigned here, consecutively after the largest id, inside the
+    writer's transaction (which holds SQLite's write lock), so the id order is
+    the commit order even with several server processes on one file."""
+    required = list({r.require for call in calls for r in call if r.require is not None})
+    live: set[tuple[str, str]] = set()
+    for chunk in _chunks(required):
+        live.update(conn.execute(
+            "SELECT agency, symbol FROM holdings WHERE released = 0 "  # noqa: S608
+            "AND (agency, symbol) IN (VALUES " + _values(len(chunk), 2) + ")",
+            [v for key in chunk for v in key],
+        ).fetchall())
+    next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM access_records").fetchone()[0]
+    rows: list[tuple[int, bytes, bytes, bytes]] = []
+    out: list[list[int | None]] = []
+    for call in calls:
+        ids: list[int | None] = []
+        for r in call:
+            if r.require is not None and r.require not in live:
+                ids.append(None)
+                continue
+            rows.append((next_id, r.pseudonym, r.sealed_subject, r.leaf))
+            ids.append(next_id)
+            next_id += 1
+        out.append(ids)
+    for chunk in _chunks(rows):
+        conn.execute(
+            "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf) "
+            "VALUES " + _values(len(chunk), 4),
+            [v for row in chunk for v in row],
         )
-        out.append(cur.lastrowid)
     return out
 
 
