@@ -30,6 +30,7 @@ class Config:
     path: Path
     listen: str
     health_listen: str
+    metrics_listen: str
     max_concurrent_rpcs: int
     max_message_bytes: int
     grace_seconds: float
@@ -122,6 +123,7 @@ def load_config(path: Path) -> Config:
         path=path,
         listen=str(server.get("listen", DEFAULT_LISTEN)),
         health_listen=str(server.get("health_listen", "")),
+        metrics_listen=str(server.get("metrics_listen", "")),
         max_concurrent_rpcs=int(server.get("max_concurrent_rpcs", 2000)),
         max_message_bytes=int(server.get("max_message_bytes", 4 * 1024 * 1024)),
         grace_seconds=float(server.get("grace_seconds", 10)),

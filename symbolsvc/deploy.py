@@ -76,6 +76,7 @@ def _config(listen: str, principals: list[tuple[str, str, list[str]]]) -> str:
         "[server]",
         f'listen = "{listen}"',
         '# health_listen = "127.0.0.1:50052"  # plaintext, loopback-only health for probes',
+        '# metrics_listen = "127.0.0.1:9464"  # Prometheus /metrics (single-process mode)',
         "max_concurrent_rpcs = 2000",
         "max_message_bytes = 4194304",
         "grace_seconds = 10",

@@ -150,6 +150,9 @@ async def run(
     if port == 0:
         raise ConfigError(f"cannot listen on {address}")
 
+    if config.metrics_listen and not reuseport:
+        _start_metrics(config.metrics_listen)
+
     probe_server = None
     if config.health_listen:
         probe_server = _probe_server(config.health_listen, health_servicer)
@@ -213,6 +216,17 @@ async def _watch_storage(registry: Registry, servicer: health.aio.HealthServicer
             log.error("registry unreachable: health NOT_SERVING until it answers again")
         for name in ("", *SERVICE_NAMES):
             await servicer.set(name, status)
+
+
+def _start_metrics(address: str) -> None:
+    """Prometheus /metrics over HTTP (prometheus-client's own server, a daemon thread)."""
+    from prometheus_client import start_http_server
+
+    host, _, port = address.rpartition(":")
+    try:
+        start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"[server] metrics_listen {address!r}: {exc}") from None
 
 
 def _reload_policy(policy: PolicyHolder) -> None:
