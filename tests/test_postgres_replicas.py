@@ -6,6 +6,8 @@ directory, one database; clients balance over both with gRPC's ``round_robin``.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -28,6 +30,7 @@ from symbolsvc_client.channel import Deployment
 from symbolsvc_client.clients import AgencyClient, CallError
 from unit_fixtures import number_for
 
+from symbolsvc.records import AccessRecord
 from symbolsvc.registry.migrations import pg_migrate
 from symbolsvc.registry.open import PgTarget
 from symbolsvc.registry.postgres import connect_sync
@@ -58,6 +61,10 @@ class Cluster:
 @contextmanager
 def _replicas(url: str, tmp_path: Path, n: int = 2) -> Iterator[Cluster]:
     config = init_deployment(tmp_path / "dep", url, AGENCIES)
+    # A short lease so a takeover after kill -9 happens within a couple of seconds.
+    text = config.read_text().replace(
+        "[access_log]\n", "[access_log]\nintegrate_interval_ms = 100\nlease_ms = 1500\n", 1)
+    config.write_text(text)
     c = Cluster(url, tmp_path / "dep")
     try:
         for i in range(n):
@@ -208,3 +215,66 @@ def _outage(cluster: Cluster, server: PrivateCluster) -> None:
           f"{len(acked)} acknowledged, {len(failures)} UNAVAILABLE")
     for c in (agency, *probes):
         c.close()
+
+
+def test_kill_9_of_the_sequencer_replica_during_translations(cluster: Cluster) -> None:
+    """The other replica takes the lease within a bounded time; every acknowledged
+    translation has its leaf, none twice; ``symbolsvc audit verify`` passes."""
+    dep = cluster.deployment()
+    subjects = [number_for(7000 + i) for i in range(40)]
+    symbols = [r.issued.symbol for r in dep.agency("city-a", cluster.addresses)
+               .issue_batch(subjects)]
+    dep.agency("city-b", cluster.addresses).issue_batch(subjects)
+    broker = dep.broker(cluster.addresses)
+    acked: set[str] = set()
+    failures: list[grpc.StatusCode] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        i = 0
+        while not stop.is_set():
+            exchange = f"x-{i}"
+            i += 1
+            try:
+                broker.translate("city-a", symbols[i % len(symbols)], "city-b",
+                                 "demo-exchange", "demo-record", exchange)
+                acked.add(exchange)
+            except CallError as err:
+                failures.append(err.code)
+
+    def holder_pid() -> int | None:
+        rows = cluster.rows("SELECT holder, expires_us FROM sequencer_lease")
+        return int(rows[0][0].split("/")[1]) if rows else None
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        _wait_for(lambda: len(acked) > 50 and holder_pid() is not None, 30, "load and a leader")
+        pid = holder_pid()
+        (victim,) = [r for r in cluster.replicas if r.proc.pid == pid]
+        (survivor,) = [r for r in cluster.replicas if r is not victim]
+        victim.kill()  # SIGKILL: no final integration, no lease release
+        before = len(acked)
+        takeover = _wait_for(lambda: holder_pid() == survivor.proc.pid, 15,
+                             "the surviving replica to take the sequencer lease")
+        _wait_for(lambda: len(acked) > before + 50, 30, "translations continuing")
+    finally:
+        stop.set()
+        loader.join()
+    assert set(failures) <= {grpc.StatusCode.UNAVAILABLE}, failures
+    _wait_for(lambda: cluster.rows(
+        "SELECT count(*) FROM access_records WHERE leaf_index IS NULL")[0][0] == 0, 15,
+        "every record integrated")
+    rows = cluster.rows("SELECT leaf_index, leaf FROM access_records ORDER BY leaf_index")
+    assert [i for i, _ in rows] == list(range(len(rows))), "leaf indices 0..n-1, each once"
+    logged = [AccessRecord.decode(bytes(leaf)).exchange_id for _, leaf in rows]
+    assert len(logged) == len(set(logged)), "no record integrated twice"
+    missing = acked - set(logged)
+    assert not missing, f"{len(missing)} acknowledged translations have no leaf"
+    verify = subprocess.run(
+        [sys.executable, "-m", "symbolsvc", "audit", "verify", "--deployment", str(cluster.dir),
+         "--target", survivor.address], capture_output=True, text=True, timeout=300)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    print(f"takeover {takeover:.1f} s after kill -9; {len(acked)} translations acknowledged, "
+          f"{len(failures)} UNAVAILABLE, {len(rows)} leaves")
+    broker.close()
