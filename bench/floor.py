@@ -1,8 +1,8 @@
 """The storage floor: a batch issuance's rows, written straight into the registry's schema.
 
 What ``BatchIssueSymbols`` of 1,000 new numbers must do on the disk, with
-nothing else: open the registry's own schema (``symbolsvc/registry/
-sqlite_schema.sql``) with the registry's durability (WAL, ``synchronous =
+nothing else: open the registry's own schema (its migrations,
+``symbolsvc/registry/migrations/sqlite/``) with the registry's durability (WAL, ``synchronous =
 FULL``, so each COMMIT fsyncs), then per batch one ``BEGIN IMMEDIATE``, the
 registry's own upsert statement per row (its row count is what tells a new
 holding from an old one), one COMMIT. Rows have the real sizes: a 55-character
@@ -24,8 +24,9 @@ import os
 import sqlite3
 import sys
 import time
-from importlib import resources
 from pathlib import Path
+
+from symbolsvc.registry.migrations import migrations
 
 # The statement SqliteRegistry uses for issuance (symbolsvc/registry/sqlite.py).
 UPSERT = (
@@ -36,7 +37,8 @@ SEALED_LEN = 1 + 12 + 32 + 16  # version || nonce || AES-GCM-SIV(subject id) || 
 
 
 def schema_sql() -> str:
-    return resources.files("symbolsvc.registry").joinpath("sqlite_schema.sql").read_text()
+    """The registry's whole SQLite schema: its migrations, in order."""
+    return "\n".join(m.sql for m in migrations("sqlite"))
 
 
 def open_floor(path: Path, *, cache_mib: int = 0) -> sqlite3.Connection:

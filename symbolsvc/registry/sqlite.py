@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,7 @@ from . import (
     StoredRecord,
 )
 from .groupcommit import GroupCommitter
-
-SCHEMA_VERSION = 1
+from .migrations import sqlite_migrate
 
 
 def _open(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -61,20 +59,9 @@ class SqliteRegistry:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise ConfigError(f"{self.path}: cannot switch SQLite to WAL mode (got {mode})")
-            conn.executescript(
-                resources.files(__package__).joinpath("sqlite_schema.sql").read_text()
-            )
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise ConfigError(
-                    f"{self.path}: schema version {row[0]} is not the supported "
-                    f"version {SCHEMA_VERSION}"
-                )
+            # Zero set-up: the embedded registry applies its own pending migrations
+            # (the same files `symbolsvc db migrate` applies); a newer schema is refused.
+            sqlite_migrate(conn, str(self.path))
         finally:
             conn.close()
 
