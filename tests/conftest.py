@@ -1,14 +1,23 @@
 """Fixtures for the end-to-end suite: real deployments, real server processes, real clients.
 
+* ``backend`` (session) — ``"sqlite"`` or ``"postgres"``: every fixture below that makes a
+  deployment depends on it, so every test that starts a real server runs once per registry
+  backend (ids ``[sqlite]`` / ``[postgres]``). For "postgres" each deployment gets a fresh
+  PostgreSQL database of its own (migrated, written into its config.toml ``[storage] url``,
+  dropped at teardown); restarting a server on the same deployment keeps its database.
+  Without a reachable PostgreSQL the "postgres" cases skip, saying how to enable them
+  (``$SYMBOLSVC_TEST_PG_URL``, tests/postgres_fixtures.py). A test that only makes sense
+  on SQLite is marked ``@pytest.mark.sqlite_only("why")``.
 * ``deployment_template`` (session) — a directory written once by the real
   ``symbolsvc init`` with :data:`AGENCIES`, and :data:`TEST_POLICY` written over the
   sample permission table. Never served itself: other deployments are copies of it.
+* ``registries`` / ``session_registries`` — :class:`Registries` of the test / of the
+  session: ``provision(directory)`` gives a copied deployment its own empty registry.
 * ``deployment`` (session) — the copy the shared server serves.
 * ``fresh_deployment`` — a copy with an empty registry, for a test that damages state
   (kill -9, SIGTERM, policy reloads).
 * ``server_extra_config`` (session) — ``{section: {key: value}}`` merged into the config
-  of every server the fixtures start; override it (e.g. ``{"storage": {"url": pg_url}}``)
-  to run the suite against another registry backend.
+  of every server the fixtures start (none by default).
 * ``start_server`` — a factory: ``start_server(directory, extra_config=None, env=None)``
   starts a :class:`helpers.ServerProcess` and stops (or kills) it after the test.
 * ``server`` (session) — the shared server on ``deployment``; ``clients`` (session) —
@@ -30,7 +39,9 @@ from helpers import (
     config_with,
     copy_deployment,
     init_deployment_cli,
+    set_storage_url,
 )
+from postgres_fixtures import create_database, drop_database, require_postgres
 from symbolsvc_client import Deployment
 
 AGENCIES = ("city-chiyoda", "city-minato", "pension-service", "tax-office")
@@ -75,6 +86,76 @@ providers   = ["pension-service"]
 
 StartServer = Callable[..., ServerProcess]
 
+# The registry backends the end-to-end suite runs against.
+BACKENDS = ["sqlite", "postgres"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): the test inspects what only the SQLite backend has "
+        "(its files, its copies); its [postgres] case is skipped with the reason")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        mark = item.get_closest_marker("sqlite_only")
+        callspec = getattr(item, "callspec", None)
+        if mark is None or callspec is None or callspec.params.get("backend") != "postgres":
+            continue
+        reason = mark.args[0] if mark.args else mark.kwargs.get("reason", "SQLite only")
+        item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The registry backend of the deployments this test's servers run on."""
+    if request.param == "postgres":
+        require_postgres()  # or skip, saying how to enable
+    return str(request.param)
+
+
+class Registries:
+    """Gives deployment directories registries of their own on ``backend``.
+
+    SQLite needs nothing: the file (data/registry.db) is created by the server's first
+    start. PostgreSQL: a new database, migrated, its URL written into the deployment's
+    config.toml; :meth:`close` drops every database made here.
+    """
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self._databases: list[str] = []
+
+    def provision(self, directory: Path) -> Path:
+        if self.backend == "postgres":
+            name, url = create_database()
+            self._databases.append(name)
+            set_storage_url(directory, url)
+        return directory
+
+    def close(self) -> None:
+        for name in self._databases:
+            drop_database(name)  # WITH (FORCE): a server killed mid-test may hold sessions
+        self._databases.clear()
+
+
+@pytest.fixture(scope="session")
+def session_registries(backend: str) -> Iterator[Registries]:
+    regs = Registries(backend)
+    try:
+        yield regs
+    finally:
+        regs.close()
+
+
+@pytest.fixture
+def registries(backend: str) -> Iterator[Registries]:
+    regs = Registries(backend)
+    try:
+        yield regs
+    finally:
+        regs.close()
+
 
 @pytest.fixture(scope="session")
 def deployment_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -98,8 +179,10 @@ def _start(directory: Path, log_dir: Path, name: str,
 
 
 @pytest.fixture(scope="session")
-def deployment(deployment_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_deployment(deployment_template, tmp_path_factory.mktemp("shared") / "dep")
+def deployment(deployment_template: Path, tmp_path_factory: pytest.TempPathFactory,
+               session_registries: Registries) -> Path:
+    directory = tmp_path_factory.mktemp(f"shared-{session_registries.backend}") / "dep"
+    return session_registries.provision(copy_deployment(deployment_template, directory))
 
 
 @pytest.fixture(scope="session")
@@ -132,14 +215,16 @@ def numbers() -> NumberSource:
 
 
 @pytest.fixture
-def fresh_deployment(deployment_template: Path, tmp_path: Path) -> Path:
-    return copy_deployment(deployment_template, tmp_path / "dep")
+def fresh_deployment(deployment_template: Path, tmp_path: Path, registries: Registries) -> Path:
+    return registries.provision(copy_deployment(deployment_template, tmp_path / "dep"))
 
 
 @pytest.fixture
-def start_server(tmp_path: Path, server_extra_config: Mapping[str, Mapping[str, Any]]
-                 ) -> Iterator[StartServer]:
-    """``start_server(directory, extra_config=None, env=None, **ServerProcess kwargs)``."""
+def start_server(tmp_path: Path, server_extra_config: Mapping[str, Mapping[str, Any]],
+                 registries: Registries) -> Iterator[StartServer]:
+    """``start_server(directory, extra_config=None, env=None, **ServerProcess kwargs)``.
+
+    Depends on ``registries`` so that its servers stop before their databases are dropped."""
     started: list[ServerProcess] = []
 
     def start(directory: Path, extra_config: Mapping[str, Mapping[str, Any]] | None = None,

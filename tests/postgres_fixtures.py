@@ -58,19 +58,32 @@ def _admin() -> PgTarget:
     return PgTarget.parse(require_postgres())
 
 
-@contextmanager
-def fresh_database(migrate: bool = True) -> Iterator[str]:
-    """A new empty database (schema migrated unless ``migrate=False``); its URL."""
+DB_PREFIX = "symbolsvc_t_"
+
+
+def create_database(migrate: bool = True) -> tuple[str, str]:
+    """A new empty database (schema migrated unless ``migrate=False``): its name and URL.
+    The caller drops it (:func:`drop_database`)."""
     admin = _admin()
-    name = f"symbolsvc_t_{secrets.token_hex(6)}"
+    name = f"{DB_PREFIX}{secrets.token_hex(6)}"
     with connect_sync(admin) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     target = admin.with_dbname(name)
-    url = _url_of(target)
     try:
         if migrate:
             with connect_sync(target) as conn:
                 pg_migrate(conn, target.display)
+    except BaseException:
+        drop_database(name)
+        raise
+    return name, _url_of(target)
+
+
+@contextmanager
+def fresh_database(migrate: bool = True) -> Iterator[str]:
+    """A new empty database (schema migrated unless ``migrate=False``); its URL."""
+    name, url = create_database(migrate)
+    try:
         yield url
     finally:
         drop_database(name)
@@ -79,6 +92,21 @@ def fresh_database(migrate: bool = True) -> Iterator[str]:
 def drop_database(name: str) -> None:
     with connect_sync(_admin()) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def clone_database(name: str) -> str:
+    """A copy of database ``name`` (no one may be connected to it); the copy's name."""
+    clone = f"{DB_PREFIX}{secrets.token_hex(6)}"
+    with connect_sync(_admin()) as conn:
+        conn.execute(f'CREATE DATABASE "{clone}" TEMPLATE "{name}"')
+    return clone
+
+
+def replace_database(name: str, clone: str) -> None:
+    """Drop database ``name`` and rename ``clone`` to it (a restore from a copy)."""
+    with connect_sync(_admin()) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'ALTER DATABASE "{clone}" RENAME TO "{name}"')
 
 
 def _url_of(target: PgTarget) -> str:

@@ -4,7 +4,8 @@ Checkpoints verify with the production verifier and with the independent one of
 tests/test_checkpoint.py; proofs verify with symbolsvc.log.merkle's RFC 9162
 verifiers; the leaves ListEntries returns hash to the checkpoint's root. Crash
 recovery (kill -9), the portal's watch across reconnects and restarts, roles,
-and two server processes (two sequencers) on one SQLite file.
+and two server processes (two sequencers) on one registry. Every test runs on both
+registry backends (SQLite, PostgreSQL).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import grpc
 import pytest
 from conftest import StartServer
-from helpers import NumberSource, ServerProcess, open_readonly, registry_path
+from helpers import NumberSource, RegistryReader, ServerProcess
 from symbolsvc_client.channel import Deployment
 from symbolsvc_client.clients import AuditorClient, CallError, PortalClient
 from test_checkpoint import independent_verify
@@ -427,7 +428,7 @@ def verify_parts(seen: tuple[str, int, bytes], vkey: str) -> tuple[str, int, byt
     return note, cp.size, cp.root_hash
 
 
-# ----------------------------------------------- two sequencers, one SQLite file
+# ------------------------------------------- two sequencers, one registry
 
 
 def test_two_servers_never_integrate_a_record_twice(
@@ -467,8 +468,8 @@ def test_two_servers_never_integrate_a_record_twice(
         for w in watchers:
             assert sorted(r.exchange_id for r in w.records) == sorted(acked)
         # the leader goes away (kill -9): the other takes over after the lease expires
-        db = open_readonly(registry_path(fresh_deployment))
-        holder = db.execute("SELECT holder FROM sequencer_lease").fetchone()[0]
+        db = RegistryReader(fresh_deployment)
+        holder = db.one("SELECT holder FROM sequencer_lease")[0]
         pid = int(holder.split("/")[1])
         assert one.proc is not None
         leader, follower = (one, c2) if pid == one.proc.pid else (two, c1)
@@ -477,8 +478,8 @@ def test_two_servers_never_integrate_a_record_twice(
         _, size2, root2 = follower.wait_for_size(size + 1, timeout=20)
         verify_consistency(size, size2, follower.auditor.consistency_proof(size, size2),
                            root, root2)
-        assert db.execute("SELECT COUNT(*), COUNT(DISTINCT leaf_index) FROM access_records "
-                          "WHERE leaf_index IS NOT NULL").fetchone() == (size2, size2)
+        assert db.one("SELECT COUNT(*), COUNT(DISTINCT leaf_index) FROM access_records "
+                      "WHERE leaf_index IS NOT NULL") == (size2, size2)
         db.close()
     finally:
         for w in watchers:

@@ -806,7 +806,53 @@ def _audit(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
     return rc, out, err
 
 
-def test_e2e_real_server_over_grpc_and_on_database_copies(
+def test_e2e_real_server_over_grpc(
+        fresh_deployment: Path, start_server: Any, numbers: Any, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """On each registry backend: the live log verifies over gRPC, a grown log extends what
+    was verified, and a server whose registry was rolled back to an earlier copy is caught."""
+    from helpers import RegistrySnapshot
+
+    server = start_server(fresh_deployment, E2E_LOG)
+    dep = server.deployment
+    grpc_state = tmp_path / "grpc-state.json"
+
+    def remote() -> tuple[str, ...]:
+        return ("--deployment", str(fresh_deployment), "--target", server.address,
+                "--state", str(grpc_state))
+
+    _translate(dep, server.address, numbers.one(), 20, "first")
+    _wait_for_checkpoint(dep, server.address, 20)
+    rc, out, err = _audit(capsys, *remote())
+    assert rc == 0, err
+    assert "20 leaves" in out and "no earlier checkpoint" in out
+
+    server.stop()
+    earlier = RegistrySnapshot(fresh_deployment, tmp_path)  # the registry at 20 leaves
+    try:
+        server.start()
+        _translate(dep, server.address, numbers.one(), 15, "second")
+        _wait_for_checkpoint(dep, server.address, 35)
+        rc, out, err = _audit(capsys, *remote(), "--as", "auditor")
+        assert rc == 0, err
+        assert "35 leaves" in out and "extends the checkpoint of size 20" in out
+
+        # The server itself rolled back to the earlier registry: the gRPC auditor notices.
+        server.stop()
+        earlier.restore()
+        server.start()
+        rc, _, err = _audit(capsys, *remote())
+        assert rc == 1, err
+        assert err.startswith("FAILED: rolled back: the latest checkpoint has size 20, "
+                              "smaller than the checkpoint of size 35 verified before"), err
+    finally:
+        earlier.discard()
+
+
+@pytest.mark.sqlite_only("audit verify --db reads a SQLite file; the test takes SQLite copies "
+                         "of the live database (backup API), tampers with them and rolls "
+                         "them back")
+def test_e2e_real_server_on_sqlite_database_copies(
         fresh_deployment: Path, start_server: Any, numbers: Any, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     from helpers import registry_path
@@ -814,17 +860,11 @@ def test_e2e_real_server_over_grpc_and_on_database_copies(
     server = start_server(fresh_deployment, E2E_LOG)
     dep, address = server.deployment, server.address
     live_db = registry_path(fresh_deployment)
-    if not live_db.exists():
-        pytest.skip("the servers of this run do not use the SQLite registry")
     vkey = str(fresh_deployment / "pki" / "log.vkey")
-    grpc_state, db_state = tmp_path / "grpc-state.json", tmp_path / "db-state.json"
-    remote = ("--deployment", str(fresh_deployment), "--target", address)
+    db_state = tmp_path / "db-state.json"
 
     _translate(dep, address, numbers.one(), 20, "first")
     _wait_for_checkpoint(dep, address, 20)
-    rc, out, err = _audit(capsys, *remote, "--state", str(grpc_state))
-    assert rc == 0, err
-    assert "20 leaves" in out and "no earlier checkpoint" in out
     earlier = _backup(live_db, tmp_path / "earlier.db")
     rc, out, err = _audit(capsys, "--db", str(earlier), "--vkey", vkey,
                           "--state", str(db_state))
@@ -833,9 +873,6 @@ def test_e2e_real_server_over_grpc_and_on_database_copies(
 
     _translate(dep, address, numbers.one(), 15, "second")
     _wait_for_checkpoint(dep, address, 35)
-    rc, out, err = _audit(capsys, *remote, "--as", "auditor", "--state", str(grpc_state))
-    assert rc == 0, err
-    assert "35 leaves" in out and "extends the checkpoint of size 20" in out
     later = _backup(live_db, tmp_path / "later.db")
     rc, out, err = _audit(capsys, "--db", str(later), "--vkey", vkey, "--state", str(db_state))
     assert rc == 0, err
@@ -872,16 +909,7 @@ def test_e2e_real_server_over_grpc_and_on_database_copies(
     rc, _, err = _audit(capsys, "--db", str(copy), "--vkey", vkey)
     assert rc == 1 and err.startswith("FAILED: checkpoint 35: bad signature"), err
 
-    # The server itself rolled back to the earlier database: the gRPC auditor notices.
+    # The live database itself, at rest (file and WAL).
     server.stop()
-    rc, out, err = _audit(capsys, "--db", str(live_db), "--vkey", vkey)  # db + wal, at rest
+    rc, out, err = _audit(capsys, "--db", str(live_db), "--vkey", vkey)
     assert rc == 0 and "35 leaves" in out, err
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{live_db}{suffix}").unlink(missing_ok=True)
-    shutil.copy(earlier, live_db)
-    server.start()
-    rc, _, err = _audit(capsys, "--deployment", str(fresh_deployment), "--target",
-                        server.address, "--state", str(grpc_state))
-    assert rc == 1, err
-    assert err.startswith("FAILED: rolled back: the latest checkpoint has size 20, smaller "
-                          "than the checkpoint of size 35 verified before"), err

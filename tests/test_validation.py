@@ -15,7 +15,6 @@ from helpers import (
     NumberSource,
     ServerProcess,
     call_error,
-    registry_path,
     row_counts,
     wrong_check_digit,
 )
@@ -67,7 +66,7 @@ WRITTEN_BY_CALLS = ("holdings", "access_records")
 
 def written(server: ServerProcess) -> dict[str, int]:
     """Rows of the tables a call writes (the sequencer updates its own in the background)."""
-    counts = row_counts(registry_path(server.directory))
+    counts = row_counts(server.config)
     return {t: counts[t] for t in WRITTEN_BY_CALLS}
 
 
