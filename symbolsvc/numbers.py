@@ -7,6 +7,8 @@ Error messages say what is wrong with the input and never repeat it.
 
 from __future__ import annotations
 
+from operator import mul
+
 from .errors import InvalidArgument
 
 NUMBER_LENGTH = 12
@@ -15,6 +17,7 @@ NUMBER_LENGTH = 12
 # digit. Listed here from P_11 (leftmost) to P_1, to zip with the string.
 _WEIGHTS = tuple((n + 1) if n <= 6 else (n - 5) for n in range(11, 0, -1))
 _DIGITS = frozenset(b"0123456789")
+_ZERO_SUM = 48 * sum(_WEIGHTS)  # sum(P_n * Q_n) over ASCII codes exceeds it by this much
 
 
 def check_digit(first_eleven: str) -> int:
@@ -51,7 +54,8 @@ def validate_individual_number(value: str, field: str = "individual_number") -> 
             "(no spaces, hyphens, letters or full-width digits)",
             field,
         )
-    if check_digit(value[:11]) != raw[11] - 48:
+    r = (sum(map(mul, raw[:11], _WEIGHTS)) - _ZERO_SUM) % 11  # check_digit, on the bytes
+    if (0 if r <= 1 else 11 - r) != raw[11] - 48:
         raise InvalidArgument(
             "BAD_CHECK_DIGIT", "individual number has a wrong check digit", field
         )
