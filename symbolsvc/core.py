@@ -198,20 +198,30 @@ class Core:
             provider_symbol = self.deriver.symbol(r.provider_agency, sid, symbol_version(r.symbol))
             records.append(self._record(
                 AccessKind.TRANSLATE, now, r.requester_agency, r.office_work, r.info_item,
-                r.exchange_id, (r.provider_agency,), sid, (r.provider_agency, provider_symbol),
+                r.exchange_id, (r.provider_agency,), sid,
+                ((r.requester_agency, r.symbol), (r.provider_agency, provider_symbol)),
             ))
             appended.append((i, provider_symbol))
         if records:
             ids = await self.registry.append_records(records)
+            refused = [i for (i, _), rid in zip(appended, ids, strict=True) if rid is None]
+            # Both holdings were required in the append's transaction; on a refusal, say
+            # which one was not live (the requester's is checked first, SPEC §4).
+            gone = await self.registry.lookup_many(
+                [(reqs[i].requester_agency, reqs[i].symbol) for i in refused]
+            ) if refused else []
+            requester_live = dict(zip(refused, gone, strict=True))
             for (i, provider_symbol), rid in zip(appended, ids, strict=True):
-                if rid is None:
+                if rid is not None:
+                    out[i] = Translated(provider_symbol, rid)
+                elif requester_live[i] is None:
+                    out[i] = _requester_not_holding()
+                else:
                     out[i] = NotFound(
                         "PROVIDER_NOT_HOLDING",
                         f"the provider agency {reqs[i].provider_agency!r} holds no records "
                         "on this subject",
                     )
-                else:
-                    out[i] = Translated(provider_symbol, rid)
         return out
 
     async def resolve(self, r: ResolveRequest) -> Resolved:
@@ -244,7 +254,7 @@ class Core:
         holders = tuple(p for p, s in zip(candidates, live, strict=True) if s is not None)
         record = self._record(
             AccessKind.RESOLVE, self._clock_us(), r.requester_agency, r.office_work,
-            r.info_item, r.exchange_id, holders, sid, (r.requester_agency, r.symbol),
+            r.info_item, r.exchange_id, holders, sid, ((r.requester_agency, r.symbol),),
         )
         (rid,) = await self.registry.append_records([record])
         if rid is None:  # released between the lookup and the append
@@ -320,7 +330,8 @@ class Core:
 
     def _record(
         self, kind: AccessKind, now: int, requester: str, office_work: str, info_item: str,
-        exchange_id: str, providers: tuple[str, ...], sid: bytes, require: tuple[str, str],
+        exchange_id: str, providers: tuple[str, ...], sid: bytes,
+        require: tuple[tuple[str, str], ...],
     ) -> NewRecord:
         pseudonym = self.deriver.log_pseudonym(sid)
         leaf = AccessRecord(kind, now, requester, office_work, info_item, exchange_id,

@@ -248,6 +248,27 @@ def test_translate_after_release(env: Env) -> None:
     assert env.records() == []
 
 
+def test_translate_requester_released_after_lookup_writes_nothing(env: Env) -> None:
+    """The append requires the requester's holding too, in its own transaction: a release
+    between the lookup and the append leaves no record and reports the requester."""
+    requester = env.issue("pension-service", N1)
+    env.issue("city-a", N1)
+    lookup_many = env.registry.lookup_many
+    calls = 0
+
+    async def lookup_then_release(keys: list[tuple[str, str]]) -> list[bytes | None]:
+        nonlocal calls
+        calls += 1
+        found = await lookup_many(keys)
+        if calls == 1:
+            await env.registry.release("pension-service", requester)
+        return found
+
+    env.registry.lookup_many = lookup_then_release  # type: ignore[method-assign]
+    _raises(env, env.core.translate(env.tr(requester)), NotFound, "REQUESTER_NOT_HOLDING")
+    assert env.records() == []
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [({"requester_agency": "Pension Service"}, "requester_agency"),

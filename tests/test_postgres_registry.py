@@ -76,7 +76,7 @@ def test_release_waits_for_a_concurrent_append_that_needs_the_holding(pg_url: st
         reg = PgRegistry(pg_url)
         try:
             await reg.issue([_holding(1)])
-            rec = NewRecord(b"leaf", b"p" * 32, b"s", require=("agency-a", "k1.sym000001"))
+            rec = NewRecord(b"leaf", b"p" * 32, b"s", require=(("agency-a", "k1.sym000001"),))
             first = await reg.append_records([rec])
             released = await reg.release("agency-a", "k1.sym000001")
             after = await reg.append_records([rec])

@@ -24,7 +24,7 @@ def _h(agency: str, i: int, tag: bytes = b"") -> NewHolding:
     return NewHolding(agency, _sym(i), b"sealed:" + agency.encode() + b":%d" % i + tag)
 
 
-def _rec(n: int, pseudonym: bytes, require: tuple[str, str] | None = None) -> NewRecord:
+def _rec(n: int, pseudonym: bytes, *require: tuple[str, str]) -> NewRecord:
     return NewRecord(b"leaf-%d" % n, pseudonym, b"sealed-rec-%d" % n, require)
 
 
@@ -151,19 +151,23 @@ def test_append_records_require(registry: Registry, aio: asyncio.Runner) -> None
             _rec(3, P1, ("city-a", _sym(2))),             # released
             _rec(4, P2, ("city-b", _sym(1))),             # other agency: absent
             _rec(5, P2, ("city-a", _sym(1))),
+            _rec(7, P1, ("city-a", _sym(1)), ("city-a", _sym(2))),  # one of two released
+            _rec(8, P1, ("city-a", _sym(99)), ("city-a", _sym(1))),  # one of two absent
+            _rec(9, P2, ("city-a", _sym(1)), ("city-a", _sym(1))),  # both live (the same)
         ])
         assert ids[2] is None and ids[3] is None and ids[4] is None
+        assert ids[6] is None and ids[7] is None
         written = [i for i in ids if i is not None]
-        assert len(written) == 3
-        assert written == sorted(written) and len(set(written)) == 3
+        assert len(written) == 4
+        assert written == sorted(written) and len(set(written)) == 4
         rows = await registry.records_after(0, 100)
-        assert [r.leaf for r in rows] == [b"leaf-0", b"leaf-1", b"leaf-5"]  # nothing else
+        assert [r.leaf for r in rows] == [b"leaf-0", b"leaf-1", b"leaf-5", b"leaf-9"]
         assert [r.id for r in rows] == written
         assert [r.sealed_subject for r in rows] == [b"sealed-rec-0", b"sealed-rec-1",
-                                                    b"sealed-rec-5"]
+                                                    b"sealed-rec-5", b"sealed-rec-9"]
         assert await registry.append_records([]) == []
         assert await registry.append_records([_rec(6, P1, ("city-a", _sym(2)))]) == [None]
-        assert len(await registry.records_after(0, 100)) == 3
+        assert len(await registry.records_after(0, 100)) == 4
 
     aio.run(body())
 

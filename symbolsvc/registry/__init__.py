@@ -26,12 +26,13 @@ class NewHolding:
 
 @dataclass(frozen=True, slots=True)
 class NewRecord:
-    """An access record to append; ``require`` names a holding that must be live."""
+    """An access record to append; ``require`` names the holdings ``(agency, symbol)``
+    that must all be live, checked in the transaction that appends the record."""
 
     leaf: bytes
     pseudonym: bytes
     sealed_subject: bytes
-    require: tuple[str, str] | None = None
+    require: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +141,8 @@ class Registry(LogStore, Protocol):
         """:meth:`lookup` for several holdings in one round trip."""
 
     async def append_records(self, records: Sequence[NewRecord]) -> list[int | None]:
-        """Append access records durably; per item its id, or None when its
-        required holding is not live (then nothing is written for it)."""
+        """Append access records durably; per item its id, or None when any of its
+        required holdings is not live (then nothing is written for it)."""
 
     async def records_for_subject(
         self, pseudonym: bytes, before_id: int | None, limit: int

@@ -451,13 +451,18 @@ async def _lookup_many(
 _INSERT_RECORD = (
     "INSERT INTO access_records (pseudonym, sealed_subject, leaf) VALUES (%s, %s, %s) RETURNING id"
 )
-# The holding's row is share-locked until COMMIT, so a concurrent release waits and
-# no record is appended against a holding released before the record commits.
-_INSERT_RECORD_IF_LIVE = (
-    "INSERT INTO access_records (pseudonym, sealed_subject, leaf) "
-    "SELECT %s, %s, %s FROM holdings "
-    "WHERE agency = %s AND symbol = %s AND NOT released FOR SHARE RETURNING id"
-)
+# The required holdings' rows are share-locked until COMMIT, so a concurrent release
+# waits and no record is appended against a holding released before the record commits.
+def _insert_record_if_live(n: int) -> str:
+    """The insert of a record that needs ``n`` live holdings: one row only when all are."""
+    tables = ", ".join(f"holdings h{i}" for i in range(n))
+    where = " AND ".join(
+        f"h{i}.agency = %s AND h{i}.symbol = %s AND NOT h{i}.released" for i in range(n))
+    return ("INSERT INTO access_records (pseudonym, sealed_subject, leaf) "  # noqa: S608
+            f"SELECT %s, %s, %s FROM {tables} WHERE {where} FOR SHARE RETURNING id")
+
+
+_INSERT_RECORD_IF_LIVE = {n: _insert_record_if_live(n) for n in (1, 2)}
 
 
 async def _append(
@@ -467,11 +472,13 @@ async def _append(
     async with conn.pipeline():
         for r in records:
             cur = conn.cursor()
-            if r.require is None:
+            if not r.require:
                 await cur.execute(_INSERT_RECORD, (r.pseudonym, r.sealed_subject, r.leaf))
             else:
-                await cur.execute(_INSERT_RECORD_IF_LIVE,
-                                  (r.pseudonym, r.sealed_subject, r.leaf, *r.require))
+                n = len(r.require)
+                sql = _INSERT_RECORD_IF_LIVE.get(n) or _insert_record_if_live(n)
+                await cur.execute(sql, (r.pseudonym, r.sealed_subject, r.leaf,
+                                        *(v for key in r.require for v in key)))
             cursors.append(cur)
     out: list[int | None] = []
     for cur in cursors:

@@ -178,28 +178,59 @@ def _values(rows: int, width: int) -> str:
     return ",".join(["(" + ", ".join("?" * width) + ")"] * rows)
 
 
+def _live_positions(
+    conn: sqlite3.Connection, keys: list[tuple[str, str]]
+) -> set[int]:
+    """Positions in ``keys`` of the holdings that are live, from one aggregate row
+    per chunk.
+
+    One result row rather than one per holding matters: sqlite3 releases the GIL
+    around every step of a statement, and each time the writer must win it back
+    from the busy event loop (up to the switch interval), so a statement that
+    returns a row per holding stretches the whole group."""
+    live: set[int] = set()
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start:start + _CHUNK]
+        params: list[Any] = []
+        for i, (agency, symbol) in enumerate(chunk, start):
+            params += (i, agency, symbol)
+        (found,) = conn.execute(
+            "SELECT group_concat(v.column1) FROM (VALUES "  # noqa: S608
+            + _values(len(chunk), 3)
+            + ") AS v JOIN holdings h ON h.agency = v.column2 AND h.symbol = v.column3"
+            " WHERE h.released = 0",
+            params,
+        ).fetchone()
+        if found:
+            live.update(map(int, found.split(",")))
+    return live
+
+
 def _issue_merged(
     conn: sqlite3.Connection, calls: list[list[tuple[str, str, bytes]]]
 ) -> list[list[bool]]:
-    """The issue rows of a whole group in one upsert per chunk; per row, True when
-    the row was inserted or re-activated (the first occurrence within the group)."""
+    """The issue rows of a whole group: one liveness query and one upsert per chunk,
+    each a single statement step; per row, True when the row is inserted or
+    re-activated (the first occurrence within the group)."""
     rows = [row for call in calls for row in call]
-    changed: set[tuple[str, str]] = set()
+    was_live = _live_positions(conn, [(a, s) for a, s, _ in rows])
     for chunk in _chunks(rows):
-        sql = (
+        conn.execute(
             "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES "  # noqa: S608
             + _values(len(chunk), 3)
-            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = 0 WHERE released = 1"
-            " RETURNING agency, symbol"
+            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = 0 WHERE released = 1",
+            [v for row in chunk for v in row],
         )
-        changed.update(conn.execute(sql, [v for row in chunk for v in row]).fetchall())
+    seen: set[tuple[str, str]] = set()
     out: list[list[bool]] = []
+    pos = 0
     for call in calls:
         flags = []
         for agency, symbol, _ in call:
             key = (agency, symbol)
-            flags.append(key in changed)
-            changed.discard(key)  # a repeat in the same group is not new
+            flags.append(pos not in was_live and key not in seen)
+            seen.add(key)  # a repeat in the same group is not new
+            pos += 1
         out.append(flags)
     return out
 
@@ -225,21 +256,15 @@ def _append_merged(
     Ids are assigned here, consecutively after the largest id, inside the
     writer's transaction (which holds SQLite's write lock), so the id order is
     the commit order even with several server processes on one file."""
-    required = list({r.require for call in calls for r in call if r.require is not None})
-    live: set[tuple[str, str]] = set()
-    for chunk in _chunks(required):
-        live.update(conn.execute(
-            "SELECT agency, symbol FROM holdings WHERE released = 0 "  # noqa: S608
-            "AND (agency, symbol) IN (VALUES " + _values(len(chunk), 2) + ")",
-            [v for key in chunk for v in key],
-        ).fetchall())
+    required = list({key for call in calls for r in call for key in r.require})
+    live = {required[i] for i in _live_positions(conn, required)}
     next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM access_records").fetchone()[0]
     rows: list[tuple[int, bytes, bytes, bytes]] = []
     out: list[list[int | None]] = []
     for call in calls:
         ids: list[int | None] = []
         for r in call:
-            if r.require is not None and r.require not in live:
+            if not live.issuperset(r.require):
                 ids.append(None)
                 continue
             rows.append((next_id, r.pseudonym, r.sealed_subject, r.leaf))
