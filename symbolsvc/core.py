@@ -183,46 +183,55 @@ class Core:
             todo.append(i)
         if not todo:
             return out
-        sealed = await self.registry.lookup_many(
-            [(reqs[i].requester_agency, reqs[i].symbol) for i in todo]
-        )
+        # One writer unit per item, merged per group: read the requester's holding,
+        # derive and build the record, append it under both holdings, in one
+        # transaction (no read-pool hop, and no release can slip in between).
         now = self._clock_us()
-        records: list[NewRecord] = []
-        appended: list[tuple[int, str]] = []
-        for i, sealed_ref in zip(todo, sealed, strict=True):
-            r = reqs[i]
-            if sealed_ref is None:
+        provider_symbols: dict[int, str] = {}
+        failed: dict[int, SymbolsvcError] = {}
+        results = await self.registry.append_for_holdings(
+            [((reqs[i].requester_agency, reqs[i].symbol), self._translation(reqs[i], i, now,
+              provider_symbols, failed)) for i in todo]
+        )
+        for i, (held, rid) in zip(todo, results, strict=True):
+            if not held:
                 out[i] = _requester_not_holding()
-                continue
-            sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
-            provider_symbol = self.deriver.symbol(r.provider_agency, sid, symbol_version(r.symbol))
-            records.append(self._record(
-                AccessKind.TRANSLATE, now, r.requester_agency, r.office_work, r.info_item,
-                r.exchange_id, (r.provider_agency,), sid,
-                ((r.requester_agency, r.symbol), (r.provider_agency, provider_symbol)),
-            ))
-            appended.append((i, provider_symbol))
-        if records:
-            ids = await self.registry.append_records(records)
-            refused = [i for (i, _), rid in zip(appended, ids, strict=True) if rid is None]
-            # Both holdings were required in the append's transaction; on a refusal, say
-            # which one was not live (the requester's is checked first, SPEC §4).
-            gone = await self.registry.lookup_many(
-                [(reqs[i].requester_agency, reqs[i].symbol) for i in refused]
-            ) if refused else []
-            requester_live = dict(zip(refused, gone, strict=True))
-            for (i, provider_symbol), rid in zip(appended, ids, strict=True):
-                if rid is not None:
-                    out[i] = Translated(provider_symbol, rid)
-                elif requester_live[i] is None:
-                    out[i] = _requester_not_holding()
-                else:
-                    out[i] = NotFound(
-                        "PROVIDER_NOT_HOLDING",
-                        f"the provider agency {reqs[i].provider_agency!r} holds no records "
-                        "on this subject",
-                    )
+            elif i in failed:
+                out[i] = failed[i]
+            elif rid is None:  # the requester's holding was live in the same transaction
+                out[i] = NotFound(
+                    "PROVIDER_NOT_HOLDING",
+                    f"the provider agency {reqs[i].provider_agency!r} holds no records "
+                    "on this subject",
+                )
+            else:
+                out[i] = Translated(provider_symbols[i], rid)
         return out
+
+    def _translation(
+        self, r: TranslateRequest, i: int, now: int, provider_symbols: dict[int, str],
+        failed: dict[int, SymbolsvcError],
+    ) -> Callable[[bytes], NewRecord | None]:
+        """The record builder for one translation, run in the registry's writer with the
+        requester's sealed reference: it never raises (errors go to ``failed``)."""
+
+        def build(sealed_ref: bytes) -> NewRecord | None:
+            try:
+                sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
+                provider_symbol = self.deriver.symbol(
+                    r.provider_agency, sid, symbol_version(r.symbol))
+                record = self._record(
+                    AccessKind.TRANSLATE, now, r.requester_agency, r.office_work, r.info_item,
+                    r.exchange_id, (r.provider_agency,), sid,
+                    ((r.requester_agency, r.symbol), (r.provider_agency, provider_symbol)),
+                )
+            except SymbolsvcError as err:
+                failed[i] = err
+                return None
+            provider_symbols[i] = provider_symbol
+            return record
+
+        return build
 
     async def resolve(self, r: ResolveRequest) -> Resolved:
         """SPEC §4 Resolve providers: permitted providers that hold the subject, logged."""

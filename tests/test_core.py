@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import unit_fixtures
@@ -25,6 +26,7 @@ from symbolsvc.errors import InvalidArgument, NotFound, PermissionDenied, Symbol
 from symbolsvc.keys import Keyring
 from symbolsvc.policy import PolicyHolder
 from symbolsvc.records import AccessKind, AccessRecord
+from symbolsvc.registry import NewRecord
 from symbolsvc.registry.sqlite import SqliteRegistry
 from symbolsvc.symbols import Deriver
 
@@ -235,7 +237,9 @@ def test_translate_check_order(env: Env) -> None:
                   "PROVIDER_NOT_HOLDING")
     assert "city-b" in str(err)
     assert env.records() == []
-    assert env.writes()[1] - before[1] == 1  # the one failed append, which wrote nothing
+    # the two refused translations: each one writer unit (the requester's holding is
+    # read in the append's transaction) that wrote nothing
+    assert env.writes()[1] - before[1] == 2
 
 
 def test_translate_after_release(env: Env) -> None:
@@ -248,25 +252,27 @@ def test_translate_after_release(env: Env) -> None:
     assert env.records() == []
 
 
-def test_translate_requester_released_after_lookup_writes_nothing(env: Env) -> None:
-    """The append requires the requester's holding too, in its own transaction: a release
-    between the lookup and the append leaves no record and reports the requester."""
+def test_translate_record_requires_both_holdings(env: Env) -> None:
+    """The requester's holding is read in the append's transaction, and the record
+    requires it as well as the provider's: a release cannot slip in between."""
     requester = env.issue("pension-service", N1)
-    env.issue("city-a", N1)
-    lookup_many = env.registry.lookup_many
-    calls = 0
+    provider = env.issue("city-a", N1)
+    append_for_holdings = env.registry.append_for_holdings
+    built: list[NewRecord | None] = []
 
-    async def lookup_then_release(keys: list[tuple[str, str]]) -> list[bytes | None]:
-        nonlocal calls
-        calls += 1
-        found = await lookup_many(keys)
-        if calls == 1:
-            await env.registry.release("pension-service", requester)
-        return found
+    async def spy(items: list[tuple[tuple[str, str], Any]]) -> list[tuple[bool, int | None]]:
+        def wrap(build: Any) -> Any:
+            def recorded(sealed: bytes) -> NewRecord | None:
+                built.append(build(sealed))
+                return built[-1]
+            return recorded
+        return await append_for_holdings([(key, wrap(b)) for key, b in items])
 
-    env.registry.lookup_many = lookup_then_release  # type: ignore[method-assign]
-    _raises(env, env.core.translate(env.tr(requester)), NotFound, "REQUESTER_NOT_HOLDING")
-    assert env.records() == []
+    env.registry.append_for_holdings = spy  # type: ignore[method-assign]
+    assert env.run.run(env.core.translate(env.tr(requester))).provider_symbol == provider
+    (record,) = built
+    assert record is not None
+    assert set(record.require) == {("pension-service", requester), ("city-a", provider)}
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ Durability across crashes is tested end to end elsewhere.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import unit_fixtures
@@ -168,6 +169,36 @@ def test_append_records_require(registry: Registry, aio: asyncio.Runner) -> None
         assert await registry.append_records([]) == []
         assert await registry.append_records([_rec(6, P1, ("city-a", _sym(2)))]) == [None]
         assert len(await registry.records_after(0, 100)) == 4
+
+    aio.run(body())
+
+
+def test_append_for_holdings(registry: Registry, aio: asyncio.Runner) -> None:
+    async def body() -> None:
+        await registry.issue([_h("city-a", 1), _h("city-a", 2), _h("city-b", 1)])
+        await registry.release("city-a", _sym(2))
+        seen: list[bytes] = []
+
+        def build(n: int, *require: tuple[str, str]) -> Any:
+            def make(sealed: bytes) -> NewRecord | None:
+                seen.append(sealed)
+                return _rec(n, P1, *require) if n >= 0 else None
+            return make
+
+        out = await registry.append_for_holdings([
+            (("city-a", _sym(1)), build(0, ("city-a", _sym(1)), ("city-b", _sym(1)))),
+            (("city-a", _sym(2)), build(1)),                      # released: not built
+            (("city-a", _sym(99)), build(2)),                     # absent: not built
+            (("city-a", _sym(1)), build(3, ("city-a", _sym(1)), ("city-b", _sym(99)))),
+            (("city-b", _sym(1)), build(-1)),                     # built nothing
+        ])
+        assert [held for held, _ in out] == [True, False, False, True, True]
+        assert out[0][1] is not None and out[3][1] is None and out[4][1] is None
+        assert seen == [_h("city-a", 1).sealed_subject, _h("city-a", 1).sealed_subject,
+                        _h("city-b", 1).sealed_subject]
+        rows = await registry.records_after(0, 100)
+        assert [(r.id, r.leaf) for r in rows] == [(out[0][1], b"leaf-0")]
+        assert await registry.append_for_holdings([]) == []
 
     aio.run(body())
 

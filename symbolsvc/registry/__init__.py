@@ -78,6 +78,9 @@ class LogStatus:
     lease_expires_us: int
 
 
+BuildRecord = Callable[[bytes], "NewRecord | None"]
+"""``build(sealed_subject) -> record to append, or None``; see append_for_holdings."""
+
 SignFn = Callable[[int, bytes], str]
 """``sign_fn(tree_size, root_hash) -> signed checkpoint note``."""
 
@@ -143,6 +146,16 @@ class Registry(LogStore, Protocol):
     async def append_records(self, records: Sequence[NewRecord]) -> list[int | None]:
         """Append access records durably; per item its id, or None when any of its
         required holdings is not live (then nothing is written for it)."""
+
+    async def append_for_holdings(
+        self, items: Sequence[tuple[tuple[str, str], BuildRecord]]
+    ) -> list[tuple[bool, int | None]]:
+        """For each ``(holding, build)``, in ONE durable transaction per group: read the
+        holding's sealed subject reference; when it is live, call ``build(sealed)`` (in
+        the writer, so it must be quick and must not raise) and append the record it
+        returns, if any, under that record's ``require``. Per item ``(held, id)``:
+        ``held`` False when the holding is not live (nothing built or written), ``id``
+        None when nothing was appended."""
 
     async def records_for_subject(
         self, pseudonym: bytes, before_id: int | None, limit: int

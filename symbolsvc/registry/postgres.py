@@ -39,6 +39,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from ..errors import ConfigError, Unavailable
 from ..log.merkle import Frontier, leaf_hash
 from . import (
+    BuildRecord,
     Integration,
     LogStatus,
     NewHolding,
@@ -225,6 +226,14 @@ class PgRegistry:
         if not recs:
             return []
         return await self._group.submit(lambda conn: _append(conn, recs))
+
+    async def append_for_holdings(
+        self, items: Sequence[tuple[tuple[str, str], BuildRecord]]
+    ) -> list[tuple[bool, int | None]]:
+        todo = list(items)
+        if not todo:
+            return []
+        return await self._group.submit(lambda conn: _append_for(conn, todo))
 
     # -- the access log (docs/ACCESS_LOG.md) ------------------------------------
 
@@ -485,6 +494,30 @@ async def _append(
         row = await cur.fetchone()
         out.append(int(row[0]) if row else None)
     return out
+
+
+async def _append_for(
+    conn: psycopg.AsyncConnection[Any], items: list[tuple[tuple[str, str], BuildRecord]]
+) -> list[tuple[bool, int | None]]:
+    """append_for_holdings in the group's transaction: read the holdings, build, append
+    (the append re-checks and share-locks every required holding)."""
+    found = await _lookup_many(conn, sorted({key for key, _ in items}))
+    results: list[tuple[bool, int | None]] = [(False, None)] * len(items)
+    records: list[NewRecord] = []
+    slots: list[int] = []
+    for j, (key, build) in enumerate(items):
+        ref = found.get(key)
+        if ref is None:
+            continue
+        results[j] = (True, None)
+        record = build(ref)
+        if record is not None:
+            records.append(record)
+            slots.append(j)
+    if records:
+        for j, rid in zip(slots, await _append(conn, records), strict=True):
+            results[j] = (True, rid)
+    return results
 
 
 _RECORD_COLUMNS = "SELECT id, leaf, sealed_subject, leaf_index FROM access_records "

@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import ConfigError, Unavailable
 from ..log.merkle import Frontier, leaf_hash
 from . import (
+    BuildRecord,
     Integration,
     LogStatus,
     NewHolding,
@@ -141,6 +142,11 @@ class SqliteRegistry:
 
     async def append_records(self, records: Sequence[NewRecord]) -> list[int | None]:
         return await self._write(_append_merged, list(records))
+
+    async def append_for_holdings(
+        self, items: Sequence[tuple[tuple[str, str], BuildRecord]]
+    ) -> list[tuple[bool, int | None]]:
+        return await self._write(_append_for_merged, list(items))
 
     async def integrate(
         self, batch: int, holder: str, lease_ms: int, sign_fn: SignFn
@@ -277,6 +283,59 @@ def _append_merged(
             "VALUES " + _values(len(chunk), 4),
             [v for row in chunk for v in row],
         )
+    return out
+
+
+def _live_sealed(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[int, bytes]:
+    """Position in ``keys`` -> sealed subject reference, for the live holdings; one
+    aggregate row per chunk (see :func:`_live_positions`)."""
+    found: dict[int, bytes] = {}
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start:start + _CHUNK]
+        params: list[Any] = []
+        for i, (agency, symbol) in enumerate(chunk, start):
+            params += (i, agency, symbol)
+        (rows,) = conn.execute(
+            "SELECT group_concat(v.column1 || ':' || hex(h.sealed_subject)) FROM (VALUES "  # noqa: S608
+            + _values(len(chunk), 3)
+            + ") AS v JOIN holdings h ON h.agency = v.column2 AND h.symbol = v.column3"
+            " WHERE h.released = 0",
+            params,
+        ).fetchone()
+        for pair in rows.split(",") if rows else ():
+            i, _, sealed = pair.partition(":")
+            found[int(i)] = bytes.fromhex(sealed)
+    return found
+
+
+def _append_for_merged(
+    conn: sqlite3.Connection, calls: list[list[tuple[tuple[str, str], BuildRecord]]]
+) -> list[list[tuple[bool, int | None]]]:
+    """A group's append_for_holdings: one read of the holdings, the builds, then
+    :func:`_append_merged`, all in the writer's transaction."""
+    items = [item for call in calls for item in call]
+    sealed = _live_sealed(conn, [key for key, _ in items])
+    results: list[tuple[bool, int | None]] = [(False, None)] * len(items)
+    records: list[NewRecord] = []
+    slots: list[int] = []
+    for j, (_, build) in enumerate(items):
+        ref = sealed.get(j)
+        if ref is None:
+            continue
+        results[j] = (True, None)
+        record = build(ref)
+        if record is not None:
+            records.append(record)
+            slots.append(j)
+    if records:
+        (ids,) = _append_merged(conn, [records])
+        for j, rid in zip(slots, ids, strict=True):
+            results[j] = (True, rid)
+    out: list[list[tuple[bool, int | None]]] = []
+    pos = 0
+    for call in calls:
+        out.append(results[pos:pos + len(call)])
+        pos += len(call)
     return out
 
 
