@@ -215,28 +215,25 @@ def _live_positions(
 def _issue_merged(
     conn: sqlite3.Connection, calls: list[list[tuple[str, str, bytes]]]
 ) -> list[list[bool]]:
-    """The issue rows of a whole group: one liveness query and one upsert per chunk,
-    each a single statement step; per row, True when the row is inserted or
-    re-activated (the first occurrence within the group)."""
+    """The issue rows of a whole group in one upsert per chunk; per row, True when
+    the row was inserted or re-activated (the first occurrence within the group)."""
     rows = [row for call in calls for row in call]
-    was_live = _live_positions(conn, [(a, s) for a, s, _ in rows])
+    changed: set[tuple[str, str]] = set()
     for chunk in _chunks(rows):
-        conn.execute(
+        sql = (
             "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES "  # noqa: S608
             + _values(len(chunk), 3)
-            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = 0 WHERE released = 1",
-            [v for row in chunk for v in row],
+            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = 0 WHERE released = 1"
+            " RETURNING agency, symbol"
         )
-    seen: set[tuple[str, str]] = set()
+        changed.update(conn.execute(sql, [v for row in chunk for v in row]).fetchall())
     out: list[list[bool]] = []
-    pos = 0
     for call in calls:
         flags = []
         for agency, symbol, _ in call:
             key = (agency, symbol)
-            flags.append(pos not in was_live and key not in seen)
-            seen.add(key)  # a repeat in the same group is not new
-            pos += 1
+            flags.append(key in changed)
+            changed.discard(key)  # a repeat in the same group is not new
         out.append(flags)
     return out
 
