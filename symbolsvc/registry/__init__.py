@@ -81,6 +81,26 @@ class LogStatus:
 BuildRecord = Callable[[bytes], "NewRecord | None"]
 """``build(sealed_subject) -> record to append, or None``; see append_for_holdings."""
 
+def build_records(
+    builds: Sequence[BuildRecord], sealed: Sequence[bytes | None]
+) -> tuple[list[tuple[bool, int | None]], list[NewRecord], list[int]]:
+    """The backend-neutral middle of append_for_holdings: run each build whose holding
+    is live. Returns the per-item results so far (``held``, no id yet), the records
+    to append, and for each record the position of its item."""
+    results: list[tuple[bool, int | None]] = [(False, None)] * len(builds)
+    records: list[NewRecord] = []
+    slots: list[int] = []
+    for j, (build, ref) in enumerate(zip(builds, sealed, strict=True)):
+        if ref is None:
+            continue
+        results[j] = (True, None)
+        record = build(ref)
+        if record is not None:
+            records.append(record)
+            slots.append(j)
+    return results, records, slots
+
+
 SignFn = Callable[[int, bytes], str]
 """``sign_fn(tree_size, root_hash) -> signed checkpoint note``."""
 

@@ -47,6 +47,7 @@ from . import (
     SignFn,
     StoredCheckpoint,
     StoredRecord,
+    build_records,
 )
 from .migrations import pg_version, require_current
 from .open import PgTarget
@@ -502,18 +503,8 @@ async def _append_for(
     """append_for_holdings in the group's transaction: read the holdings, build, append
     (the append re-checks and share-locks every required holding)."""
     found = await _lookup_many(conn, sorted({key for key, _ in items}))
-    results: list[tuple[bool, int | None]] = [(False, None)] * len(items)
-    records: list[NewRecord] = []
-    slots: list[int] = []
-    for j, (key, build) in enumerate(items):
-        ref = found.get(key)
-        if ref is None:
-            continue
-        results[j] = (True, None)
-        record = build(ref)
-        if record is not None:
-            records.append(record)
-            slots.append(j)
+    results, records, slots = build_records(
+        [build for _, build in items], [found.get(key) for key, _ in items])
     if records:
         for j, rid in zip(slots, await _append(conn, records), strict=True):
             results[j] = (True, rid)

@@ -29,6 +29,7 @@ from . import (
     SignFn,
     StoredCheckpoint,
     StoredRecord,
+    build_records,
 )
 from .groupcommit import GroupCommitter
 from .migrations import sqlite_migrate
@@ -184,32 +185,9 @@ def _values(rows: int, width: int) -> str:
     return ",".join(["(" + ", ".join("?" * width) + ")"] * rows)
 
 
-def _live_positions(
-    conn: sqlite3.Connection, keys: list[tuple[str, str]]
-) -> set[int]:
-    """Positions in ``keys`` of the holdings that are live, from one aggregate row
-    per chunk.
-
-    One result row rather than one per holding matters: sqlite3 releases the GIL
-    around every step of a statement, and each time the writer must win it back
-    from the busy event loop (up to the switch interval), so a statement that
-    returns a row per holding stretches the whole group."""
-    live: set[int] = set()
-    for start in range(0, len(keys), _CHUNK):
-        chunk = keys[start:start + _CHUNK]
-        params: list[Any] = []
-        for i, (agency, symbol) in enumerate(chunk, start):
-            params += (i, agency, symbol)
-        (found,) = conn.execute(
-            "SELECT group_concat(v.column1) FROM (VALUES "  # noqa: S608
-            + _values(len(chunk), 3)
-            + ") AS v JOIN holdings h ON h.agency = v.column2 AND h.symbol = v.column3"
-            " WHERE h.released = 0",
-            params,
-        ).fetchone()
-        if found:
-            live.update(map(int, found.split(",")))
-    return live
+def _live_positions(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> set[int]:
+    """Positions in ``keys`` of the holdings that are live (see :func:`_live_sealed`)."""
+    return set(_live_sealed(conn, keys))
 
 
 def _issue_merged(
@@ -284,8 +262,13 @@ def _append_merged(
 
 
 def _live_sealed(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[int, bytes]:
-    """Position in ``keys`` -> sealed subject reference, for the live holdings; one
-    aggregate row per chunk (see :func:`_live_positions`)."""
+    """Position in ``keys`` -> sealed subject reference, for the live holdings, from
+    one aggregate row per chunk.
+
+    One result row rather than one per holding matters: sqlite3 releases the GIL
+    around every step of a statement, and each time the writer must win it back
+    from the busy event loop (up to the switch interval), so a statement that
+    returns a row per holding stretches the whole group."""
     found: dict[int, bytes] = {}
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start:start + _CHUNK]
@@ -312,18 +295,8 @@ def _append_for_merged(
     :func:`_append_merged`, all in the writer's transaction."""
     items = [item for call in calls for item in call]
     sealed = _live_sealed(conn, [key for key, _ in items])
-    results: list[tuple[bool, int | None]] = [(False, None)] * len(items)
-    records: list[NewRecord] = []
-    slots: list[int] = []
-    for j, (_, build) in enumerate(items):
-        ref = sealed.get(j)
-        if ref is None:
-            continue
-        results[j] = (True, None)
-        record = build(ref)
-        if record is not None:
-            records.append(record)
-            slots.append(j)
+    results, records, slots = build_records(
+        [build for _, build in items], [sealed.get(j) for j in range(len(items))])
     if records:
         (ids,) = _append_merged(conn, [records])
         for j, rid in zip(slots, ids, strict=True):
