@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -581,42 +581,49 @@ class RegistrySnapshot:
 
 
 class BulkLoad:
-    """Bulk issuance against a server, on threads, remembering every acknowledged symbol.
+    """Open-ended bulk issuance against a server, on threads, remembering every acknowledged
+    symbol.
 
     One bidirectional StreamIssueSymbols for ``stream_agency`` (chunks of ``chunk``) and
-    ``batch_threads`` threads of BatchIssueSymbols for ``batch_agency``, all at once. A
-    symbol counts as acknowledged only once its chunk's or batch's reply has arrived. The
-    load ends by itself when everything is issued, or when the server goes away (the calls
-    then fail; the failures are kept in ``errors``).
+    ``batch_threads`` threads of BatchIssueSymbols for ``batch_agency``, all at once. The
+    stream first sends ``stream_prefix``, then fresh numbers from ``numbers``; the batches
+    draw fresh numbers too. Neither ever runs out: the load goes on until the server goes
+    away (the calls then fail; the failures are kept in ``errors``), :meth:`stop` is called,
+    or ``max_seconds`` pass. So a kill or a SIGTERM sent while the load runs lands in the
+    middle of it by construction, however fast the machine. A symbol counts as acknowledged
+    only once its chunk's or batch's reply has arrived.
     """
 
-    def __init__(self, deployment: Deployment, address: str, *,
-                 stream_agency: str, stream_numbers: list[str],
-                 batch_agency: str, batch_numbers: list[str],
-                 batch_threads: int = 2, chunk: int = 500, batch_size: int = 250) -> None:
+    def __init__(self, deployment: Deployment, address: str, numbers: NumberSource, *,
+                 stream_agency: str, batch_agency: str, stream_prefix: Sequence[str] = (),
+                 batch_threads: int = 2, chunk: int = 500, batch_size: int = 250,
+                 max_seconds: float = 300.0) -> None:
         self.deployment = deployment
         self.address = address
-        self.stream_agency, self.stream_numbers = stream_agency, stream_numbers
-        self.batch_agency, self.batch_numbers = batch_agency, batch_numbers
+        self.numbers = numbers
+        self.stream_agency, self.stream_prefix = stream_agency, list(stream_prefix)
+        self.batch_agency = batch_agency
         self.batch_threads, self.chunk, self.batch_size = batch_threads, chunk, batch_size
         self.acked: dict[str, dict[str, str]] = {stream_agency: {}, batch_agency: {}}
         self.errors: list[tuple[str, CallError]] = []  # ("stream" | "batch", error)
         self.item_errors: list[str] = []
-        self.stream_finished = False
+        self.stream_finished = False  # the server ended the stream without an error
+        self._deadline = time.monotonic() + max_seconds
+        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._clients: list[AgencyClient] = []
 
     def start(self) -> BulkLoad:
         self._threads.append(threading.Thread(target=self._stream, daemon=True))
-        per = -(-len(self.batch_numbers) // self.batch_threads)
-        for i in range(self.batch_threads):
-            part = self.batch_numbers[i * per:(i + 1) * per]
-            self._threads.append(threading.Thread(target=self._batches, args=(part,),
-                                                  daemon=True))
+        for _ in range(self.batch_threads):
+            self._threads.append(threading.Thread(target=self._batches, daemon=True))
         for t in self._threads:
             t.start()
         return self
+
+    def _running(self) -> bool:
+        return not self._stop.is_set() and time.monotonic() < self._deadline
 
     def _client(self, agency: str) -> AgencyClient:
         client = self.deployment.agency(agency, self.address)
@@ -633,18 +640,30 @@ class BulkLoad:
                     self.item_errors.append(r.error.reason)
 
     def _stream(self) -> None:
-        chunks = chunked(self.stream_numbers, self.chunk)
+        sent: dict[int, list[str]] = {}
+
+        def chunks() -> Iterator[list[str]]:
+            for i, part in enumerate(chunked(self.stream_prefix, self.chunk)):
+                sent[i] = part
+                yield part
+            i = len(sent)
+            while self._running():
+                sent[i] = self.numbers.many(self.chunk)
+                yield sent[i]
+                i += 1
+
         client = self._client(self.stream_agency)
         try:
-            for reply in client.issue_stream(chunks, timeout=120):
-                self._record(self.stream_agency, chunks[reply.chunk_id], reply.results)
+            for reply in client.issue_stream(chunks(), timeout=self._deadline - time.monotonic()):
+                self._record(self.stream_agency, sent.pop(reply.chunk_id), reply.results)
             self.stream_finished = True
         except CallError as err:
             self.errors.append(("stream", err))
 
-    def _batches(self, numbers: list[str]) -> None:
+    def _batches(self) -> None:
         client = self._client(self.batch_agency)
-        for batch in chunked(numbers, self.batch_size):
+        while self._running():
+            batch = self.numbers.many(self.batch_size)
             try:
                 results = client.issue_batch(batch)
             except CallError as err:
@@ -659,6 +678,11 @@ class BulkLoad:
     def snapshot(self) -> dict[str, dict[str, str]]:
         with self._lock:
             return {a: dict(m) for a, m in self.acked.items()}
+
+    def stop(self) -> None:
+        """Send nothing more: the stream ends after its last chunk, the batch threads after
+        their current batch."""
+        self._stop.set()
 
     def join(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

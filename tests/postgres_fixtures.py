@@ -47,9 +47,12 @@ def _probe() -> tuple[str | None, str]:
 
 
 def require_postgres() -> str:
-    """The test server's URL, or skip the calling test with how to enable it."""
+    """The test server's URL, or skip the calling test with how to enable it (fail instead
+    with ``SYMBOLSVC_REQUIRE_PG=1``, as CI sets)."""
     url, why = _probe()
     if url is None:
+        if os.environ.get("SYMBOLSVC_REQUIRE_PG") == "1":
+            pytest.fail(why)
         pytest.skip(why)
     return url
 

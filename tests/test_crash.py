@@ -20,8 +20,6 @@ from symbolsvc_client import Deployment
 
 from symbolsvc.v1 import broker_service_pb2 as broker_pb
 
-STREAM_TOTAL = 40_000  # far more than can be issued before the kill
-BATCH_TOTAL = 20_000
 SAMPLE = 300  # acknowledged numbers also held by tax-office, to translate after restart
 
 
@@ -29,7 +27,7 @@ def test_kill9_during_bulk_issuance_loses_no_acknowledged_symbol(
         fresh_deployment: Path, start_server: StartServer, numbers: NumberSource) -> None:
     server = start_server(fresh_deployment)
     dep = Deployment(fresh_deployment)
-    stream_numbers, batch_numbers = numbers.many(STREAM_TOTAL), numbers.many(BATCH_TOTAL)
+    stream_numbers = numbers.many(SAMPLE)
 
     # tax-office holds the first numbers of the stream, so that translations tax-office ->
     # city-chiyoda (tax-investigation / resident-record) can reach the bulk-issued symbols.
@@ -37,18 +35,18 @@ def test_kill9_during_bulk_issuance_loses_no_acknowledged_symbol(
         tax_symbols = {r_n: r.issued.symbol for r_n, r in zip(
             stream_numbers[:SAMPLE], tax.issue_batch(stream_numbers[:SAMPLE]), strict=True)}
 
-    load = BulkLoad(dep, server.address, stream_agency="city-chiyoda",
-                    stream_numbers=stream_numbers, batch_agency="city-minato",
-                    batch_numbers=batch_numbers, batch_threads=3).start()
+    # The load is open-ended (the stream starts with the sample): the kill lands in its
+    # middle by construction, however fast the machine is.
+    load = BulkLoad(dep, server.address, numbers, stream_agency="city-chiyoda",
+                    stream_prefix=stream_numbers, batch_agency="city-minato",
+                    batch_threads=3).start()
     wait_until(lambda: load.count("city-chiyoda") >= 4000 and load.count("city-minato") >= 1500,
                60, "a few thousand acknowledged issues")
     server.kill()
     load.join(60)
     acked = load.snapshot()
 
-    assert not load.stream_finished and len(acked["city-chiyoda"]) < STREAM_TOTAL, \
-        "the kill did not land in the middle of the load"
-    assert len(acked["city-minato"]) < BATCH_TOTAL
+    assert not load.stream_finished, "the kill did not land in the middle of the load"
     assert "stream" in {kind for kind, _ in load.errors} and not load.item_errors
     assert set(stream_numbers[:SAMPLE]) <= set(acked["city-chiyoda"])  # the sample was acked
 

@@ -27,13 +27,11 @@ def _committed() -> set[str]:
 
 
 def test_generated_code_matches_protos(tmp_path: Path) -> None:
-    # scripts/gen-proto runs `python -m grpc_tools.protoc`: make `python` this interpreter
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "python").symlink_to(sys.executable)
+    # scripts/gen-proto runs `$PYTHON -m grpc_tools.protoc`: this interpreter, the test
+    # venv's (a symlink to it elsewhere would lose the venv's pyvenv.cfg and site-packages)
     out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "PYTHON": sys.executable}
     proc = subprocess.run([str(ROOT / "scripts" / "gen-proto"), str(out)], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, f"scripts/gen-proto failed:\n{proc.stdout}\n{proc.stderr}"
