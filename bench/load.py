@@ -113,7 +113,7 @@ class Tally:
 
 
 def make_number(n: int) -> str:
-    """The ``n``-th individual number: 11 digits of ``n`` and the check digit (SPEC §6)."""
+    """The ``n``-th individual number: 11 digits of ``n`` and the check digit (CONTRACT §6)."""
     from symbolsvc.numbers import check_digit
 
     first = f"{n % NUMBER_SPACE:011d}"

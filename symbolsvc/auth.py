@@ -1,4 +1,4 @@
-"""Who may call what (SPEC §3): identities from client certificates, roles from config.toml.
+"""Who may call what (CONTRACT §3): identities from client certificates, roles from config.toml.
 
 The role table is keyed by gRPC service; one interceptor
 (:mod:`symbolsvc.interceptor`) applies it to every call, so no servicer

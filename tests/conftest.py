@@ -48,7 +48,7 @@ from symbolsvc_client import Deployment
 AGENCIES = ("city-chiyoda", "city-minato", "pension-service", "tax-office")
 MUNICIPALITIES = ("city-chiyoda", "city-minato")
 
-# SPEC §9's shape: groups, several rules with distinct office works and info items.
+# CONTRACT §9's shape: groups, several rules with distinct office works and info items.
 #
 #  requester         office work         info item             providers
 #  pension-service   survivor-pension    resident-tax-income   city-chiyoda, city-minato

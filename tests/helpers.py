@@ -58,7 +58,7 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str,
 
 
 def make_number(first_eleven: str) -> str:
-    """A valid individual number: 11 digits and their check digit (SPEC §6)."""
+    """A valid individual number: 11 digits and their check digit (CONTRACT §6)."""
     return first_eleven + str(check_digit(first_eleven))
 
 

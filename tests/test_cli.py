@@ -1,4 +1,4 @@
-"""The command line (SPEC §9): ``symbolsvc init`` writes a complete deployment with its
+"""The command line (CONTRACT §9): ``symbolsvc init`` writes a complete deployment with its
 secrets protected; ``symbolsvc serve`` refuses a wrong passphrase clearly; ``symbolsvc policy
 check`` and ``symbolctl`` work against the real files and server."""
 

@@ -1,4 +1,4 @@
-"""symbolsvc.core.Core in-process: SPEC §4 semantics and check order, batches, no writes on
+"""symbolsvc.core.Core in-process: CONTRACT §4 semantics and check order, batches, no writes on
 invalid input. A real SqliteRegistry, a real Deriver and a PolicyHolder on a policy file."""
 
 from __future__ import annotations

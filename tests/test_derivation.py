@@ -102,7 +102,7 @@ def test_number_not_recoverable_as_substring(number: str, agency: str) -> None:
 
 
 def test_subject_id_is_keyed() -> None:
-    """SPEC §5.2: no unkeyed hash of the number is ever derived."""
+    """CONTRACT §5.2: no unkeyed hash of the number is ever derived."""
     import hashlib
 
     number = make_number("12345678901").encode()

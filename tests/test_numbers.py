@@ -1,4 +1,4 @@
-"""Individual-number validation (SPEC §6): published and computed vectors, then properties."""
+"""Individual-number validation (CONTRACT §6): published and computed vectors, then properties."""
 
 from __future__ import annotations
 

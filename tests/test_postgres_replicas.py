@@ -1,4 +1,4 @@
-"""Stateless replicas over one PostgreSQL database (SPEC §7, issue 5).
+"""Stateless replicas over one PostgreSQL database (CONTRACT §7, issue 5).
 
 Real processes: two ``symbolsvc serve`` on different ports, one deployment
 directory, one database; clients balance over both with gRPC's ``round_robin``.

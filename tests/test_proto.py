@@ -1,5 +1,5 @@
 """The API definition: generated code matches the .proto files, buf lint is clean, and the
-names SPEC §3 and §9 fix are present with the right shapes."""
+names CONTRACT §3 and §9 fix are present with the right shapes."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_buf_lint() -> None:
     assert proc.returncode == 0, f"buf lint:\n{proc.stdout}\n{proc.stderr}"
 
 
-# -- fixed names (SPEC §3, §9) ------------------------------------------------------------
+# -- fixed names (CONTRACT §3, §9) ------------------------------------------------------------
 
 MODULES = ["symbol_service", "broker_service", "disclosure_service", "audit_service", "common"]
 # service -> {rpc: (client streaming, server streaming)}

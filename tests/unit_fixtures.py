@@ -3,7 +3,7 @@
 Import what you need from here; pytest fixtures defined here are activated by
 importing them into the test module (``from unit_fixtures import aio, registry``).
 
-* :func:`reference_check_digit` — SPEC §6 written out again from the text, independent
+* :func:`reference_check_digit` — CONTRACT §6 written out again from the text, independent
   of :mod:`symbolsvc.numbers`, so the tests do not check the code against itself.
 * :data:`valid_numbers` — a hypothesis strategy of valid individual numbers.
 * ``aio`` — an :class:`asyncio.Runner` (one event loop per test, the same machinery as
@@ -32,7 +32,7 @@ REGISTRY_BACKENDS = ["sqlite", "postgres"]
 
 
 def reference_check_digit(first_eleven: str) -> int:
-    """SPEC §6, literally: P11..P1 left to right, Q_n = n+1 (n<=6) or n-5 (n>=7)."""
+    """CONTRACT §6, literally: P11..P1 left to right, Q_n = n+1 (n<=6) or n-5 (n>=7)."""
     assert len(first_eleven) == 11
     total = 0
     for idx, ch in enumerate(first_eleven):

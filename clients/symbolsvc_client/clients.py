@@ -1,4 +1,4 @@
-"""One client class per role (SPEC §3), over a channel from :mod:`.channel`."""
+"""One client class per role (CONTRACT §3), over a channel from :mod:`.channel`."""
 
 from __future__ import annotations
 
