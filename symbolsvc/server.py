@@ -239,7 +239,7 @@ def _reload_policy(policy: PolicyHolder) -> None:
 
 
 def _probe_server(address: str, servicer: health.aio.HealthServicer) -> grpc.aio.Server:
-    """Plaintext health for probes that cannot present a certificate: loopback only (CONTRACT §3)."""
+    """Plaintext health for probes without a certificate: loopback only (CONTRACT §3)."""
     host = address.rsplit(":", 1)[0].strip("[]")
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
