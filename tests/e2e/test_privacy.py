@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Registries
 from helpers import (
     NumberSource,
+    Registries,
     RegistryReader,
     ServerProcess,
     chunked,

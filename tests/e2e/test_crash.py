@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import StartServer
 from helpers import (
     BulkLoad,
     NumberSource,
     RegistryReader,
+    StartServer,
     assert_still_issued,
     wait_until,
 )

@@ -48,7 +48,7 @@ def bad_inputs(n: str) -> list[Bad]:
         Bad("11-digits", n[:11], "BAD_FORMAT", (n[:11],)),
         Bad("13-digits", n + "7", "BAD_FORMAT", (n + "7", n)),
         Bad("full-width", wide, "BAD_FORMAT", (wide, n)),
-        Bad("full-width-contract-example", CONTRACT_WIDE, "BAD_FORMAT", (CONTRACT_WIDE,)),
+        Bad("full-width-spec-example", CONTRACT_WIDE, "BAD_FORMAT", (CONTRACT_WIDE,)),
         Bad("letters", n[:5] + "ab" + n[7:], "BAD_FORMAT", (n[:5] + "ab" + n[7:],)),
         Bad("empty", "", "BAD_FORMAT", ()),
         Bad("leading-space", " " + n, "BAD_FORMAT", (n,)),

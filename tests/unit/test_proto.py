@@ -15,7 +15,7 @@ import pytest
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import FieldDescriptor
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GENERATED = ROOT / "symbolsvc" / "v1"
 BUF_HINT = ("buf is not on PATH; install it with `npm install -g @bufbuild/buf` "
             "(set SYMBOLSVC_REQUIRE_BUF=1 to make this a failure)")

@@ -20,11 +20,10 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import StartServer
-from helpers import NumberSource, RegistryReader, ServerProcess
+from helpers import NumberSource, RegistryReader, ServerProcess, StartServer
+from helpers.notes import independent_verify
 from symbolsvc_client.channel import Deployment
 from symbolsvc_client.clients import AuditorClient, CallError, PortalClient
-from test_checkpoint import independent_verify
 
 from symbolsvc.log.checkpoint import parse_checkpoint_body, verify_checkpoint
 from symbolsvc.log.merkle import (
@@ -37,7 +36,7 @@ from symbolsvc.records import AccessRecord
 from symbolsvc.v1 import disclosure_service_pb2 as disclosure_pb
 
 ORIGIN = "symbolsvc.local/access-log"
-# TEST_POLICY of tests/conftest.py: pension-service may obtain resident-tax-income from the
+# helpers.TEST_POLICY: pension-service may obtain resident-tax-income from the
 # municipalities for survivor-pension.
 REQUESTER, PROVIDERS = "pension-service", ("city-chiyoda", "city-minato")
 AGENCIES = (REQUESTER, *PROVIDERS)

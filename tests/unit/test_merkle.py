@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import VECTORS as TEST_VECTORS
 
 from symbolsvc.log.merkle import (
     EMPTY_ROOT,
@@ -30,7 +30,7 @@ from symbolsvc.log.merkle import (
     verify_inclusion,
 )
 
-VECTORS = Path(__file__).parent / "vectors"
+VECTORS = TEST_VECTORS
 MAX_N = 64
 
 

@@ -14,11 +14,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import AGENCIES
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from helpers import Clients, NumberSource, ServerProcess, init_deployment_cli, wrong_check_digit
+from helpers import (
+    AGENCIES,
+    Clients,
+    NumberSource,
+    ServerProcess,
+    init_deployment_cli,
+    wrong_check_digit,
+)
 
 from symbolsvc.config import load_config
 from symbolsvc.errors import KeyringError

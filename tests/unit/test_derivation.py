@@ -6,9 +6,9 @@ import base64
 import re
 
 import pytest
+from helpers import make_number, valid_numbers
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from unit_fixtures import make_number, valid_numbers
 
 from symbolsvc.errors import InvalidArgument
 from symbolsvc.keys import Keyring

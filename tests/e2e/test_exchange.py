@@ -1,6 +1,6 @@
 """CONTRACT §4 over the wire: issue, translate, resolve, release, with the test permission table.
 
-The permission table is conftest.TEST_POLICY:
+The permission table is helpers.TEST_POLICY:
 
     pension-service  survivor-pension   resident-tax-income  <- city-chiyoda, city-minato
     city-chiyoda     resident-tax       national-tax-income  <- tax-office
@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
-from conftest import AGENCIES
-from helpers import Clients, NumberSource, ServerProcess, call_error, wait_until
+from helpers import AGENCIES, Clients, NumberSource, ServerProcess, call_error, wait_until
 from symbolsvc_client import CallError
 
 from symbolsvc.v1 import broker_service_pb2 as broker_pb
