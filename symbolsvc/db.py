@@ -102,8 +102,8 @@ def migrate(config: Config) -> tuple[Status, list[Migration]]:
     from .registry.postgres import connect_sync
 
     target = PgTarget.parse(config.storage_url)
-    with connect_sync(target) as conn:
-        applied = pg_migrate(conn, target.display)
+    with connect_sync(target) as pg:
+        applied = pg_migrate(pg, target.display)
     return check(config), applied
 
 
@@ -126,7 +126,7 @@ def check(config: Config) -> Status:
 
         target = PgTarget.parse(config.storage_url)
         where = target.display
-        with connect_sync(target) as conn:
-            found = pg_version(conn)
+        with connect_sync(target) as pg:
+            found = pg_version(pg)
     ok, message = describe(found, backend)
     return Status(backend, where, found, latest(backend), ok, message)

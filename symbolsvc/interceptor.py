@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from prometheus_client import Counter, Histogram
@@ -22,6 +22,11 @@ from .errors import SymbolsvcError
 from .services.status import to_status
 
 log = logging.getLogger("symbolsvc.server")
+
+# The behaviours of a grpc.aio RpcMethodHandler: coroutines and async generators (grpc's
+# type stubs describe only the synchronous server's plain functions).
+_Unary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+_Streaming = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
 
 RPCS = Counter("symbolsvc_rpcs_total", "RPCs handled, by method and status code",
                ["method", "code"])
@@ -36,9 +41,11 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         # per-call state, so each is built once rather than on every call.
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    async def intercept_service(
+    async def intercept_service(  # type: ignore[override]  # grpc's stubs say continuation
+        # never yields None; at run time it does, for a method no servicer has
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails],
+                               Awaitable[grpc.RpcMethodHandler | None]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
@@ -74,7 +81,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                                 "been alerted (see the server log)")
 
         if not handler.request_streaming and not handler.response_streaming:
-            inner = handler.unary_unary
+            inner = cast(_Unary, handler.unary_unary)
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 start = time.perf_counter()
@@ -93,7 +100,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                 unary_unary, handler.request_deserializer, handler.response_serializer)
 
         if handler.request_streaming and not handler.response_streaming:
-            inner_su = handler.stream_unary
+            inner_su = cast(_Unary, handler.stream_unary)
 
             async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
@@ -108,7 +115,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             return grpc.stream_unary_rpc_method_handler(
                 stream_unary, handler.request_deserializer, handler.response_serializer)
 
-        streaming = handler.unary_stream or handler.stream_stream
+        streaming = cast(_Streaming, handler.unary_stream or handler.stream_stream)
         factory = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
                    else grpc.stream_stream_rpc_method_handler)
 

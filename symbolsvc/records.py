@@ -69,10 +69,10 @@ class AccessRecord:
             if version != LEAF_VERSION:
                 raise LeafError(f"unknown leaf version {version}")
             pos = _HEAD.size
-            fields = []
-            for _ in range(4):
-                s, pos = _get_str(leaf, pos)
-                fields.append(s)
+            requester, pos = _get_str(leaf, pos)
+            office_work, pos = _get_str(leaf, pos)
+            info_item, pos = _get_str(leaf, pos)
+            exchange_id, pos = _get_str(leaf, pos)
             (count,) = _U16.unpack_from(leaf, pos)
             pos += 2
             providers = []
@@ -82,7 +82,8 @@ class AccessRecord:
             pseudonym = leaf[pos : pos + PSEUDONYM_LEN]
             if len(pseudonym) != PSEUDONYM_LEN or pos + PSEUDONYM_LEN != len(leaf):
                 raise LeafError("leaf has a short pseudonym or trailing bytes")
-            record = cls(AccessKind(kind), time_us, *fields, tuple(providers), pseudonym)
+            record = cls(AccessKind(kind), time_us, requester, office_work, info_item,
+                         exchange_id, tuple(providers), pseudonym)
         except (struct.error, UnicodeDecodeError, ValueError) as exc:
             if isinstance(exc, LeafError):
                 raise

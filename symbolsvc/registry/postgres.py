@@ -190,7 +190,7 @@ class PgRegistry:
 
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         keys = [(h.agency, h.symbol) for h in items]
-        unique = {}
+        unique: dict[tuple[str, str], bytes] = {}
         for h in items:
             unique.setdefault((h.agency, h.symbol), h.sealed_subject)
         rows = sorted((a, s, sealed) for (a, s), sealed in unique.items())
