@@ -32,8 +32,8 @@ from symbolsvc_client.clients import AgencyClient, CallError
 
 from symbolsvc.records import AccessRecord
 from symbolsvc.registry.migrations import pg_migrate
-from symbolsvc.registry.open import PgTarget
 from symbolsvc.registry.postgres import connect_sync
+from symbolsvc.registry.url import PgTarget
 
 AGENCIES = ["city-a", "city-b"]
 SERVING = health_pb2.HealthCheckResponse.SERVING

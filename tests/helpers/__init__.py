@@ -2,21 +2,20 @@
 ``from helpers import X`` works in every test directory (tests/conftest.py puts tests/ on
 the import path).
 
-=====================  ===============================================================
-module                 what
-=====================  ===============================================================
-``helpers.numbers``    valid individual numbers made independently of the code under test
-``helpers.waiting``    :func:`wait_until`: polling against a deadline, never a bare sleep
-``helpers.deployments`` deployments from the real ``symbolsvc init``, copies, config, registries
-``helpers.server``     :class:`ServerProcess`: one real ``symbolsvc serve`` process
-``helpers.clients``    :class:`Clients` per principal, :func:`call_error`
-``helpers.registry``   a deployment's registry read from outside, on either backend
-``helpers.load``       :class:`BulkLoad`: open-ended bulk issuance against a server
-``helpers.postgres``   throwaway PostgreSQL databases, private clusters, replicas
-=====================  ===============================================================
+* ``helpers.numbers`` — valid individual numbers, made independently of the code under test
+* ``helpers.waiting`` — :func:`wait_until`: polling against a deadline, never a bare sleep
+* ``helpers.deployments`` — deployments from the real ``symbolsvc init``, copies,
+  configuration variants, a registry of their own on either backend
+* ``helpers.server`` — :class:`ServerProcess`: one real ``symbolsvc serve`` process
+* ``helpers.clients`` — :class:`Clients` per principal, :func:`call_error`
+* ``helpers.registry`` — a deployment's registry read from outside, on either backend
+* ``helpers.load`` — :class:`BulkLoad`: open-ended bulk issuance against a server
+* ``helpers.postgres`` — throwaway PostgreSQL databases, private clusters, replicas
+* ``helpers.notes`` — an independent C2SP signed-note verifier
+* ``helpers.memory_tree`` — an in-memory RFC 9162 tree to check the log against
 
-Nothing here mocks anything. The module ``postgres_fixtures`` of older tests is the same
-module as ``helpers.postgres``.
+Nothing here mocks anything. The modules ``postgres_fixtures`` and ``memory_tree`` of older
+tests are ``helpers.postgres`` and ``helpers.memory_tree``.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import postgres
+from . import memory_tree, postgres
 from .clients import Clients, call_error
 from .deployments import (
     AGENCIES,
@@ -66,8 +65,10 @@ from .waiting import wait_until
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 """Published and computed test vectors, as data (tests/vectors/)."""
 
-# The old name of helpers.postgres, for tests written before the split.
+# The old top-level names of helpers.postgres and helpers.memory_tree, for tests written
+# against them.
 sys.modules.setdefault("postgres_fixtures", postgres)
+sys.modules.setdefault("memory_tree", memory_tree)
 
 __all__ = [
     "AGENCIES",
