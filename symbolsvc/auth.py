@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from .config import Principal
@@ -47,17 +47,17 @@ def _cert_uris(pem: bytes) -> tuple[str, ...]:
     return tuple(uri_sans(pem))
 
 
-def identify(auth_context: Mapping[str, Iterable[bytes]], principals: Mapping[str, Principal],
+def identify(auth_context: Mapping[str, Sequence[bytes]], principals: Mapping[str, Principal],
              method: str) -> Principal:
     """Map a verified peer to a principal by its URI SAN; never by the CN."""
     uris: tuple[str, ...] = ()
-    spiffe = next(iter(auth_context.get("peer_spiffe_id", ())), None)
+    spiffe = auth_context.get("peer_spiffe_id")
     if spiffe:
-        uris = (spiffe.decode(),)
+        uris = (spiffe[0].decode(),)
     else:
-        pem = next(iter(auth_context.get("x509_pem_cert", ())), None)
+        pem = auth_context.get("x509_pem_cert")
         if pem:
-            uris = _cert_uris(pem)
+            uris = _cert_uris(pem[0])
     for uri in uris:
         p = principals.get(uri)
         if p is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import grpc
@@ -27,6 +27,7 @@ log = logging.getLogger("symbolsvc.server")
 # type stubs describe only the synchronous server's plain functions).
 _Unary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 _Streaming = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+_AuthContext = Mapping[str, Sequence[bytes]]
 
 RPCS = Counter("symbolsvc_rpcs_total", "RPCs handled, by method and status code",
                ["method", "code"])
@@ -64,7 +65,9 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         ok = RPCS.labels(method, "OK")
 
         def enter(context: grpc.aio.ServicerContext) -> None:
-            p = auth.identify(context.auth_context(), self._principals, method)
+            # grpc.aio's stubs promise an iterable per key; it is a list of bytes
+            p = auth.identify(cast(_AuthContext, context.auth_context()), self._principals,
+                              method)
             auth.authorize(p, method)
             auth.set_principal(p)
 

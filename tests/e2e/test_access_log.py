@@ -1,7 +1,7 @@
 """The access log end to end: a real `symbolsvc serve` over mTLS (docs/ACCESS_LOG.md).
 
 Checkpoints verify with the production verifier and with the independent one of
-tests/test_checkpoint.py; proofs verify with symbolsvc.log.verification's RFC 9162
+tests/helpers/notes.py; proofs verify with symbolsvc.log.verification's RFC 9162
 verifiers; the leaves ListEntries returns hash to the checkpoint's root. Crash
 recovery (kill -9), the portal's watch across reconnects and restarts, roles,
 and two server processes (two sequencers) on one registry. Every test runs on both

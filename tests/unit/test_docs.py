@@ -31,10 +31,21 @@ CONTRACT = ROOT / "docs" / "CONTRACT.md"
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "0.0.0.0", "::1", "[::1]"}  # noqa: S104 - a name
 
 
+NOT_SOURCE_TOP = {".git", ".venv", "dev", "build"}  # made by scripts/dev, pip, ...
+NOT_SOURCE = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis",
+              ".benchmarks"}
+
+
 def repo_files() -> list[Path]:
-    """Tracked and untracked-but-not-ignored files (what a commit would contain)."""
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                         capture_output=True, check=True, timeout=60).stdout
+    """Tracked and untracked-but-not-ignored files (what a commit would contain); outside a
+    git checkout (a source archive), every file but build and cache output."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                             capture_output=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return sorted(p for p in ROOT.rglob("*") if p.is_file() and (
+            parts := p.relative_to(ROOT).parts)[0] not in NOT_SOURCE_TOP and not any(
+            part in NOT_SOURCE or part.endswith(".egg-info") for part in parts))
     return sorted(ROOT / p for p in out.decode().split("\0") if p and (ROOT / p).is_file())
 
 
