@@ -40,6 +40,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import ConfigError, Unavailable
 from . import (
+    Appended,
     BuildRecord,
     Integration,
     LogStatus,
@@ -230,8 +231,8 @@ class PgRegistry:
         return await self._group.submit(lambda conn: sql.append(conn, recs))
 
     async def append_for_holdings(
-        self, items: Sequence[tuple[tuple[str, str], BuildRecord]]
-    ) -> list[tuple[bool, int | None]]:
+        self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]
+    ) -> list[Appended[T]]:
         todo = list(items)
         if not todo:
             return []
