@@ -42,8 +42,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         # per-call state, so each is built once rather than on every call.
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    async def intercept_service(  # type: ignore[override]  # grpc's stubs say continuation
-        # never yields None; at run time it does, for a method no servicer has
+    async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails],
                                Awaitable[grpc.RpcMethodHandler | None]],
