@@ -164,6 +164,11 @@ async def run(
         await probe_server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload_policy(app.policy))
     host = address.rsplit(":", 1)[0]
     if on_ready is not None:
         on_ready(host, port)
@@ -172,11 +177,6 @@ async def run(
         print(f"symbolsvc serving on {host}:{port}", flush=True)
     log.info("serving on %s:%d (mTLS, %d principals)", host, port, len(config.principals))
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload_policy(app.policy))
     monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer))
     await stop.wait()
 
