@@ -34,6 +34,7 @@ from .logsetup import setup_logging
 from .policy import PolicyHolder
 from .registry import LogStore, Registry
 from .registry.open import open_registry
+from .server_options import probe_options, server_options
 from .services.audit import AuditService
 from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
@@ -95,19 +96,6 @@ def build_app(config: Config) -> App:
     return App(config, core, policy, registry, access_log, notifier, sequencer)
 
 
-def _options(config: Config, *, reuseport: bool = False) -> list[tuple[str, int]]:
-    return [
-        # gRPC enables SO_REUSEPORT by default, so a second server on the same port
-        # would bind silently and steal calls; only --workers N shares a port on purpose.
-        ("grpc.so_reuseport", 1 if reuseport else 0),
-        ("grpc.max_receive_message_length", config.max_message_bytes),
-        ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.keepalive_time_ms", 60_000),
-        ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.max_connection_idle_ms", 15 * 60_000),
-    ]
-
-
 def _credentials(config: Config) -> grpc.ServerCredentials:
     try:
         return grpc.ssl_server_credentials(
@@ -133,7 +121,7 @@ async def run(
     address = listen or config.listen
     server = grpc.aio.server(
         interceptors=[GuardInterceptor(config.by_identity())],
-        options=_options(config, reuseport=reuseport),
+        options=server_options(config, reuseport=reuseport),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
     symbol_service_pb2_grpc.add_SymbolServiceServicer_to_server(SymbolService(app.core), server)
@@ -247,7 +235,7 @@ def _probe_server(address: str, servicer: health.aio.HealthServicer) -> grpc.aio
         loopback = False
     if not loopback:
         raise ConfigError(f"[server] health_listen must be a loopback address, not {address!r}")
-    probe = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    probe = grpc.aio.server(options=probe_options())
     health_pb2_grpc.add_HealthServicer_to_server(servicer, probe)
     if probe.add_insecure_port(address) == 0:
         raise ConfigError(f"cannot listen on {address}")

@@ -5,7 +5,8 @@
 * ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?PARAMS]`` (or
   ``postgres://``) — PostgreSQL or a compatible engine (:mod:`.postgres`).
   PARAMS are libpq's (``sslmode``, ``connect_timeout``, ``options``...) plus
-  symbolsvc's own ``pool_min`` / ``pool_max`` (connections per replica). The
+  symbolsvc's own ``pool_min`` / ``pool_max`` (connections per replica, split between
+  writes and reads) and per-role timeouts (:mod:`.pg_pools`). The
   password may also come from ``PGPASSWORD`` or ``~/.pgpass`` (libpq). The
   schema must have been migrated (``symbolsvc db migrate``).
 
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigError
+from .pg_pools import parse_timeouts
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -68,6 +70,8 @@ class PgTarget:
     dbname: str
     pool_min: int
     pool_max: int
+    # Per-role timeouts (pg_pools.TIMEOUT_PARAMS), from the URL's own parameters.
+    timeouts: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def parse(cls, url: str) -> PgTarget:
@@ -84,6 +88,7 @@ class PgTarget:
         if parts.password is not None:
             password = unquote(parts.password)
         own = {k: params.pop(k) for k in _OWN_PARAMS if k in params}
+        timeouts = parse_timeouts(params, display)
         try:
             pool_min = int(own.get("pool_min", 2))
             pool_max = int(own.get("pool_max", 10))
@@ -101,7 +106,7 @@ class PgTarget:
             netloc = f"{quote(unquote(parts.username), safe='')}@{netloc}"
         conninfo = urlunsplit(("postgresql", netloc, parts.path, urlencode(params), ""))
         dbname = unquote(parts.path.lstrip("/")) or params.get("dbname", "")
-        return cls(conninfo, password, display, dbname, pool_min, pool_max)
+        return cls(conninfo, password, display, dbname, pool_min, pool_max, timeouts)
 
     def with_dbname(self, dbname: str) -> PgTarget:
         """The same server and credentials, another database (for ``db create``)."""
@@ -111,7 +116,8 @@ class PgTarget:
         shown = urlsplit(self.display)
         display = urlunsplit((shown.scheme, shown.netloc, "/" + quote(dbname, safe=""),
                               shown.query, ""))
-        return PgTarget(conninfo, self.password, display, dbname, self.pool_min, self.pool_max)
+        return PgTarget(conninfo, self.password, display, dbname, self.pool_min, self.pool_max,
+                        self.timeouts)
 
     def scrub(self, message: str) -> str:
         """``message`` with the password (should a driver ever echo it) masked."""
