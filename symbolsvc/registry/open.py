@@ -18,7 +18,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import (
+    SplitResult,
+    parse_qsl,
+    quote,
+    unquote,
+    urlencode,
+    urlsplit,
+    urlunsplit,
+)
 
 from ..errors import ConfigError
 from .pg_pools import parse_timeouts
@@ -32,22 +40,48 @@ _OWN_PARAMS = ("pool_min", "pool_max")
 
 
 def backend_of(url: str) -> str:
-    """``"sqlite"`` or ``"postgres"``; ConfigError for anything else."""
+    """``"sqlite"`` or ``"postgres"``; ConfigError for anything else (the URL not shown)."""
     if url.startswith("sqlite:"):
         return "sqlite"
-    if urlsplit(url).scheme in PG_SCHEMES:
+    scheme = url.split(":", 1)[0] if ":" in url else ""
+    if scheme.lower() in PG_SCHEMES and url[len(scheme):].startswith("://"):
         return "postgres"
-    raise ConfigError(
-        f"[storage] url {redact_url(url)!r}: expected sqlite:PATH or postgresql://..."
-    )
+    shown = f" (scheme {scheme!r})" if scheme.isascii() and scheme.isalnum() \
+        and len(scheme) <= 16 and url[len(scheme):].startswith("://") else ""
+    raise ConfigError(f"[storage] url{shown}: expected sqlite:PATH or postgresql://...")
+
+
+_ENCODE_HINT = ("percent-encode any '@', ':', '/', '?', '#' or '%' in the user name and "
+                "password (urllib.parse.quote(password, safe=''))")
+
+
+def _split_pg_url(url: str) -> SplitResult:
+    """The URL's parts, or a one-line ConfigError that shows no part of the URL: a
+    password with an unencoded reserved character would otherwise spill into the
+    host, path, query or fragment, and from there into a message."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validates
+        parts.hostname  # noqa: B018 - validates
+    except ValueError as exc:
+        why = ("the host is not a valid IPv6 address ([ADDRESS])" if "IPv6" in str(exc)
+               else "the port is not a number, or the password holds an unencoded "
+               "reserved character")
+        raise ConfigError(f"[storage] url is not a valid postgresql:// URL: {why}; "
+                          f"{_ENCODE_HINT}") from None
+    if parts.fragment or "#" in url or "@" in parts.path or "@" in parts.query:
+        raise ConfigError("[storage] url is not a valid postgresql:// URL: its user name "
+                          f"or password holds an unencoded reserved character; {_ENCODE_HINT}")
+    return parts
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password (in the authority or a ``password=`` parameter) masked."""
+    """The URL with any password (in the authority or a ``password=`` parameter) masked;
+    a placeholder if it does not parse cleanly (see :func:`_split_pg_url`)."""
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable storage url>"
+        parts = _split_pg_url(url)
+    except ConfigError:
+        return "<storage url not shown>"
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
@@ -75,12 +109,9 @@ class PgTarget:
 
     @classmethod
     def parse(cls, url: str) -> PgTarget:
+        parts = _split_pg_url(url)
+        port = parts.port
         display = redact_url(url)
-        try:
-            parts = urlsplit(url)
-            port = parts.port  # validates
-        except ValueError:
-            raise ConfigError(f"[storage] url {display!r} is not a valid URL") from None
         if parts.scheme not in PG_SCHEMES:
             raise ConfigError(f"[storage] url {display!r} is not a postgresql:// URL")
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
