@@ -26,6 +26,7 @@ the re-connections ("closed").
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import shutil
 import socket
 import ssl
@@ -35,6 +36,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -196,32 +198,51 @@ def _pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))] * 1000
 
 
+def _attack_process(deployment: Path, address: str, attack: str, connections: int,
+                    stop: Any, out: Any) -> None:
+    """The attacker's own process, so that it competes with the victim only for CPU (as a
+    remote attacker would through the server), never for the victim's GIL."""
+    attackers = [Attacker(deployment, address, attack) for _ in range(connections)]
+    for a in attackers:
+        a.thread.start()
+    stop.wait()
+    for a in attackers:
+        a.stop.set()
+    for a in attackers:
+        a.thread.join(15)
+    out.put((sum(a.frames for a in attackers), sum(a.closed for a in attackers)))
+
+
 def measure(deployment: Path, server: Spawned, attack: str | None, seconds: float,
             connections: int) -> dict[str, object]:
+    ctx = multiprocessing.get_context("spawn")
     victim = Victim(deployment, server.address)
     vt = threading.Thread(target=victim.run, daemon=True)
-    attackers = [Attacker(deployment, server.address, attack) for _ in range(connections)] \
-        if attack else []
+    stop, out = ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=_attack_process,
+                       args=(deployment, server.address, attack, connections, stop, out)) \
+        if attack else None
     rss0, cpu0 = server.rss_mb(), server.cpu_seconds()
     peak = rss0
     vt.start()
-    for a in attackers:
-        a.thread.start()
+    if proc is not None:
+        proc.start()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         time.sleep(0.25)
         peak = max(peak, server.rss_mb())
-    for a in attackers:
-        a.stop.set()
+    stop.set()
     victim.stop.set()
     vt.join(15)
-    for a in attackers:
-        a.thread.join(15)
+    frames = closed = 0
+    if proc is not None:
+        frames, closed = out.get(timeout=60)
+        proc.join(30)
     cpu = (server.cpu_seconds() - cpu0) / seconds * 100
     time.sleep(2)
     return {
-        "attack": attack or "none", "frames": sum(a.frames for a in attackers),
-        "closed": sum(a.closed for a in attackers), "calls": len(victim.latencies),
+        "attack": attack or "none", "frames": frames, "closed": closed,
+        "calls": len(victim.latencies),
         "errors": dict(victim.errors), "p50_ms": round(_pct(victim.latencies, 0.5), 1),
         "p99_ms": round(_pct(victim.latencies, 0.99), 1),
         "max_ms": round(max(victim.latencies, default=0) * 1000, 1),
