@@ -258,8 +258,15 @@ class Supervisor:
                 signal.signal(s, h)
         if self._status:
             return self._status
-        codes = [s.proc.exitcode for s in self._slots if s.proc is not None]
-        return 0 if all(c == 0 for c in codes) else 1
+        return 0 if all(self._stopped_cleanly(s) for s in self._slots) else 1
+
+    @staticmethod
+    def _stopped_cleanly(slot: _Slot) -> bool:
+        if slot.proc is None or slot.proc.exitcode == 0:
+            return True
+        # Stopped while still starting, before it could install any handler: nothing to
+        # drain, nothing lost.
+        return slot.stopped and not slot.serving and slot.proc.exitcode == -signal.SIGTERM
 
     def _await_all_ready(self) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT
