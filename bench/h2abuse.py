@@ -3,12 +3,14 @@
 ``python -m bench.h2abuse --deployment DIR [--seconds 20] [--attacks rapid-reset,...]``
 
 For each setting (``off``: grpc's own defaults, as before server_options.py; ``on``: the
-shipped limits) the bench starts ``symbolsvc serve`` on a copy of DIR, measures a second
-principal's IssueSymbol latency with no attack, then replays each attack for ``--seconds``
-from an attacker holding a valid certificate (agency ``tax-office``) over mutual TLS on
-127.0.0.1 only, while the victim (``city-chiyoda``, its own connection) keeps calling.
-It samples the server's RSS and CPU throughout and prints a Markdown table (the figures
-in docs/BENCHMARKS.md come from it).
+shipped limits; ``guard``: those plus ``max_rss_mib = 150``, served by ``--workers 2`` so
+a worker past the bound is restarted while the other serves) the bench starts
+``symbolsvc serve`` on a copy of DIR, measures a second principal's IssueSymbol latency
+with no attack, then replays each attack for ``--seconds`` from an attacker holding a
+valid certificate (agency ``tax-office``) over mutual TLS on 127.0.0.1 only, while the
+victim (``city-chiyoda``, its own connection, in another process than the attacker)
+keeps calling. It samples the server's RSS (all its processes) and CPU throughout and
+prints a Markdown table (the figures in docs/BENCHMARKS.md come from it).
 
 Attacks (frames crafted with the ``h2`` library, or raw where h2 refuses to misbehave):
 
@@ -53,6 +55,7 @@ OFF = {  # grpc's defaults: what the server ran with before server_options.py
     "max_connection_age_ms": 2**31 - 1,
     "handshake_timeout_ms": 120_000,
 }
+GUARD = {"max_rss_mib": 150}  # "guard": the shipped limits plus a memory bound (memguard.py)
 ATTACKER, VICTIM = "tax-office", "city-chiyoda"
 METHOD = "/symbolsvc.v1.SymbolService/IssueSymbol"
 
@@ -252,17 +255,14 @@ def measure(deployment: Path, server: Spawned, attack: str | None, seconds: floa
 
 
 def _deployment_copy(src: Path, work: Path, limits: str) -> Path:
-    import tomllib
-
     dst = work / f"dep-{limits}"
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("data", "logs"))
     (dst / "data").mkdir(exist_ok=True)
     (dst / "logs").mkdir(exist_ok=True)
-    if limits == "off":
-        doc = tomllib.loads((dst / "config.toml").read_text())
-        server = {**doc.get("server", {}), **OFF}
+    extra = OFF if limits == "off" else GUARD if limits == "guard" else {}
+    if extra:
         text = (dst / "config.toml").read_text()
-        lines = "\n".join(f"{k} = {v}" for k, v in server.items() if k in OFF)
+        lines = "\n".join(f"{k} = {v}" for k, v in extra.items())
         text = text.replace("[server]\n", f"[server]\n{lines}\n", 1)
         (dst / "config.toml").write_text(text)
     return dst
@@ -282,7 +282,8 @@ def main() -> None:
         for limits in args.limits.split(","):
             dep = _deployment_copy(args.deployment, Path(tmp), limits)
             for attack in [None, *args.attacks.split(",")]:
-                server = spawn_service(dep, 1)  # a fresh server per attack: memory from zero
+                # A fresh server per attack: memory from zero.
+                server = spawn_service(dep, 2 if limits == "guard" else 1)
                 try:
                     measure(dep, server, None, 2, 0)  # warm-up
                     row = measure(dep, server, attack, args.seconds, args.connections)

@@ -31,6 +31,8 @@ from .keys import load_keyring, read_passphrase
 from .log.sequencer import LogNotifier, Sequencer, checkpoint_signer
 from .log.service import AccessLog
 from .logsetup import setup_logging
+from .memguard import EXIT_STATUS as MEMORY_EXIT_STATUS
+from .memguard import MemoryGuard
 from .policy import PolicyHolder
 from .registry import LogStore, Registry
 from .registry.open import open_registry
@@ -157,6 +159,8 @@ async def run(
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload_policy(app.policy))
+    guard = MemoryGuard(config.connection_limits.max_rss_mib, stop.set)
+    guard.start()
     host = address.rsplit(":", 1)[0]
     if on_ready is not None:
         on_ready(host, port)
@@ -179,6 +183,9 @@ async def run(
         await app.sequencer.stop()  # the final integration
     await app.registry.close()
     log.info("stopped; all acknowledged writes are on disk")
+    guard.cancel()
+    if guard.tripped:
+        raise SystemExit(MEMORY_EXIT_STATUS)
 
 
 async def _watch_storage(registry: Registry, servicer: health.aio.HealthServicer,

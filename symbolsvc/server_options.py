@@ -19,6 +19,7 @@ limit (docs/HARDENING.md says what each one bounds and what none of them can):
 * ``handshake_timeout_ms`` — a TCP connection must finish the TLS handshake this fast
   (grpc's default is 120 s: cheap slow-loris).
 * ``max_connections`` — incoming connections held at once per process (0: no limit).
+* ``max_rss_mib`` — not a channel argument: the process's memory bound (:mod:`.memguard`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class ConnectionLimits:
     max_connection_age_grace_ms: int = 30_000
     handshake_timeout_ms: int = 10_000
     max_connections: int = 0  # 0: unlimited
+    max_rss_mib: int = 0  # past it the process drains and exits 3 (memguard.py); 0: off
 
     @classmethod
     def from_table(cls, server: dict[str, Any], where: str) -> ConnectionLimits:
@@ -60,7 +62,8 @@ class ConnectionLimits:
             if f.name not in server:
                 continue
             value = server[f.name]
-            floor = 0 if f.name in ("max_connections", "max_ping_strikes") else 1
+            floor = 0 if f.name in ("max_connections", "max_ping_strikes", "max_rss_mib") \
+                else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < floor \
                     or value > 2**31 - 1:
                 raise ConfigError(f"{where}: [server] {f.name} must be an integer from "

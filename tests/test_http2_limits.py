@@ -115,3 +115,50 @@ def test_bad_limits_are_configuration_errors(key: str, value: object) -> None:
     with pytest.raises(ConfigError) as info:
         ConnectionLimits.from_table({key: value}, "config.toml")
     assert key in str(info.value) and "\n" not in str(info.value)
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + \
+        struct.pack(">I", stream) + payload
+
+
+def test_a_continuation_flood_trips_the_memory_bound(fresh_deployment: Path,
+                                                     start_server: StartServer) -> None:
+    """grpcio buffers CONTINUATION frames without limit; past max_rss_mib the worker drains
+    and exits 3, and the supervisor restarts it while the other worker serves."""
+    bound = 150  # an idle worker holds about 70 MiB
+    server = start_server(fresh_deployment, {"server": {"max_rss_mib": bound}},
+                          extra_args=["--workers", "2"])
+    mark = server.log_size()
+    from hpack import Encoder
+
+    block = Encoder().encode([(f"x-junk-{i}", "a" * 200) for i in range(80)])[:16_000]
+    first = Encoder().encode([(":method", "POST"), (":scheme", "https"),
+                              (":path", "/symbolsvc.v1.SymbolService/IssueSymbol"),
+                              (":authority", "localhost")])
+    deadline = time.monotonic() + 300
+    tripped = ""
+    while not tripped and time.monotonic() < deadline:  # the flood runs until it trips
+        h = RawH2(server)
+        try:
+            h.sock.sendall(_frame(0x1, 0x0, 1, first))  # HEADERS without END_HEADERS
+            burst = _frame(0x9, 0x0, 1, block) * 64  # 1 MiB of header bytes
+            for i in range(4000):
+                h.sock.sendall(burst)
+                if i % 32 == 31 and server.log_size() > mark and \
+                        b"max_rss_mib" in server.log_path.read_bytes()[mark:]:
+                    break
+        except OSError:
+            pass  # the worker closed the connection (drained): flood again
+        finally:
+            h.close()
+        text = server.log_path.read_bytes()[mark:].decode(errors="replace")
+        if "exited with status 3" in text:
+            tripped = text
+    assert tripped, server.log_tail()
+    assert f"exceeds [server] max_rss_mib {bound}" in tripped
+    assert "restarting it" in tripped
+    assert server.running
+    c = Clients(Deployment(server.directory), server.address)
+    assert c.auditor().health("") == SERVING
+    c.close()
