@@ -176,7 +176,8 @@ async def run(
     monitor.cancel()
     await health_servicer.enter_graceful_shutdown()
     app.notifier.close()  # watch streams end now (UNAVAILABLE), not after the grace period
-    await server.stop(config.grace_seconds)
+    # Past the memory bound, connections still growing it get a short grace only.
+    await server.stop(min(config.grace_seconds, 1.0) if guard.tripped else config.grace_seconds)
     if probe_server is not None:
         await probe_server.stop(0)
     if app.sequencer is not None:
