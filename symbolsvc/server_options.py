@@ -25,12 +25,9 @@ limit (docs/HARDENING.md says what each one bounds and what none of them can):
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .config import Config
 
 HTTP2_MIN_FRAME = 16_384  # RFC 9113 §4.2: the smallest SETTINGS_MAX_FRAME_SIZE
 HTTP2_MAX_FRAME = 16_777_215
@@ -78,15 +75,15 @@ class ConnectionLimits:
         return limits
 
 
-def server_options(config: Config, *, reuseport: bool = False) -> list[tuple[str, int]]:
+def server_options(limits: ConnectionLimits, max_message_bytes: int, *,
+                   reuseport: bool = False) -> list[tuple[str, int]]:
     """The channel arguments of the mTLS server (``grpc.aio.server(options=...)``)."""
-    limits = config.connection_limits
     options = [
         # gRPC enables SO_REUSEPORT by default, so a second server on the same port
         # would bind silently and steal calls; only --workers N shares a port on purpose.
         ("grpc.so_reuseport", 1 if reuseport else 0),
-        ("grpc.max_receive_message_length", config.max_message_bytes),
-        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
         # Soft limit = hard limit: no random rejections between the two.
         ("grpc.max_metadata_size", limits.max_header_list_bytes),

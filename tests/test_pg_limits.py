@@ -38,8 +38,8 @@ from postgres_fixtures import PrivateCluster
 from symbolsvc_client import CallError, Deployment
 
 from symbolsvc.registry.migrations import pg_migrate
-from symbolsvc.registry.open import PgTarget
 from symbolsvc.registry.postgres import PgRegistry, connect_sync
+from symbolsvc.registry.url import PgTarget
 
 Code = grpc.StatusCode
 

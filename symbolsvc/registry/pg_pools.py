@@ -36,33 +36,10 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg_pool import AsyncConnectionPool
 
-from ..errors import ConfigError, ResourceExhausted, Unavailable
+from ..errors import ResourceExhausted, Unavailable
+from .url import TIMEOUT_PARAMS
 
 log = logging.getLogger("symbolsvc.registry")
-
-# URL parameters of this module, and their defaults (milliseconds).
-TIMEOUT_PARAMS = {
-    "read_timeout_ms": 10_000,
-    "write_timeout_ms": 5_000,
-    "lock_timeout_ms": 2_000,
-    "idle_in_transaction_timeout_ms": 10_000,
-}
-
-
-def parse_timeouts(params: dict[str, str], display: str) -> tuple[tuple[str, int], ...]:
-    """Pop this module's parameters from a URL's query ``params``; ConfigError if bad."""
-    out = []
-    for name, default in TIMEOUT_PARAMS.items():
-        text = params.pop(name, None)
-        if text is None:
-            out.append((name, default))
-            continue
-        if not text.isascii() or not text.isdigit() or not 0 < int(text) <= 2**31 - 1:
-            raise ConfigError(f"[storage] url {display!r}: {name} must be a positive "
-                              "integer (milliseconds)")
-        out.append((name, int(text)))
-    return tuple(out)
-
 
 @dataclass(frozen=True)
 class RoleSettings:

@@ -1,4 +1,4 @@
-"""Choose and open the registry backend named by ``[storage] url``.
+"""Storage URLs: redaction for messages, and PostgreSQL URLs split for libpq.
 
 * ``sqlite:PATH`` — the embedded default (:mod:`.sqlite`); its schema is created
   and migrated on first start.
@@ -11,13 +11,13 @@
   schema must have been migrated (``symbolsvc db migrate``).
 
 Passwords never leave this module in a message: every URL shown to a human
-goes through :func:`redact_url`.
+goes through :func:`redact_url`. Which backend serves which scheme is decided
+in one place, :mod:`.backends`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import (
     SplitResult,
     parse_qsl,
@@ -29,26 +29,33 @@ from urllib.parse import (
 )
 
 from ..errors import ConfigError
-from .pg_pools import parse_timeouts
-
-if TYPE_CHECKING:
-    from ..config import Config
-    from . import Registry
 
 PG_SCHEMES = ("postgresql", "postgres")
 _OWN_PARAMS = ("pool_min", "pool_max")
 
 
-def backend_of(url: str) -> str:
-    """``"sqlite"`` or ``"postgres"``; ConfigError for anything else (the URL not shown)."""
-    if url.startswith("sqlite:"):
-        return "sqlite"
-    scheme = url.split(":", 1)[0] if ":" in url else ""
-    if scheme.lower() in PG_SCHEMES and url[len(scheme):].startswith("://"):
-        return "postgres"
-    shown = f" (scheme {scheme!r})" if scheme.isascii() and scheme.isalnum() \
-        and len(scheme) <= 16 and url[len(scheme):].startswith("://") else ""
-    raise ConfigError(f"[storage] url{shown}: expected sqlite:PATH or postgresql://...")
+# PostgreSQL per-role timeouts (registry/pg_pools.py): URL parameters and defaults (ms).
+TIMEOUT_PARAMS = {
+    "read_timeout_ms": 10_000,
+    "write_timeout_ms": 5_000,
+    "lock_timeout_ms": 2_000,
+    "idle_in_transaction_timeout_ms": 10_000,
+}
+
+
+def parse_timeouts(params: dict[str, str], display: str) -> tuple[tuple[str, int], ...]:
+    """Pop this module's parameters from a URL's query ``params``; ConfigError if bad."""
+    out = []
+    for name, default in TIMEOUT_PARAMS.items():
+        text = params.pop(name, None)
+        if text is None:
+            out.append((name, default))
+            continue
+        if not text.isascii() or not text.isdigit() or not 0 < int(text) <= 2**31 - 1:
+            raise ConfigError(f"[storage] url {display!r}: {name} must be a positive "
+                              "integer (milliseconds)")
+        out.append((name, int(text)))
+    return tuple(out)
 
 
 _ENCODE_HINT = ("percent-encode any '@', ':', '/', '?', '#' or '%' in the user name and "
@@ -155,17 +162,3 @@ class PgTarget:
         if self.password:
             message = message.replace(self.password, "***")
         return message
-
-
-def open_registry(config: Config) -> Registry:
-    """The registry ``config`` names, schema checked (SQLite: created/migrated)."""
-    url = config.storage_url
-    if backend_of(url) == "sqlite":
-        from .sqlite import SqliteRegistry
-
-        return SqliteRegistry(config.sqlite_path())
-    from .postgres import PgRegistry
-
-    registry = PgRegistry(PgTarget.parse(url))
-    registry.check_schema()
-    return registry
