@@ -7,6 +7,7 @@
         --schedule step --rate-start 100 --rate-step 100 --rate-end 1200 \\
         --step-duration 5 --slo 'p99<=50ms,errors<=0.1%' --html capacity.html
     python -m bench.load compare OLD.json NEW.json --threshold 5%
+    python -m bench.load report RUN.json --html RUN.html --charts DIR
 
 Closed loop (``--concurrency N``): N callers, each sending its next call when
 the previous one returns; latencies are corrected for coordinated omission
@@ -184,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         from .compare import main as compare_main
 
         return compare_main(argv[1:])
+    if argv[:1] == ["report"]:
+        return _rerender(argv[1:])
     args = build_parser().parse_args(argv)
     scenario = _resolve(args)
     check(args)
@@ -207,6 +210,24 @@ def main(argv: list[str] | None = None) -> int:
     return _write(args, report)
 
 
+def _rerender(argv: list[str]) -> int:
+    """``report IN.json [--html F] [--charts DIR] [--markdown F]``: render a saved report."""
+    p = argparse.ArgumentParser(prog="python -m bench.load report",
+                                description="render a saved JSON report again")
+    p.add_argument("report", type=Path)
+    p.add_argument("--html", type=Path)
+    p.add_argument("--charts", type=Path)
+    p.add_argument("--markdown", type=Path)
+    args = p.parse_args(argv)
+    report = json.loads(args.report.read_text())
+    cap = report.get("capacity")
+    if cap:  # recomputed, so that a report saved by an older version renders too
+        slo = sched.parse_slo(cap["service"]["slo"])
+        report["capacity"] = sched.capacities(slo, report["runs"])
+    args.json = None
+    return _write(args, report)
+
+
 def _write(args: argparse.Namespace, report: dict[str, Any]) -> int:
     from .markdown import markdown
 
@@ -217,7 +238,7 @@ def _write(args: argparse.Namespace, report: dict[str, Any]) -> int:
     if args.markdown:
         args.markdown.write_text(table)
     if args.html or args.charts:
-        from .html import write_charts, write_html
+        from .report_html import write_charts, write_html
 
         if args.html:
             write_html(report, args.html)

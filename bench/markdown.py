@@ -58,7 +58,9 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("capacity"):
         cap = report["capacity"]
         parts = [f"{label} **{c['offered_per_s']:,.0f} calls/s**"
-                 + ("" if c["bounded"] else " (every step met it: at least)")
+                 + ("" if c["bounded"] else " (the highest step met it: at least)")
+                 + (f" (a higher step, {c['highest_met']:,.0f}/s, met it again)"
+                    if c["highest_met"] > c["offered_per_s"] else "")
                  for label, c in cap.items() if isinstance(c, dict)]
         lines += ["", f"capacity under SLO `{cap['service']['slo']}`: " + ", ".join(parts)
                   + (f"; service / baseline **{cap['ratio']}**" if "ratio" in cap else "")]

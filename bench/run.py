@@ -129,12 +129,7 @@ def build_report(args: argparse.Namespace, plan: Plan, scenario: Scenario | None
         "rounds": rounds,
     }
     if slo is not None:
-        report["capacity"] = {label: sched.capacity(slo, run["windows"])
-                              for label, run in report["runs"].items()}
-        cap = report["capacity"]
-        if "baseline" in cap and cap["baseline"]["offered_per_s"]:
-            cap["ratio"] = round(cap["service"]["offered_per_s"]
-                                 / cap["baseline"]["offered_per_s"], 3)
+        report["capacity"] = sched.capacities(slo, report["runs"])
     return report
 
 

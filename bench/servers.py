@@ -156,8 +156,9 @@ class Sampler:
             series.append(row)
             prev = s
         threads: dict[str, float] = defaultdict(float)
-        for key, (comm, cpu) in self._threads.items():
-            threads[f"{key[0]}/{comm}"] += cpu - self._first.get(key, 0.0)
+        for (pid, tid), (comm, cpu) in self._threads.items():
+            name = comm if pid == tid else f"{comm} {tid}"
+            threads[f"{pid}/{name}"] += cpu - self._first.get((pid, tid), 0.0)
         top = sorted(threads.items(), key=lambda kv: -kv[1])
         return {"series": series,
                 "threads_cpu_s": {k: round(v, 3) for k, v in top if v > 0.0},
