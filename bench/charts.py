@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 COLOURS = {"service": "#c2410c", "baseline": "#1d4ed8"}
 SIZE = (7.2, 3.4)
+NO_METADATA: dict[str, Any] = {"Date": None, "Creator": None, "Format": None, "Type": None}
 
 
 def _fig() -> tuple[Figure, Any]:
@@ -176,7 +177,7 @@ def svg(fig: Figure, salt: str) -> str:
     """The figure as an inline <svg> element (ids salted, so several can share a page)."""
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": salt, "svg.fonttype": "path"}):
-        fig.savefig(buf, format="svg")
+        fig.savefig(buf, format="svg", metadata=NO_METADATA)
     text = buf.getvalue()
     return text[text.index("<svg"):]
 

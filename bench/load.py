@@ -51,7 +51,7 @@ from .plan import RPCS, Plan, make_number
 from .run import execute
 from .scenario import Scenario, load_scenario, parse_mix
 
-DEFAULTS = {"warmup": 3.0, "duration": 10.0, "rate": 0.0, "schedule": None}
+DEFAULTS = {"warmup": 3.0, "duration": 10.0, "rate": 0.0}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     load = p.add_argument_group("how much")
     load.add_argument("--concurrency", type=int, default=64,
                       help="closed loop: concurrent callers in all (open-loop streams: streams)")
-    load.add_argument("--rate", type=float, help="open loop: calls per second in all")
+    load.add_argument("--rate", type=float,
+                      help="open loop: calls per second in all (0: closed loop)")
     load.add_argument("--schedule", choices=["const", "step", "ramp"],
                       help="open-loop schedule (default: const with --rate, else closed loop)")
     load.add_argument("--rate-start", type=float, help="step/ramp: first rate, calls/s")

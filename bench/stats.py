@@ -56,11 +56,34 @@ def encode(h: HdrHistogram) -> str:
     return h.encode().decode() if h.get_total_count() else ""
 
 
+def values_at(h: HdrHistogram, qs: Sequence[float]) -> list[float]:
+    """Nearest-rank percentiles (the value of rank ceil(q/100 * n)), in microseconds.
+
+    hdrhistogram's own ``get_value_at_percentile`` rounds the rank to nearest instead,
+    which with few samples picks the value below; we keep the textbook definition, so
+    the figures agree with a reference computation on the raw samples. Each value is
+    the highest value equivalent to its bucket (within 0.1 %, at 3 digits).
+    """
+    n = h.get_total_count()
+    targets = sorted((max(1, math.ceil(q * n / 100 - 1e-9)), i) for i, q in enumerate(qs))
+    out = [math.nan] * len(qs)
+    total, t = 0, 0
+    for index in range(h.counts_len):
+        total += h.get_count_at_index(index)
+        while t < len(targets) and total >= targets[t][0]:
+            out[targets[t][1]] = h.get_highest_equivalent_value(h.get_value_from_index(index))
+            t += 1
+        if t == len(targets):
+            break
+    return out
+
+
 def latency_ms(h: HdrHistogram) -> dict[str, float]:
     """p50, p90, p99, p99.9, max and mean in milliseconds (NaN when empty)."""
     if not h.get_total_count():
         return {**{_name(q): math.nan for q in PERCENTILES}, "max": math.nan, "mean": math.nan}
-    out = {_name(q): round(h.get_value_at_percentile(q) / 1000, 3) for q in PERCENTILES}
+    values = values_at(h, PERCENTILES)
+    out = {_name(q): round(v / 1000, 3) for q, v in zip(PERCENTILES, values, strict=True)}
     out["max"] = round(h.get_max_value() / 1000, 3)
     out["mean"] = round(h.get_mean_value() / 1000, 3)
     return out
@@ -70,7 +93,8 @@ def spectrum_ms(h: HdrHistogram) -> list[tuple[float, float]]:
     """(percentile, latency ms) points of the latency distribution."""
     if not h.get_total_count():
         return []
-    return [(q, round(h.get_value_at_percentile(q) / 1000, 3)) for q in SPECTRUM]
+    values = [*values_at(h, SPECTRUM[:-1]), h.get_max_value()]
+    return [(q, round(v / 1000, 3)) for q, v in zip(SPECTRUM, values, strict=True)]
 
 
 def _name(q: float) -> str:
@@ -81,7 +105,8 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of an ascending sequence (the reference computation)."""
     if not sorted_values:
         return math.nan
-    k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100 * len(sorted_values)) - 1))
+    rank = math.ceil(q * len(sorted_values) / 100 - 1e-9)  # no float fuzz: 99.9% of 10,000
+    k = max(0, min(len(sorted_values) - 1, rank - 1))
     return sorted_values[k]
 
 
@@ -253,6 +278,7 @@ def summarise(digests: list[dict[str, Any]], offered: list[float],
     if co:
         summary["co_interval_ms"] = round(statistics.median(co), 3)
         summary["latency_ms_uncorrected"] = latency_ms(raw)
+        summary["co_backfilled"] = total.get_total_count() - raw.get_total_count()
     samples = [d["samples"] for d in digests if d["samples"] is not None]
     if samples:
         summary["samples_s"] = [v for s in samples for v in s]
