@@ -38,6 +38,8 @@ def figures(report: dict[str, Any]) -> tuple[dict[str, float], bool]:
         cap = report.get("capacity") or {}
         if "ratio" in cap:
             out["capacity ratio"] = cap["ratio"]
+        if "refined_ratio" in cap:
+            out["capacity ratio (refined)"] = cap["refined_ratio"]
         return {k: v for k, v in out.items() if _finite(v)}, True
     s = runs["service"]
     out = {"calls/s": s["calls_per_s"], "items/s": s["items_per_s"],

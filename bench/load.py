@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--ramp-windows", type=int, default=10,
                       help="ramp: windows the ramp is reported in (default %(default)s)")
     load.add_argument("--slo", help="e.g. 'p99<=50ms,errors<=0.1%%': find the capacity")
+    load.add_argument("--refine", type=int, default=0,
+                      help="with --slo: bisect between the knee and the first missed step "
+                           "with this many constant-rate probes of --step-duration each")
     load.add_argument("--warmup", type=float, help="seconds (default 3)")
     load.add_argument("--duration", type=float,
                       help="seconds measured (default 10; step: steps x step duration)")

@@ -64,6 +64,13 @@ def markdown(report: dict[str, Any]) -> str:
                  for label, c in cap.items() if isinstance(c, dict)]
         lines += ["", f"capacity under SLO `{cap['service']['slo']}`: " + ", ".join(parts)
                   + (f"; service / baseline **{cap['ratio']}**" if "ratio" in cap else "")]
+        for label, c in cap.items():
+            r = c.get("refined") if isinstance(c, dict) else None
+            if r and r["probes"]:
+                steps = ", ".join(f"{p['offered_per_s']:g}/s {'✗' if p['slo_broken'] else '✓'}"
+                                  for p in r["probes"])
+                lines.append(f"- {label}, refined by bisection: **{r['offered_per_s']:,.0f} "
+                             f"calls/s** (probes: {steps})")
     if report.get("ratios"):
         r = report["ratios"]
         n = len(report["rounds"])

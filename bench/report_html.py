@@ -116,6 +116,13 @@ def _windows(report: dict[str, Any]) -> str:
                 f"{html.escape(cap['service']['slo'])}</code>: " + ", ".join(parts)
                 + (f"; service / baseline <b>{_fmt(cap['ratio'])}</b>" if "ratio" in cap
                    else "") + ".</p>")
+        for lb, c in cap.items():
+            r = c.get("refined") if isinstance(c, dict) else None
+            if r and r["probes"]:
+                probes = ", ".join(f"{_fmt(p['offered_per_s'])}/s "
+                                   f"{'✗' if p['slo_broken'] else '✓'}" for p in r["probes"])
+                out += (f"<p>{html.escape(lb)}, refined by bisection: <b>"
+                        f"{_fmt(r['offered_per_s'])} calls/s</b> (probes: {probes})</p>")
     return out
 
 

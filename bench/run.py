@@ -102,10 +102,48 @@ def execute(args: argparse.Namespace, plan: Plan, scenario: Scenario | None,
                                         args.quiet)
             rounds.append({"runs": runs, "ratios": ratios(runs["service"], runs["baseline"])
                            if "baseline" in runs else None})
+        refined: dict[str, dict[str, Any]] = {}
+        if slo is not None and args.refine:
+            for label, address in order:
+                refined[label] = refine(label, replace(plan, target=address), slo, args,
+                                        rounds[-1]["runs"][label], servers.get(label), rng)
     finally:
         for s in servers.values():
             s.stop()
-    return build_report(args, plan, scenario, slo, rounds, setup)
+    report = build_report(args, plan, scenario, slo, rounds, setup)
+    for label, r in refined.items():
+        report["capacity"][label]["refined"] = r
+    if len(refined) == 2 and refined["baseline"]["offered_per_s"]:
+        report["capacity"]["refined_ratio"] = round(
+            refined["service"]["offered_per_s"] / refined["baseline"]["offered_per_s"], 3)
+    return report
+
+
+def refine(label: str, plan: Plan, slo: tuple[sched.Objective, ...], args: argparse.Namespace,
+           run: dict[str, Any], server: Spawned | None, rng: random.Random) -> dict[str, Any]:
+    """Bisect between the knee of a step run and the first step that missed the SLO with
+    ``--refine`` constant-rate probes of one step's duration each."""
+    cap = sched.capacity(slo, run["windows"])
+    if cap["first_miss"] is None:
+        return {"offered_per_s": cap["offered_per_s"], "probes": [],
+                "note": "every step met the SLO: raise --rate-end"}
+    lo = cap["offered_per_s"]
+    hi = run["windows"][cap["first_miss"]]["offered_per_s"]
+    probes = []
+    for _ in range(args.refine):
+        mid = round((lo + hi) / 2, 1)
+        probe = replace(plan, schedule=sched.const(mid, args.step_duration),
+                        warmup=min(plan.warmup, 1.0), start_at=time.time() + 2.0,
+                        number_base=rng.randrange(NUMBER_SPACE - args.processes
+                                                  * PROCESS_STRIDE))
+        figures = run_phase(f"{label} probe {mid:g}/s", probe, args.processes, server,
+                            args.quiet)
+        window = figures["windows"][0]
+        broken = sched.evaluate(slo, window)
+        probes.append({"offered_per_s": mid, "calls_per_s": window["calls_per_s"],
+                       "latency_ms": window["latency_ms"], "slo_broken": broken})
+        lo, hi = (lo, mid) if broken else (mid, hi)
+    return {"offered_per_s": lo, "first_miss_per_s": hi, "probes": probes}
 
 
 def build_report(args: argparse.Namespace, plan: Plan, scenario: Scenario | None,

@@ -52,11 +52,13 @@ def assert_percentiles_match_samples(run: dict[str, Any], corrected: bool = Fals
 
 @pytest.fixture(scope="module")
 def step_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], Path]]:
-    """One step run (3 steps) against symbolsvc and the baseline, with an SLO, HTML, charts."""
+    """One step run (3 steps) against symbolsvc and the baseline, HTML and charts, with an
+    SLO no server meets over TLS (p99 <= 1 µs), so that the search's path is fixed by
+    construction: every step misses, and one bisection probe (10/s) misses too."""
     out = tmp_path_factory.mktemp("step")
     bench("--deployment", str(out / "dep"), "--spawn", "--baseline", "--rpc", "IssueSymbol",
           "--schedule", "step", "--rate-start", "20", "--rate-step", "20", "--rate-end", "60",
-          "--step-duration", "1", "--slo", "p99<=250ms,errors<=1%", *QUICK,
+          "--step-duration", "1", "--slo", "p99<=0.001ms,errors<=1%", "--refine", "1", *QUICK,
           "--json", str(out / "r.json"), "--html", str(out / "r.html"),
           "--charts", str(out / "charts"), "--markdown", str(out / "r.md"))
     yield json.loads((out / "r.json").read_text()), out
@@ -71,15 +73,19 @@ def test_step_schedule_report(step_run: tuple[dict[str, Any], Path]) -> None:
         assert [w["offered_per_s"] for w in run["windows"]] == [20, 40, 60]
         assert sum(w["calls"] for w in run["windows"]) == run["calls"]
         assert len(run["series"]) == 3 and run["distribution"]
-        assert all("slo_broken" in w for w in run["windows"])
         srv = run["server"]
         assert srv["rss_mb"] > 0 and srv["series"] and srv["threads_cpu_s"]
         assert all(isinstance(x["cpu_pct"], dict) for x in srv["series"])
         assert_percentiles_match_samples(run)
+        assert all(w["slo_broken"] == ["p99<=0.001ms"] for w in run["windows"])
         cap = report["capacity"][label]
-        assert cap["slo"] == "p99<=250ms,errors<=1%"
-        assert cap["offered_per_s"] in (0.0, 20, 40, 60)
-    assert "ratio" in report["capacity"]
+        assert cap["slo"] == "p99<=0.001ms,errors<=1%"
+        assert cap["offered_per_s"] == 0.0 and cap["first_miss"] == 0 and cap["bounded"]
+        probes = cap["refined"]["probes"]
+        assert [p["offered_per_s"] for p in probes] == [10.0]
+        assert probes[0]["slo_broken"] == ["p99<=0.001ms"] and probes[0]["calls_per_s"] > 0
+        assert cap["refined"]["offered_per_s"] == 0.0
+    assert report["capacity"]["ratio"] is None  # no baseline capacity to divide by
     md = (out / "r.md").read_text()
     assert "| offered calls/s |" in md and "capacity under SLO" in md
     names = {p.name for p in (out / "charts").iterdir()}
