@@ -85,9 +85,13 @@ class Channels:
 async def _drive(plan: Plan, index: int, out: Any) -> dict[str, Any]:
     channels = Channels(plan)
     try:
-        # Open the busiest identities' connections before the clock starts.
-        first = sorted({Requests(plan).build(rpc, 1)[0] for rpc in plan.rpcs()})
-        await channels.ready(first)
+        # Open every caller's connections before the clock starts (TLS handshakes are
+        # not part of any call's latency).
+        callers: set[str] = set()
+        for rpc in plan.rpcs():
+            kind = RPCS[rpc][0]
+            callers |= set(plan.issuers) if kind == "agency" else {kind}
+        await channels.ready(sorted(callers))
         return await Runner(plan, index, out, channels).run()
     finally:
         await channels.close()

@@ -5,7 +5,10 @@ in the same report (service / empty-handler server), so that two runs taken
 on a machine whose speed drifts are still comparable; absolute figures are
 compared only when a report has no baseline (and the table says so). Prints
 one row per figure with its change and exits 1 when any figure got worse by
-more than the threshold, 0 otherwise (2 for unusable input).
+more than the threshold, 0 otherwise (2 for unusable input). When both
+reports hold several rounds (``--rounds N``), a headline ratio whose range
+over the rounds overlaps the other report's range is not called a change:
+on a shared machine the spread between rounds is the noise floor.
 """
 
 from __future__ import annotations
@@ -49,6 +52,20 @@ def figures(report: dict[str, Any]) -> tuple[dict[str, float], bool]:
     return {k: v for k, v in out.items() if _finite(v)}, False
 
 
+def spreads(report: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """(lowest, highest) of each headline ratio over the report's rounds (2 or more)."""
+    rounds = [r["ratios"] for r in report.get("rounds", []) if r.get("ratios")]
+    if len(rounds) < 2:
+        return {}
+    out = {}
+    for k in rounds[0]:
+        values = [r[k] for r in rounds if _finite(r.get(k))]
+        if len(values) == len(rounds):
+            name = f"{'throughput' if k == 'throughput' else k + ' latency'} ratio"
+            out[name] = (min(values), max(values))
+    return out
+
+
 def _div(a: float, b: float) -> float:
     return round(a / b, 3) if b and _finite(a) and _finite(b) else math.nan
 
@@ -77,6 +94,7 @@ def compare(old: dict[str, Any], new: dict[str, Any],
         if old["config"].get(key) != new["config"].get(key):
             warnings.append(f"the runs differ in {key}: {old['config'].get(key)!r} vs "
                             f"{new['config'].get(key)!r}")
+    so, sn = spreads(old), spreads(new)
     rows = []
     for name in fo:
         if name not in fn:
@@ -87,6 +105,9 @@ def compare(old: dict[str, Any], new: dict[str, Any],
         worse = -change if better_up else change
         verdict = "REGRESSED" if worse > threshold else ("improved" if worse < -threshold
                                                           else "same")
+        if verdict != "same" and name in so and name in sn \
+                and so[name][0] <= sn[name][1] and sn[name][0] <= so[name][1]:
+            verdict = "same (within the rounds' spread)"  # the medians moved, the ranges overlap
         rows.append({"figure": name, "old": a, "new": b, "change": change, "verdict": verdict,
                      "better": "higher" if better_up else "lower"})
     return rows, warnings

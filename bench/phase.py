@@ -22,7 +22,7 @@ def run_phase(label: str, base_plan: Plan, processes: int, server: Spawned | Non
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     share = base_plan.schedule.scaled(1.0 / processes)
-    plans = [replace(base_plan, schedule=share,
+    plans = [replace(base_plan, schedule=share, seed=base_plan.seed + i,
                      number_base=base_plan.number_base + i * PROCESS_STRIDE)
              for i in range(processes)]
     procs = [ctx.Process(target=client_process, args=(p, i, out), daemon=True)

@@ -68,6 +68,7 @@ class Plan:
     co_interval_ms: float | None = None  # closed loop: None = the warm-up's median latency
     keep_samples: bool = False
     progress_every: float = 1.0
+    seed: int = 0  # draws of RPCs, agencies and subjects: the same for service and baseline
 
     @property
     def duration(self) -> float:
@@ -97,7 +98,7 @@ class Requests:
         self._spb, self._bpb, self._dpb = spb, bpb, dpb
         self._next_number = plan.number_base
         self._seq = itertools.count(1)
-        self._rng = random.Random(plan.number_base)
+        self._rng = random.Random(plan.seed)
         self._cum = list(itertools.accumulate(m[1] for m in plan.mix))
         self._issuer_cum = list(itertools.accumulate(plan.issuer_weights))
 

@@ -93,11 +93,13 @@ def execute(args: argparse.Namespace, plan: Plan, scenario: Scenario | None,
         rounds: list[dict[str, Any]] = []
         for r in range(args.rounds):
             runs: dict[str, dict[str, Any]] = {}
+            seed = rng.randrange(2**32)  # both servers get the same sequence of requests
             # Alternate the order, so that drift on a shared machine favours neither.
             for label, address in order if r % 2 == 0 else order[::-1]:
                 needed = args.processes * PROCESS_STRIDE
                 phase_plan = replace(plan, target=address, start_at=time.time() + 2.0,
-                                     number_base=rng.randrange(NUMBER_SPACE - needed))
+                                     number_base=rng.randrange(NUMBER_SPACE - needed),
+                                     seed=seed)
                 runs[label] = run_phase(label, phase_plan, args.processes, servers.get(label),
                                         args.quiet)
             rounds.append({"runs": runs, "ratios": ratios(runs["service"], runs["baseline"])
@@ -134,6 +136,7 @@ def refine(label: str, plan: Plan, slo: tuple[sched.Objective, ...], args: argpa
         mid = round((lo + hi) / 2, 1)
         probe = replace(plan, schedule=sched.const(mid, args.step_duration),
                         warmup=min(plan.warmup, 1.0), start_at=time.time() + 2.0,
+                        seed=rng.randrange(2**32),
                         number_base=rng.randrange(NUMBER_SPACE - args.processes
                                                   * PROCESS_STRIDE))
         figures = run_phase(f"{label} probe {mid:g}/s", probe, args.processes, server,
@@ -151,6 +154,7 @@ def build_report(args: argparse.Namespace, plan: Plan, scenario: Scenario | None
                  setup: dict[str, Any]) -> dict[str, Any]:
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config.update(concurrency=plan.concurrency * args.processes, mode=plan.mode,
+                  duration=plan.duration,
                   mix=[{"rpc": r, "weight": w, "batch": b} for r, w, b in plan.mix],
                   schedule={"kind": plan.schedule.kind, "describe": plan.schedule.describe(),
                             "segments": [[s.start, s.end, s.rate_from, s.rate_to]

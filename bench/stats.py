@@ -290,7 +290,9 @@ def ratios(service: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float
         return round(a / b, 3) if b and not math.isnan(a) and not math.isnan(b) else None
 
     s, b = service["latency_ms"], baseline["latency_ms"]
-    return {"throughput": div(service["items_per_s"], baseline["items_per_s"]),
+    # A mix's items depend on how many batch calls fell in the window: compare its calls.
+    unit = "items_per_s" if len(service.get("per_rpc", {})) <= 1 else "calls_per_s"
+    return {"throughput": div(service[unit], baseline[unit]),
             "p50": div(s["p50"], b["p50"]), "p99": div(s["p99"], b["p99"]),
             "p99.9": div(s["p99.9"], b["p99.9"])}
 
