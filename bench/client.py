@@ -14,6 +14,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from .plan import RPCS, Plan, Requests, score
@@ -24,11 +25,14 @@ STUBS = {"agency": ("symbol_service_pb2_grpc", "SymbolServiceStub"),
          "portal": ("disclosure_service_pb2_grpc", "DisclosureServiceStub")}
 
 
-def client_process(plan: Plan, index: int, out: Any) -> None:
-    """Entry point of a client process: run the plan, put ("result", index, digest) on out."""
+def client_process(plan: Plan, index: int, out: Any, go: Any, start: Any) -> None:
+    """Entry point of a client process: open the connections, say ("ready", index) on
+    ``out``, wait for ``go`` (the parent sets it when every process is ready, with the
+    wall-clock start of the warm-up in ``start``), run the plan, put ("result", index,
+    digest) on ``out``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     try:
-        digest = asyncio.run(_drive(plan, index, out))
+        digest = asyncio.run(_drive(plan, index, out, go, start))
         out.put(("result", index, digest))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the run
         out.put(("failed", index, f"{type(exc).__name__}: {exc}"))
@@ -82,7 +86,7 @@ class Channels:
                 await c.close()
 
 
-async def _drive(plan: Plan, index: int, out: Any) -> dict[str, Any]:
+async def _drive(plan: Plan, index: int, out: Any, go: Any, start: Any) -> dict[str, Any]:
     channels = Channels(plan)
     try:
         # Open every caller's connections before the clock starts (TLS handshakes are
@@ -92,7 +96,10 @@ async def _drive(plan: Plan, index: int, out: Any) -> dict[str, Any]:
             kind = RPCS[rpc][0]
             callers |= set(plan.issuers) if kind == "agency" else {kind}
         await channels.ready(sorted(callers))
-        return await Runner(plan, index, out, channels).run()
+        out.put(("ready", index, None))
+        if not await asyncio.to_thread(go.wait, plan.timeout + 120):
+            raise TimeoutError("the parent never said go")
+        return await Runner(replace(plan, start_at=start.value), index, out, channels).run()
     finally:
         await channels.close()
 

@@ -15,6 +15,27 @@ from .servers import Sampler, Spawned
 from .stats import summarise
 
 
+def _all_ready(label: str, out: Any, procs: list[Any], timeout: float) -> float:
+    """Wait until every client process has its connections open; the warm-up starts
+    half a second later, at the same wall-clock time in every process."""
+    ready: set[int] = set()
+    deadline = time.time() + timeout
+    while len(ready) < len(procs):
+        if time.time() > deadline:
+            raise SystemExit(f"bench.load: {label}: client processes did not connect")
+        try:
+            kind, i, payload = out.get(timeout=0.2)
+        except queue.Empty:
+            if not all(p.is_alive() for p in procs):
+                raise SystemExit(f"bench.load: {label}: a client process died") from None
+            continue
+        if kind == "failed":
+            raise SystemExit(f"bench.load: {label}: client process {i} failed: {payload}")
+        if kind == "ready":
+            ready.add(i)
+    return time.time() + 0.5
+
+
 def run_phase(label: str, base_plan: Plan, processes: int, server: Spawned | None,
               quiet: bool) -> dict[str, Any]:
     """Run ``base_plan`` (rates for all processes together) on ``processes`` client
@@ -25,23 +46,28 @@ def run_phase(label: str, base_plan: Plan, processes: int, server: Spawned | Non
     plans = [replace(base_plan, schedule=share, seed=base_plan.seed + i,
                      number_base=base_plan.number_base + i * PROCESS_STRIDE)
              for i in range(processes)]
-    procs = [ctx.Process(target=client_process, args=(p, i, out), daemon=True)
+    go, start = ctx.Event(), ctx.Value("d", 0.0)
+    procs = [ctx.Process(target=client_process, args=(p, i, out, go, start), daemon=True)
              for i, p in enumerate(plans)]
     for p in procs:
         p.start()
-    t_measure = base_plan.start_at + base_plan.warmup
-    t_end = t_measure + base_plan.duration
-    hard_deadline = t_end + base_plan.timeout + 60
     sent = [0] * processes
     errors = [0] * processes
     digests: dict[int, dict[str, Any]] = {}
     cpu: dict[str, float] = {}
-    sampler = Sampler(server, t_measure) if server is not None else None
+    sampler: Sampler | None = None
     view: dict[str, Any] | None = None
-    if sampler is not None:
-        sampler.start()
     last_print = 0.0
     try:
+        start_at = _all_ready(label, out, procs, base_plan.timeout + 60)
+        start.value = start_at
+        go.set()
+        t_measure = start_at + base_plan.warmup
+        t_end = t_measure + base_plan.duration
+        hard_deadline = t_end + base_plan.timeout + 60
+        if server is not None:
+            sampler = Sampler(server, t_measure)
+            sampler.start()
         while len(digests) < processes:
             now = time.time()
             if now > hard_deadline:
@@ -69,7 +95,7 @@ def run_phase(label: str, base_plan: Plan, processes: int, server: Spawned | Non
                     phase = "warm-up" if now < t_measure else "measure"
                     offered = base_plan.schedule.rate_at(now - t_measure)
                     rate = f"  offered {offered:,.0f}/s" if base_plan.mode == "open" else ""
-                    print(f"  [{label}] {now - base_plan.start_at:5.1f}s {phase:8s}{rate}"
+                    print(f"  [{label}] {now - start_at:5.1f}s {phase:8s}{rate}"
                           f"  calls sent {sum(sent):>9,}  errors {sum(errors):,}",
                           file=sys.stderr, flush=True)
     finally:

@@ -52,7 +52,7 @@ class Plan:
     concurrency: int  # callers (closed) / streams (open StreamIssueSymbols), this process
     schedule: Schedule  # open loop: offered rate over time, this process
     channels: int
-    start_at: float  # wall clock (time.time()) at which the warm-up begins
+    start_at: float  # wall clock (time.time()) at which the warm-up begins (set at go)
     warmup: float
     max_calls: int
     max_inflight: int

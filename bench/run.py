@@ -97,7 +97,7 @@ def execute(args: argparse.Namespace, plan: Plan, scenario: Scenario | None,
             # Alternate the order, so that drift on a shared machine favours neither.
             for label, address in order if r % 2 == 0 else order[::-1]:
                 needed = args.processes * PROCESS_STRIDE
-                phase_plan = replace(plan, target=address, start_at=time.time() + 2.0,
+                phase_plan = replace(plan, target=address,
                                      number_base=rng.randrange(NUMBER_SPACE - needed),
                                      seed=seed)
                 runs[label] = run_phase(label, phase_plan, args.processes, servers.get(label),
@@ -135,7 +135,7 @@ def refine(label: str, plan: Plan, slo: tuple[sched.Objective, ...], args: argpa
     for _ in range(args.refine):
         mid = round((lo + hi) / 2, 1)
         probe = replace(plan, schedule=sched.const(mid, args.step_duration),
-                        warmup=min(plan.warmup, 1.0), start_at=time.time() + 2.0,
+                        warmup=min(plan.warmup, 1.0),
                         seed=rng.randrange(2**32),
                         number_base=rng.randrange(NUMBER_SPACE - args.processes
                                                   * PROCESS_STRIDE))
