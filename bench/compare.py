@@ -53,17 +53,13 @@ def figures(report: dict[str, Any]) -> tuple[dict[str, float], bool]:
 
 
 def spreads(report: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    """(lowest, highest) of each headline ratio over the report's rounds (2 or more)."""
-    rounds = [r["ratios"] for r in report.get("rounds", []) if r.get("ratios")]
+    """(lowest, highest) of each ratio over the report's rounds (when 2 or more)."""
+    rounds = [r for r in report.get("rounds", []) if r.get("ratios")]
     if len(rounds) < 2:
         return {}
-    out = {}
-    for k in rounds[0]:
-        values = [r[k] for r in rounds if _finite(r.get(k))]
-        if len(values) == len(rounds):
-            name = f"{'throughput' if k == 'throughput' else k + ' latency'} ratio"
-            out[name] = (min(values), max(values))
-    return out
+    per_round = [figures({"runs": r["runs"], "ratios": r["ratios"]})[0] for r in rounds]
+    return {name: (min(f[name] for f in per_round), max(f[name] for f in per_round))
+            for name in per_round[0] if all(name in f for f in per_round)}
 
 
 def _div(a: float, b: float) -> float:

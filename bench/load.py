@@ -228,6 +228,12 @@ def _rerender(argv: list[str]) -> int:
     if cap:  # recomputed, so that a report saved by an older version renders too
         slo = sched.parse_slo(cap["service"]["slo"])
         report["capacity"] = sched.capacities(slo, report["runs"])
+        for key in ("refined_ratio", *report["runs"]):
+            old = cap.get(key)
+            if key == "refined_ratio" and old is not None:
+                report["capacity"][key] = old
+            elif isinstance(old, dict) and "refined" in old:
+                report["capacity"][key]["refined"] = old["refined"]
     args.json = None
     return _write(args, report)
 

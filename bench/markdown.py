@@ -64,6 +64,11 @@ def markdown(report: dict[str, Any]) -> str:
                  for label, c in cap.items() if isinstance(c, dict)]
         lines += ["", f"capacity under SLO `{cap['service']['slo']}`: " + ", ".join(parts)
                   + (f"; service / baseline **{cap['ratio']}**" if "ratio" in cap else "")]
+        few = min((w["calls"] for run in report["runs"].values() for w in run["windows"]),
+                  default=0)
+        if few < 100:
+            lines.append(f"- the smallest window has {few:,} calls, so its p99 is its slowest "
+                         "call: lengthen --step-duration for a firmer knee")
         for label, c in cap.items():
             r = c.get("refined") if isinstance(c, dict) else None
             if r and r["probes"]:

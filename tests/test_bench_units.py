@@ -158,11 +158,14 @@ def test_compare_verdicts() -> None:
     assert parse_threshold("5%") == 0.05 and parse_threshold("0.1") == 0.1
     # With rounds, a median that moved within the overlap of the rounds' ranges is noise.
     a, b = _report(0.5, 2.0, 3.0), _report(0.5, 2.0, 4.0)
-    a["rounds"] = [{"ratios": {**a["ratios"], "p99": v}} for v in (2.5, 3.0, 3.6)]
-    b["rounds"] = [{"ratios": {**b["ratios"], "p99": v}} for v in (3.5, 4.0, 4.4)]
+    a["rounds"] = [{"runs": a["runs"], "ratios": {**a["ratios"], "p99": v}}
+                   for v in (2.5, 3.0, 3.6)]
+    b["rounds"] = [{"runs": b["runs"], "ratios": {**b["ratios"], "p99": v}}
+                   for v in (3.5, 4.0, 4.4)]
     verdict = {r["figure"]: r["verdict"] for r in compare(a, b, 0.05)[0]}
     assert verdict["p99 latency ratio"] == "same (within the rounds' spread)"
-    b["rounds"] = [{"ratios": {**b["ratios"], "p99": v}} for v in (3.7, 4.0, 4.4)]
+    b["rounds"] = [{"runs": b["runs"], "ratios": {**b["ratios"], "p99": v}}
+                   for v in (3.7, 4.0, 4.4)]
     verdict = {r["figure"]: r["verdict"] for r in compare(a, b, 0.05)[0]}
     assert verdict["p99 latency ratio"] == "REGRESSED"
 
