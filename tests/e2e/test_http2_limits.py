@@ -18,7 +18,8 @@ import h2.connection
 import h2.events
 import h2.settings
 import pytest
-from helpers import SERVING, Clients, ServerProcess, StartServer
+from conftest import StartServer
+from helpers import SERVING, Clients, ServerProcess
 from symbolsvc_client import Deployment
 
 from symbolsvc.errors import ConfigError
