@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
-from typing import cast
+from typing import Any
 
 from .config import Config
 from .errors import ConfigError
@@ -302,7 +302,7 @@ class Supervisor:
 
     def _poll(self, timeout: float) -> list[_Slot]:
         """Wait for a worker to exit or report serving; the slots that changed."""
-        waitables: dict[object, _Slot] = {}  # ready pipes and process sentinels
+        waitables: dict[Any, _Slot] = {}  # wait() returns its arguments back
         for slot in self._live():
             assert slot.proc is not None
             waitables[slot.proc.sentinel] = slot
@@ -312,7 +312,7 @@ class Supervisor:
             time.sleep(min(timeout, 1.0))
             return []
         changed: list[_Slot] = []
-        for obj in wait(cast(list[Connection | int], list(waitables)), timeout=timeout):
+        for obj in wait(list(waitables), timeout=timeout):
             slot = waitables[obj]
             if obj is slot.ready:
                 self._ready(slot)
