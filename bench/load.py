@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from . import schedule as sched
-from .plan import RPCS, Plan, make_number
+from .plan import RPCS, Plan, nth_number
 from .run import execute
 from .scenario import Scenario, load_scenario, parse_mix
 
@@ -257,7 +257,7 @@ def _write(args: argparse.Namespace, report: dict[str, Any]) -> int:
     return 0
 
 
-__all__ = ["build_parser", "main", "make_number"]
+__all__ = ["build_parser", "main", "nth_number"]
 
 if __name__ == "__main__":
     sys.exit(main())

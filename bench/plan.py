@@ -78,8 +78,8 @@ class Plan:
         return [m[0] for m in self.mix]
 
 
-def make_number(n: int) -> str:
-    """The ``n``-th individual number: 11 digits of ``n`` and the check digit (SPEC §6)."""
+def nth_number(n: int) -> str:
+    """The ``n``-th individual number: 11 digits of ``n`` and the check digit (CONTRACT §6)."""
     from symbolsvc.numbers import check_digit
 
     first = f"{n % NUMBER_SPACE:011d}"
@@ -123,11 +123,11 @@ class Requests:
         if p.new_fraction >= 1.0 or not p.population:
             start = self._next_number
             self._next_number += k
-            return [make_number(n) for n in range(start, start + k)], None
+            return [nth_number(n) for n in range(start, start + k)], None
         out, home = [], None
         for _ in range(k):
             if self._rng.random() < p.new_fraction:
-                out.append(make_number(self._next_number))
+                out.append(nth_number(self._next_number))
                 self._next_number += 1
             else:
                 s = self._rng.choice(p.population)

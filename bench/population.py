@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from .plan import Subject, make_number
+from .plan import Subject, nth_number
 
 
 def identity(deployment: Path, name: str) -> tuple[bytes, bytes]:
@@ -41,7 +41,7 @@ async def register(deployment: Path, target: str, holders: Sequence[Sequence[str
     from symbolsvc.v1 import symbol_service_pb2 as spb
     from symbolsvc.v1 import symbol_service_pb2_grpc as sgrpc
 
-    numbers = [make_number(base + i) for i in range(len(holders))]
+    numbers = [nth_number(base + i) for i in range(len(holders))]
     by_agency: dict[str, list[int]] = defaultdict(list)
     for i, hs in enumerate(holders):
         for a in hs:

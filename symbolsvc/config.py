@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .policy import is_ident
+from .server_options import ConnectionLimits
 
 ROLES = frozenset({"agency", "broker", "portal", "auditor"})
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -51,6 +52,8 @@ class Config:
     log_integrate_interval_ms: int = 200
     log_integrate_batch: int = 10_000
     log_lease_ms: int = 5_000
+    # HTTP/2 and connection limits of the gRPC server (server_options.py).
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     @property
     def base(self) -> Path:
@@ -141,4 +144,5 @@ def load_config(path: Path) -> Config:
         log_integrate_interval_ms=interval_ms,
         log_integrate_batch=batch,
         log_lease_ms=lease_ms,
+        connection_limits=ConnectionLimits.from_table(server, str(path)),
     )
