@@ -30,7 +30,8 @@ from pathlib import Path
 import grpc
 
 from symbolsvc.config import Config, load_config
-from symbolsvc.server import _credentials, _options
+from symbolsvc.server import _credentials
+from symbolsvc.server_options import server_options
 from symbolsvc.v1 import broker_service_pb2 as broker_pb
 from symbolsvc.v1 import broker_service_pb2_grpc as broker_grpc
 from symbolsvc.v1 import disclosure_service_pb2 as disclosure_pb
@@ -127,7 +128,9 @@ class EmptyDisclosureService(_Delay, disclosure_grpc.DisclosureServiceServicer):
 async def serve(config: Config, listen: str, *, reuseport: bool = False,
                 on_ready: Callable[[str, int], None] | None = None,
                 delay_ms: float = 0.0) -> None:
-    server = grpc.aio.server(options=_options(config, reuseport=reuseport),
+    options = server_options(config.connection_limits, config.max_message_bytes,
+                             reuseport=reuseport)
+    server = grpc.aio.server(options=options,
                              maximum_concurrent_rpcs=config.max_concurrent_rpcs)
     symbol_grpc.add_SymbolServiceServicer_to_server(EmptySymbolService(delay_ms), server)
     broker_grpc.add_BrokerServiceServicer_to_server(EmptyBrokerService(delay_ms), server)
