@@ -128,9 +128,9 @@ class EmptyDisclosureService(_Delay, disclosure_grpc.DisclosureServiceServicer):
 async def serve(config: Config, listen: str, *, reuseport: bool = False,
                 on_ready: Callable[[str, int], None] | None = None,
                 delay_ms: float = 0.0) -> None:
-    options = server_options(config.connection_limits, config.max_message_bytes,
-                             reuseport=reuseport)
-    server = grpc.aio.server(options=options,
+    server = grpc.aio.server(options=server_options(config.connection_limits,
+                                                    config.max_message_bytes,
+                                                    reuseport=reuseport),
                              maximum_concurrent_rpcs=config.max_concurrent_rpcs)
     symbol_grpc.add_SymbolServiceServicer_to_server(EmptySymbolService(delay_ms), server)
     broker_grpc.add_BrokerServiceServicer_to_server(EmptyBrokerService(delay_ms), server)

@@ -45,7 +45,8 @@ import h2.connection
 import h2.exceptions
 import hpack
 
-from bench.load import Spawned, nth_number, spawn_service
+from bench.plan import nth_number
+from bench.servers import Spawned, spawn_service
 
 ATTACKS = ("rapid-reset", "continuation", "settings", "ping")
 OFF = {  # grpc's defaults: what the server ran with before server_options.py
