@@ -19,6 +19,7 @@ each latency runs from the scheduled send time.
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from array import array
@@ -135,6 +136,9 @@ class Recorder:
     errors_total: int = 0
     late_ms: float = 0.0
 
+    def __post_init__(self) -> None:
+        self._starts = [a for a, _ in self.windows]
+
     def record(self, rpc: int, scheduled: float, done: float,
                outcome: tuple[int, int, int] | str) -> None:
         t = scheduled - self.t_measure
@@ -165,6 +169,11 @@ class Recorder:
         source = self.warmup_latency or self.latency
         return to_us(statistics.median(source)) if source else 0
 
+    def _window_of(self, t: float) -> int | None:
+        """The schedule segment holding offset ``t`` (segments are sorted and contiguous)."""
+        i = bisect.bisect_right(self._starts, t) - 1
+        return i if i >= 0 and t < self.windows[i][1] else None
+
     def digest(self, co_interval_ms: float | None) -> dict[str, Any]:
         interval = self.co_interval_us(co_interval_ms)
         n_rpc = len(self.rpcs)
@@ -181,20 +190,18 @@ class Recorder:
             if interval:
                 corrected[rpc].record_corrected_value(us, interval)
             series[min(int(t), seconds - 1)].record_value(us)
-            for i, (a, b) in enumerate(self.windows):
-                if a <= t < b:
-                    wins[i].record_value(us)
-                    break
+            w = self._window_of(t)
+            if w is not None:
+                wins[w].record_value(us)
         err_by_rpc: dict[int, Counter[str]] = {i: Counter() for i in range(n_rpc)}
         err_series = [0] * seconds
         err_wins = [0] * len(self.windows)
         for rpc, t, code in self.errors:
             err_by_rpc[rpc][code] += 1
             err_series[min(int(t), seconds - 1)] += 1
-            for i, (a, b) in enumerate(self.windows):
-                if a <= t < b:
-                    err_wins[i] += 1
-                    break
+            w = self._window_of(t)
+            if w is not None:
+                err_wins[w] += 1
         return {
             "per_rpc": {self.rpcs[i]: {
                 "calls": calls[i], "items": self.items[i], "item_errors": self.item_errors[i],
