@@ -26,7 +26,8 @@ from pathlib import Path
 import grpc
 
 from symbolsvc.config import Config, load_config
-from symbolsvc.server import _credentials, _options
+from symbolsvc.server import _credentials
+from symbolsvc.server_options import server_options
 from symbolsvc.v1 import broker_service_pb2 as broker_pb
 from symbolsvc.v1 import broker_service_pb2_grpc as broker_grpc
 from symbolsvc.v1 import symbol_service_pb2 as symbol_pb
@@ -96,8 +97,9 @@ class EmptyBrokerService(broker_grpc.BrokerServiceServicer):
 
 async def serve(config: Config, listen: str, *, reuseport: bool = False,
                 on_ready: Callable[[str, int], None] | None = None) -> None:
-    server = grpc.aio.server(options=_options(config, reuseport=reuseport),
-                             maximum_concurrent_rpcs=config.max_concurrent_rpcs)
+    options = server_options(config.connection_limits, config.max_message_bytes,
+                             reuseport=reuseport)
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs)
     symbol_grpc.add_SymbolServiceServicer_to_server(EmptySymbolService(), server)
     broker_grpc.add_BrokerServiceServicer_to_server(EmptyBrokerService(), server)
     port = server.add_secure_port(listen, _credentials(config))
