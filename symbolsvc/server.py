@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer as AioHealthServicer  # health.aio's (typed)
 from grpc_reflection.v1alpha import reflection
 
 from .config import Config
@@ -136,7 +137,7 @@ async def run(
         DisclosureService(app.disclosure), server)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
         AuditService(app.access_log), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = AioHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -193,7 +194,7 @@ async def run(
         raise SystemExit(MEMORY_EXIT_STATUS)
 
 
-async def _watch_storage(registry: Registry, servicer: health.aio.HealthServicer,
+async def _watch_storage(registry: Registry, servicer: AioHealthServicer,
                          interval: float = 1.0) -> None:
     """Health follows the database: NOT_SERVING while ``registry.ping()`` fails, SERVING
     again by itself once it answers (checked every ``interval`` seconds)."""
@@ -238,8 +239,8 @@ def _reload_policy(policy: PolicyHolder) -> None:
     log.info("permission table reloaded: %d rules", table.rules)
 
 
-def _probe_server(address: str, servicer: health.aio.HealthServicer) -> grpc.aio.Server:
-    """Plaintext health for probes that cannot present a certificate: loopback only (SPEC §3)."""
+def _probe_server(address: str, servicer: AioHealthServicer) -> grpc.aio.Server:
+    """Plaintext health for probes without a certificate: loopback only (CONTRACT §3)."""
     host = address.rsplit(":", 1)[0].strip("[]")
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback

@@ -393,7 +393,7 @@ class PgInspector:
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()
                 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        cur = self._conn.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+        cur = self._conn.execute(sql.replace("?", "%s"), params)
         rows = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
                 for r in cur.fetchall()]
         return [d.name for d in cur.description or ()], rows

@@ -1,7 +1,7 @@
 """The access log end to end: a real `symbolsvc serve` over mTLS (docs/ACCESS_LOG.md).
 
 Checkpoints verify with the production verifier and with the independent one of
-tests/test_checkpoint.py; proofs verify with symbolsvc.log.verification's RFC 9162
+tests/helpers/notes.py; proofs verify with symbolsvc.log.verification's RFC 9162
 verifiers; the leaves ListEntries returns hash to the checkpoint's root. Crash
 recovery (kill -9), the portal's watch across reconnects and restarts, roles,
 and two server processes (two sequencers) on one registry. Every test runs on both
@@ -20,11 +20,10 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import StartServer
-from helpers import NumberSource, RegistryReader, ServerProcess
+from helpers import NumberSource, RegistryReader, ServerProcess, StartServer
+from helpers.notes import independent_verify
 from symbolsvc_client.channel import Deployment
 from symbolsvc_client.clients import AuditorClient, CallError, PortalClient
-from test_checkpoint import independent_verify
 
 from symbolsvc.log.checkpoint import parse_checkpoint_body, verify_checkpoint
 from symbolsvc.log.hashing import leaf_hash, root_from_leaf_hashes
@@ -33,7 +32,7 @@ from symbolsvc.records import AccessRecord
 from symbolsvc.v1 import disclosure_service_pb2 as disclosure_pb
 
 ORIGIN = "symbolsvc.local/access-log"
-# TEST_POLICY of tests/conftest.py: pension-service may obtain resident-tax-income from the
+# helpers.TEST_POLICY: pension-service may obtain resident-tax-income from the
 # municipalities for survivor-pension.
 REQUESTER, PROVIDERS = "pension-service", ("city-chiyoda", "city-minato")
 AGENCIES = (REQUESTER, *PROVIDERS)

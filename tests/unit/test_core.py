@@ -1,4 +1,4 @@
-"""symbolsvc.core.Core in-process: SPEC §4 semantics and check order, batches, no writes on
+"""symbolsvc.core.Core in-process: CONTRACT §4 semantics and check order, batches, no writes on
 invalid input. A real SqliteRegistry, a real Deriver and a PolicyHolder on a policy file."""
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import unit_fixtures
-from unit_fixtures import make_number, number_for
+from helpers import make_number, number_for
 
 from symbolsvc.core import (
     MAX_BATCH,
@@ -29,8 +28,6 @@ from symbolsvc.records import AccessKind, AccessRecord
 from symbolsvc.registry import NewRecord
 from symbolsvc.registry.sqlite import SqliteRegistry
 from symbolsvc.symbols import Deriver
-
-aio = unit_fixtures.aio
 
 POLICY = """
 [groups]

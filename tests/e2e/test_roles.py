@@ -1,6 +1,6 @@
-"""SPEC §3 over real mTLS: every role x every RPC, and callers that are not principals.
+"""CONTRACT §3 over real mTLS: every role x every RPC, and callers that are not principals.
 
-Only the SPEC's combinations pass the role check; every other one is PERMISSION_DENIED and
+Only the contract's combinations pass the role check; every other one is PERMISSION_DENIED and
 the denial is written to DIR/logs/security.jsonl. A client with no certificate or with one
 from another CA never gets past the TLS handshake; a certificate from the deployment CA
 whose URI SAN is no configured principal is UNAUTHENTICATED.
@@ -106,14 +106,14 @@ RPCS = [
 
 
 def test_rpc_table_covers_every_rpc_of_the_proto() -> None:
-    """The matrix below is only as good as its list: it must name every RPC of SPEC §3."""
+    """The matrix below is only as good as its list: it must name every RPC of CONTRACT §3."""
     declared = set()
     for module in (symbol_pb, broker_pb, disclosure_pb, audit_pb):
         for service in module.DESCRIPTOR.services_by_name.values():
             declared |= {(service.full_name, m.name) for m in service.methods}
     listed = {(r.service, r.method) for r in RPCS if r.service.startswith("symbolsvc.")}
     assert listed == declared
-    assert len(declared) == 14  # SPEC §3: 4 + 3 + 3 + 4
+    assert len(declared) == 14  # CONTRACT §3: 4 + 3 + 3 + 4
 
 
 @pytest.fixture(scope="module")

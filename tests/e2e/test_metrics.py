@@ -7,8 +7,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import StartServer
-from helpers import NumberSource, wrong_check_digit
+from helpers import NumberSource, StartServer, wrong_check_digit
 from symbolsvc_client import CallError
 
 

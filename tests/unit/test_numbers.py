@@ -1,4 +1,4 @@
-"""Individual-number validation (SPEC §6): published and computed vectors, then properties."""
+"""Individual-number validation (CONTRACT §6): published and computed vectors, then properties."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import unicodedata
 from typing import Any
 
 import pytest
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
-from unit_fixtures import (
+from helpers import (
     VECTORS,
     make_number,
     prefixes,
@@ -18,6 +16,8 @@ from unit_fixtures import (
     reference_remainder,
     valid_numbers,
 )
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from symbolsvc.errors import InvalidArgument
 from symbolsvc.numbers import check_digit, validate_individual_number

@@ -1,4 +1,4 @@
-"""SPEC §5.3 and §5.4 on what is really stored, on each registry backend: the registry,
+"""CONTRACT §5.3 and §5.4 on what is really stored, on each registry backend: the registry,
 dumped whole, contains no individual number and joins nothing across agencies; no symbol is
 in the access log's rows; no number is in the server's logs.
 
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Registries
 from helpers import (
     NumberSource,
+    Registries,
     RegistryReader,
     ServerProcess,
     chunked,

@@ -1,4 +1,4 @@
-"""Durability (SPEC §4 Issue): kill -9 in the middle of bulk issuance loses nothing
+"""Durability (CONTRACT §4 Issue): kill -9 in the middle of bulk issuance loses nothing
 acknowledged. A bidirectional stream and concurrent batches run against a real server on
 each registry backend; the server is killed with SIGKILL while they are in flight, restarted on
 the same deployment, and every symbol a client had an acknowledgement for must still be
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import StartServer
 from helpers import (
     BulkLoad,
     NumberSource,
     RegistryReader,
+    StartServer,
     assert_still_issued,
     wait_until,
 )

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import TEST_POLICY, StartServer
 from helpers import (
     SERVING,
+    TEST_POLICY,
     BulkLoad,
     Clients,
     NumberSource,
     ServerProcess,
+    StartServer,
     assert_still_issued,
     call_error,
     wait_until,

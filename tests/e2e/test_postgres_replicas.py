@@ -1,4 +1,4 @@
-"""Stateless replicas over one PostgreSQL database (SPEC §7, issue 5).
+"""Stateless replicas over one PostgreSQL database (CONTRACT §7, issue 5).
 
 Real processes: two ``symbolsvc serve`` on different ports, one deployment
 directory, one database; clients balance over both with gRPC's ``round_robin``.
@@ -19,7 +19,8 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
-from postgres_fixtures import (
+from helpers import number_for
+from helpers.postgres import (
     PrivateCluster,
     Replica,
     fresh_database,
@@ -28,7 +29,6 @@ from postgres_fixtures import (
 )
 from symbolsvc_client.channel import Deployment
 from symbolsvc_client.clients import AgencyClient, CallError
-from unit_fixtures import number_for
 
 from symbolsvc.records import AccessRecord
 from symbolsvc.registry.migrations import pg_migrate

@@ -1,6 +1,6 @@
-"""Bad input (SPEC §5.6): a clear INVALID_ARGUMENT with a reason, per item in batches and
+"""Bad input (CONTRACT §5.6): a clear INVALID_ARGUMENT with a reason, per item in batches and
 streams, nothing written, and the input never echoed: not in the error, not in the server's
-log, not in the security log (SPEC §5.4)."""
+log, not in the security log (CONTRACT §5.4)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ Code = grpc.StatusCode
 INVALID = Code.INVALID_ARGUMENT.value[0]
 # Digits 0-9 -> FULLWIDTH DIGIT ZERO..NINE (U+FF10..U+FF19), as a Japanese IME types them.
 FULL_WIDTH = {ord(str(d)): 0xFF10 + d for d in range(10)}
-SPEC_WIDE = "123456789018".translate(FULL_WIDTH)  # SPEC §6's first valid example
+CONTRACT_WIDE = "123456789018".translate(FULL_WIDTH)  # CONTRACT §6's first valid example
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def bad_inputs(n: str) -> list[Bad]:
         Bad("11-digits", n[:11], "BAD_FORMAT", (n[:11],)),
         Bad("13-digits", n + "7", "BAD_FORMAT", (n + "7", n)),
         Bad("full-width", wide, "BAD_FORMAT", (wide, n)),
-        Bad("full-width-spec-example", SPEC_WIDE, "BAD_FORMAT", (SPEC_WIDE,)),
+        Bad("full-width-spec-example", CONTRACT_WIDE, "BAD_FORMAT", (CONTRACT_WIDE,)),
         Bad("letters", n[:5] + "ab" + n[7:], "BAD_FORMAT", (n[:5] + "ab" + n[7:],)),
         Bad("empty", "", "BAD_FORMAT", ()),
         Bad("leading-space", " " + n, "BAD_FORMAT", (n,)),

@@ -1,5 +1,5 @@
 """The API definition: generated code matches the .proto files, buf lint is clean, and the
-names SPEC §3 and §9 fix are present with the right shapes."""
+names CONTRACT §3 and §9 fix are present with the right shapes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import FieldDescriptor
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GENERATED = ROOT / "symbolsvc" / "v1"
 BUF_HINT = ("buf is not on PATH; install it with `npm install -g @bufbuild/buf` "
             "(set SYMBOLSVC_REQUIRE_BUF=1 to make this a failure)")
@@ -65,7 +65,7 @@ def test_buf_lint() -> None:
     assert proc.returncode == 0, f"buf lint:\n{proc.stdout}\n{proc.stderr}"
 
 
-# -- fixed names (SPEC §3, §9) ------------------------------------------------------------
+# -- fixed names (CONTRACT §3, §9) ------------------------------------------------------------
 
 MODULES = ["symbol_service", "broker_service", "disclosure_service", "audit_service", "common"]
 # service -> {rpc: (client streaming, server streaming)}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-from memory_tree import MemoryTree
+from helpers import VECTORS as TEST_VECTORS
+from helpers.memory_tree import MemoryTree
 
 from symbolsvc.log.compact import Frontier, range_node_ids
 from symbolsvc.log.errors import ProofError
@@ -27,7 +27,7 @@ from symbolsvc.log.verification import (
     verify_inclusion,
 )
 
-VECTORS = Path(__file__).parent / "vectors"
+VECTORS = TEST_VECTORS
 MAX_N = 64
 
 

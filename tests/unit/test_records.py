@@ -8,9 +8,9 @@ import struct
 from typing import Any
 
 import pytest
+from helpers import VECTORS
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from unit_fixtures import VECTORS
 
 from symbolsvc.records import LEAF_VERSION, AccessKind, AccessRecord, LeafError
 

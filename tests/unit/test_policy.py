@@ -1,4 +1,4 @@
-"""The permission table (symbolsvc.policy): SPEC §9 format, groups, errors, reload."""
+"""The permission table (symbolsvc.policy): CONTRACT §9 format, groups, errors, reload."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from symbolsvc.errors import ConfigError
 from symbolsvc.policy import Policy, PolicyHolder, is_ident
 
-SPEC_EXAMPLE = """
+CONTRACT_EXAMPLE = """
 [groups]
 municipalities = ["city-chiyoda", "city-minato"]
 
@@ -30,7 +30,7 @@ providers   = ["city-chiyoda"]
 
 
 def test_spec_example() -> None:
-    p = Policy.from_toml(SPEC_EXAMPLE)
+    p = Policy.from_toml(CONTRACT_EXAMPLE)
     assert p.rules == 1
     key = ("pension-service", "survivor-pension", "resident-tax-income")
     assert p.permitted_providers(*key) == {"city-chiyoda", "city-minato"}
@@ -152,7 +152,7 @@ def test_load_missing_file(tmp_path: Path) -> None:
 
 def test_holder_reload_swaps_or_keeps(tmp_path: Path) -> None:
     path = tmp_path / "policy.toml"
-    path.write_text(SPEC_EXAMPLE, encoding="utf-8")
+    path.write_text(CONTRACT_EXAMPLE, encoding="utf-8")
     holder = PolicyHolder(path)
     first = holder.current
     key = ("pension-service", "survivor-pension", "resident-tax-income")

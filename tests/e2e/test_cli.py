@@ -1,4 +1,4 @@
-"""The command line (SPEC §9): ``symbolsvc init`` writes a complete deployment with its
+"""The command line (CONTRACT §9): ``symbolsvc init`` writes a complete deployment with its
 secrets protected; ``symbolsvc serve`` refuses a wrong passphrase clearly; ``symbolsvc policy
 check`` and ``symbolctl`` work against the real files and server."""
 
@@ -14,11 +14,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import AGENCIES
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from helpers import Clients, NumberSource, ServerProcess, init_deployment_cli, wrong_check_digit
+from helpers import (
+    AGENCIES,
+    Clients,
+    NumberSource,
+    ServerProcess,
+    init_deployment_cli,
+    wrong_check_digit,
+)
 
 from symbolsvc.config import load_config
 from symbolsvc.errors import KeyringError

@@ -6,9 +6,9 @@ import base64
 import re
 
 import pytest
+from helpers import make_number, valid_numbers
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from unit_fixtures import make_number, valid_numbers
 
 from symbolsvc.errors import InvalidArgument
 from symbolsvc.keys import Keyring
@@ -102,7 +102,7 @@ def test_number_not_recoverable_as_substring(number: str, agency: str) -> None:
 
 
 def test_subject_id_is_keyed() -> None:
-    """SPEC §5.2: no unkeyed hash of the number is ever derived."""
+    """CONTRACT §5.2: no unkeyed hash of the number is ever derived."""
     import hashlib
 
     number = make_number("12345678901").encode()

@@ -16,7 +16,7 @@ import pytest
 
 from symbolsvc.deploy import init_deployment
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("rpc", ["IssueSymbol", "TranslateSymbol"])

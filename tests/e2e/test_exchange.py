@@ -1,6 +1,6 @@
-"""SPEC §4 over the wire: issue, translate, resolve, release, with the test permission table.
+"""CONTRACT §4 over the wire: issue, translate, resolve, release, with the test permission table.
 
-The permission table is conftest.TEST_POLICY:
+The permission table is helpers.TEST_POLICY:
 
     pension-service  survivor-pension   resident-tax-income  <- city-chiyoda, city-minato
     city-chiyoda     resident-tax       national-tax-income  <- tax-office
@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
-from conftest import AGENCIES
-from helpers import Clients, NumberSource, ServerProcess, call_error, wait_until
+from helpers import AGENCIES, Clients, NumberSource, ServerProcess, call_error, wait_until
 from symbolsvc_client import CallError
 
 from symbolsvc.v1 import broker_service_pb2 as broker_pb
@@ -84,7 +83,7 @@ def test_different_agencies_get_different_symbols(clients: Clients,
     # Different numbers, same agency: different symbols.
     other = clients.agency("city-chiyoda").issue(numbers.one()).symbol
     assert other not in symbols.values()
-    # Symbols reveal nothing of the number (SPEC §5.1): no digit run of it appears.
+    # Symbols reveal nothing of the number (CONTRACT §5.1): no digit run of it appears.
     for s in symbols.values():
         assert n not in s and n[:6] not in s
 
@@ -160,7 +159,7 @@ def test_not_allowed_exchange_is_permission_denied(clients: Clients, numbers: Nu
 
 
 def test_permission_is_checked_before_holdings(clients: Clients, numbers: NumberSource) -> None:
-    """SPEC §4's order: the table first, so a refused exchange reveals nothing of holdings."""
+    """CONTRACT §4's order: the table first, so a refused exchange reveals nothing of holdings."""
     held = issue_all(clients, numbers.one())["tax-office"]
     never = "k1." + "a" * 52  # well-formed, held by nobody
     for symbol in (held, never):
@@ -186,7 +185,7 @@ def test_requester_and_provider_not_holding_are_distinct_not_found(
 def test_only_successful_exchanges_are_recorded(clients: Clients,
                                                 numbers: NumberSource) -> None:
     """Each translation and resolution leaves one access record the subject can see; a
-    refused one leaves none (read back through the portal, SPEC §4 Disclosure)."""
+    refused one leaves none (read back through the portal, CONTRACT §4 Disclosure)."""
     n = numbers.one()
     s = issue_all(clients, n, ("city-chiyoda", "pension-service"))
     portal = clients.portal()
