@@ -18,8 +18,7 @@ import h2.connection
 import h2.events
 import h2.settings
 import pytest
-from conftest import StartServer
-from helpers import SERVING, Clients, ServerProcess
+from helpers import SERVING, Clients, ServerProcess, StartServer
 from symbolsvc_client import Deployment
 
 from symbolsvc.errors import ConfigError

@@ -34,7 +34,7 @@ from helpers import (
     set_storage_url,
     wait_until,
 )
-from postgres_fixtures import PrivateCluster
+from helpers.postgres import PrivateCluster
 from symbolsvc_client import CallError, Deployment
 
 from symbolsvc.registry.migrations import pg_migrate

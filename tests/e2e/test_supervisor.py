@@ -17,8 +17,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import TEST_POLICY, StartServer
-from helpers import SERVING, Clients, NumberSource, ServerProcess, wait_until
+from helpers import (
+    SERVING,
+    TEST_POLICY,
+    Clients,
+    NumberSource,
+    ServerProcess,
+    StartServer,
+    wait_until,
+)
 from symbolsvc_client import Deployment
 
 from symbolsvc.workers import RESTART_LIMIT
