@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .config import DEFAULT_LISTEN, load_config
 from .errors import ConfigError
+from .hostlimits import restrict_umask
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    restrict_umask()  # data, logs and secrets 0600, directories 0700 (docs/ISOLATION.md)
     try:
         return args.func(args)
     except ConfigError as exc:

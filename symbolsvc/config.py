@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .limits import LimitsConfig, parse_limits
 from .policy import is_ident
 
 ROLES = frozenset({"agency", "broker", "portal", "auditor"})
@@ -51,6 +52,9 @@ class Config:
     log_integrate_interval_ms: int = 200
     log_integrate_batch: int = 10_000
     log_lease_ms: int = 5_000
+    # Per-principal limits and stream bounds (docs/ISOLATION.md); the revocation list.
+    limits: LimitsConfig = field(default_factory=lambda: parse_limits({}, Path()))
+    revoked: Path | None = None
 
     @property
     def base(self) -> Path:
@@ -141,4 +145,6 @@ def load_config(path: Path) -> Config:
         log_integrate_interval_ms=interval_ms,
         log_integrate_batch=batch,
         log_lease_ms=lease_ms,
+        limits=parse_limits(doc.get("limits", {}), path),
+        revoked=base / tls["revoked"] if isinstance(tls.get("revoked"), str) else None,
     )

@@ -26,14 +26,17 @@ from grpc_reflection.v1alpha import reflection
 from .config import Config
 from .core import Core
 from .errors import ConfigError, Unavailable
+from .hostlimits import check_fd_budget, check_secret_modes, fd_need
 from .interceptor import GuardInterceptor
 from .keys import load_keyring, read_passphrase
+from .limits import Limiter
 from .log.sequencer import LogNotifier, Sequencer, checkpoint_signer
 from .log.service import AccessLog
 from .logsetup import setup_logging
 from .policy import PolicyHolder
 from .registry import LogStore, Registry
 from .registry.open import open_registry
+from .revocation import PeerCheck
 from .services.audit import AuditService
 from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
@@ -51,6 +54,9 @@ from .v1 import (
 )
 
 log = logging.getLogger("symbolsvc.server")
+
+HEALTH_RESERVE = 64
+"""Calls gRPC admits beyond [server] max_concurrent_rpcs, for health checks only."""
 
 SERVICE_NAMES = (
     symbol_service_pb2.DESCRIPTOR.services_by_name["SymbolService"].full_name,
@@ -129,12 +135,21 @@ async def run(
     """Serve until SIGTERM/SIGINT. ``reuseport`` and ``on_ready`` are for the workers of
     :mod:`.workers`: they share one port, and the parent announces readiness once."""
     setup_logging(config.security_log)
+    check_secret_modes((config.keyring, config.passphrase_file, config.tls_key))
+    check_fd_budget(fd_need(config.max_concurrent_rpcs, HEALTH_RESERVE, 16))
     app = build_app(config)
     address = listen or config.listen
+    try:
+        peers = PeerCheck(config.tls_ca.read_bytes(), config.revoked)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the CA certificate: {exc}") from None
+    limiter = Limiter(config.limits, config.max_concurrent_rpcs)
     server = grpc.aio.server(
-        interceptors=[GuardInterceptor(config.by_identity())],
+        interceptors=[GuardInterceptor(config.by_identity(), limiter=limiter, peers=peers)],
         options=_options(config, reuseport=reuseport),
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        # The limiter enforces max_concurrent_rpcs on everything but health; gRPC's own cap
+        # sits above it so probes still answer when the server is at its limit.
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs + HEALTH_RESERVE,
     )
     symbol_service_pb2_grpc.add_SymbolServiceServicer_to_server(SymbolService(app.core), server)
     broker_service_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(app.core), server)
@@ -176,7 +191,7 @@ async def run(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload_policy(app.policy))
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app.policy, peers))
     monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer))
     await stop.wait()
 
@@ -227,6 +242,16 @@ def _start_metrics(address: str) -> None:
         start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
     except (OSError, ValueError) as exc:
         raise ConfigError(f"[server] metrics_listen {address!r}: {exc}") from None
+
+
+def _reload(policy: PolicyHolder, peers: PeerCheck) -> None:
+    _reload_policy(policy)
+    try:
+        revoked = peers.reload()
+    except ConfigError as exc:
+        log.error("revocation list NOT reloaded; keeping the previous one: %s", exc)
+        return
+    log.info("revocation list reloaded: %d entries", revoked)
 
 
 def _reload_policy(policy: PolicyHolder) -> None:
