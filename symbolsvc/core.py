@@ -10,6 +10,7 @@ Batch methods return one outcome per item: either a result or the
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -288,12 +289,16 @@ class Core:
             raise InvalidArgument(
                 "BAD_PAGE_SIZE", f"page_size must be between 0 and {MAX_PAGE_SIZE}", "page_size"
             )
-        before: int | None = None
-        if page_token:
-            if not page_token.isdigit() or len(page_token) > 19:
-                raise InvalidArgument("BAD_PAGE_TOKEN", "page_token is malformed", "page_token")
-            before = int(page_token)
+        before = _page_token(page_token)
         pseudonym = await self.subject_pseudonym(portal, symbol)
+        if before is not None:
+            # A token names the last record of the previous page: one this subject has.
+            row = await self.registry.record_by_id(before)
+            if row is None or not hmac.compare_digest(
+                    AccessRecord.decode(row.leaf).pseudonym, pseudonym):
+                raise InvalidArgument("BAD_PAGE_TOKEN", "page_token was not issued for this "
+                                      "subject; pass back a next_page_token this service "
+                                      "returned, or empty for the first page", "page_token")
         size = page_size or DEFAULT_PAGE_SIZE
         rows = await self.registry.records_for_subject(pseudonym, before, size + 1)
         more = len(rows) > size
@@ -350,6 +355,17 @@ class Core:
 
 # A slot filled later in the same call; never returned to a caller.
 err_placeholder = SymbolsvcError("PENDING", "internal placeholder")
+
+
+def _page_token(token: str) -> int | None:
+    """The record id a page token names (ASCII digits, 1 .. 2**63-1), None for ''."""
+    if not token:
+        return None
+    if (not token.isascii() or not token.isdigit() or len(token) > 19
+            or not 0 < int(token) < 1 << 63):
+        raise InvalidArgument("BAD_PAGE_TOKEN", "page_token is malformed: pass back a "
+                              "next_page_token this service returned", "page_token")
+    return int(token)
 
 
 def check_batch(n: int, field: str) -> None:

@@ -55,6 +55,8 @@ from .v1 import (
 
 log = logging.getLogger("symbolsvc.server")
 
+WATCH_SAFETY_POLL_S = 30.0
+"""An idle watch re-reads the store this often even if the notifier never wakes it."""
 HEALTH_RESERVE = 64
 """Calls gRPC admits beyond [server] max_concurrent_rpcs, for health checks only."""
 
@@ -95,9 +97,10 @@ def build_app(config: Config) -> App:
     else:
         log.error("the %s registry cannot sequence the access log yet: records queue "
                   "but are not integrated", type(registry).__name__)
-    # A watcher polls the store this often for trees grown by another process's sequencer.
-    poll = max(0.05, min(1.0, config.log_integrate_interval_ms / 1000))
-    access_log = AccessLog(core, registry, notifier, poll_seconds=poll)
+    # Watchers wait on the notifier, which this process's sequencer advances every
+    # interval (integrating, or reading the size another replica's sequencer reached):
+    # one store read per process, not per watcher. The poll is only a safety net.
+    access_log = AccessLog(core, registry, notifier, poll_seconds=WATCH_SAFETY_POLL_S)
     return App(config, core, policy, registry, access_log, notifier, sequencer)
 
 
