@@ -59,6 +59,12 @@ class Unavailable(SymbolsvcError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class ResourceExhausted(SymbolsvcError):
+    """Storage has no room (disk full); nothing was changed. Retry later."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class ConfigError(Exception):
     """A deployment file (config, policy, keyring) is missing or malformed.
 

@@ -12,8 +12,9 @@ principal):
   per number or translation of a batch or stream chunk).
 
 A server-wide cap (``[server] max_concurrent_rpcs``) bounds the sum; health
-and reflection calls are never counted, so probes answer while principals are
-at their limits. Over a limit a call fails with ``RESOURCE_EXHAUSTED``, a
+calls are never counted against it, so probes answer while principals are
+at their limits (a health ``Check`` is not counted at all; a health ``Watch``,
+which stays open, counts as one of its principal's streams). Over a limit a call fails with ``RESOURCE_EXHAUSTED``, a
 ``google.rpc.RetryInfo`` detail saying when to retry, one security-log event
 per principal and limit per interval (rejections are counted, not each
 logged), and the ``symbolsvc_limit_rejections_total`` metric. Stream chunks
@@ -42,8 +43,7 @@ REJECTIONS = Counter(
     "Calls refused with RESOURCE_EXHAUSTED by a per-principal or server-wide limit",
     ["principal", "limit"])
 
-EXEMPT_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-"""Method prefixes never counted: probes and discovery must answer under any load."""
+HEALTH = "/grpc.health.v1.Health/"
 LOG_INTERVAL_S = 10.0
 """At most one security-log event per principal and limit in this many seconds."""
 
@@ -185,10 +185,11 @@ class _State:
 class Lease:
     """One admitted call's hold on its principal's budget; :meth:`release` once."""
 
-    __slots__ = ("_limiter", "_state", "_stream")
+    __slots__ = ("_counted", "_limiter", "_state", "_stream")
 
-    def __init__(self, limiter: Limiter, state: _State, stream: bool) -> None:
+    def __init__(self, limiter: Limiter, state: _State, stream: bool, counted: bool) -> None:
         self._limiter, self._state, self._stream = limiter, state, stream
+        self._counted = counted
 
     def release(self) -> None:
         if self._state is None:
@@ -197,7 +198,7 @@ class Lease:
             self._state.streams -= 1
         else:
             self._state.calls -= 1
-        self._limiter.in_flight -= 1
+        self._limiter.in_flight -= self._counted
         self._state = None  # type: ignore[assignment]
 
 
@@ -219,10 +220,12 @@ class Limiter:
 
     def admit(self, name: str, roles: frozenset[str], method: str, *, stream: bool,
               items: int) -> Lease:
-        """Admit one call or raise :class:`LimitExceeded` (counted and logged)."""
+        """Admit one call or raise :class:`LimitExceeded` (counted and logged). Health
+        watches count against their principal only, never against the server-wide cap."""
         state = self._state(name, roles)
         b = state.budget
-        if self.in_flight >= self.server_max:
+        counted = not method.startswith(HEALTH)
+        if counted and self.in_flight >= self.server_max:
             self._reject(name, method, "server_calls", 1.0,
                          f"the server is at its limit of {self.server_max} calls in flight")
         if stream and state.streams >= b.streams:
@@ -241,8 +244,8 @@ class Limiter:
             state.streams += 1
         else:
             state.calls += 1
-        self.in_flight += 1
-        return Lease(self, state, stream)
+        self.in_flight += counted
+        return Lease(self, state, stream, counted)
 
     async def pace(self, name: str, roles: frozenset[str], items: int) -> None:
         """Charge a stream chunk's items, waiting (not failing) while over the rate."""
@@ -267,6 +270,3 @@ class Limiter:
         raise LimitExceeded(f"{limit.upper()}_LIMIT", message + f"; retry in {retry_after:.2f} s",
                             retry_after)
 
-
-def exempt(method: str) -> bool:
-    return method.startswith(EXEMPT_SERVICES)

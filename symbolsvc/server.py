@@ -25,7 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .config import Config
 from .core import Core
-from .errors import ConfigError, Unavailable
+from .errors import ConfigError, ResourceExhausted, Unavailable
 from .hostlimits import check_fd_budget, check_secret_modes, fd_need
 from .interceptor import GuardInterceptor
 from .keys import load_keyring, read_passphrase
@@ -220,7 +220,7 @@ async def _watch_storage(registry: Registry, servicer: health.aio.HealthServicer
         await asyncio.sleep(interval)
         try:
             await asyncio.wait_for(registry.ping(), timeout=3 * interval)
-            ok = True
+            ok = await _writes_fit(registry)
         except (Unavailable, TimeoutError):
             ok = False
         if ok == serving:
@@ -231,9 +231,22 @@ async def _watch_storage(registry: Registry, servicer: health.aio.HealthServicer
         if ok:
             log.info("registry reachable again: health SERVING")
         else:
-            log.error("registry unreachable: health NOT_SERVING until it answers again")
+            log.error("registry unreachable or its disk full: health NOT_SERVING until it "
+                      "answers and a write fits again")
         for name in ("", *SERVICE_NAMES):
             await servicer.set(name, status)
+
+
+async def _writes_fit(registry: Registry) -> bool:
+    """False while the registry's last write failed for lack of room and a probe write
+    still fails (backends without the signal always fit)."""
+    if getattr(registry, "write_failure", None) is None:
+        return True
+    try:
+        await registry.probe_write()  # type: ignore[attr-defined]
+    except ResourceExhausted:
+        return False
+    return True
 
 
 def _start_metrics(address: str) -> None:
