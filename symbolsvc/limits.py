@@ -12,13 +12,14 @@ principal):
   per number or translation of a batch or stream chunk).
 
 A server-wide cap (``[server] max_concurrent_rpcs``) bounds the sum; health
-calls are never counted against it, so probes answer while principals are
-at their limits (a health ``Check`` is not counted at all; a health ``Watch``,
-which stays open, counts as one of its principal's streams). Over a limit a call fails with ``RESOURCE_EXHAUSTED``, a
-``google.rpc.RetryInfo`` detail saying when to retry, one security-log event
-per principal and limit per interval (rejections are counted, not each
-logged), and the ``symbolsvc_limit_rejections_total`` metric. Stream chunks
-are paced rather than refused: a stream over its rate waits for tokens, and
+calls are never counted against it, so probes answer while principals are at
+their limits (a health ``Check`` is not counted at all; a health ``Watch``,
+which stays open, counts as one of its principal's streams). Over a limit a
+call fails with ``RESOURCE_EXHAUSTED`` and a ``google.rpc.RetryInfo`` detail
+saying when to retry; it is counted in ``symbolsvc_limit_rejections_total``
+and logged to the security log at most once per principal and limit per
+interval (with the number not logged). Stream chunks are paced rather than
+refused: a stream over its rate waits for tokens, and
 HTTP/2 flow control pushes back on the client.
 """
 
