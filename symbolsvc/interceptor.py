@@ -132,6 +132,11 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                 RPCS.labels(method, exc.code.name).inc()
                 status = to_status(exc)
                 await context.abort(status.code, status.details, status.trailing_metadata)
+            if isinstance(exc, NotImplementedError):
+                # A generated servicer base method nobody overrides (health's List).
+                RPCS.labels(method, "UNIMPLEMENTED").inc()
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not "
+                                    "implemented by this server")
             log.exception("unexpected error in %s", method)
             RPCS.labels(method, "INTERNAL").inc()
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; the operator has "
