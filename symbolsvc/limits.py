@@ -83,23 +83,23 @@ ROLE_DEFAULTS: Mapping[str, Budget] = {
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    """``[limits]``: budgets per role and per principal, and stream bounds."""
+    """``[limits]``: budgets per role, overrides per principal, and stream bounds."""
 
     roles: Mapping[str, Budget]
-    principals: Mapping[str, Budget]
+    principals: Mapping[str, Mapping[str, float]]  # name -> the keys it overrides
     stream_idle_seconds: float = 60.0
     stream_max_seconds: float = 3600.0
     watch_max_seconds: float = 1800.0
 
     def budget(self, name: str, roles: frozenset[str]) -> Budget:
-        """A principal's own budget, else the most generous of its roles'."""
-        own = self.principals.get(name)
-        if own is not None:
-            return own
+        """The most generous of the principal's roles' budgets, with its own overrides."""
         candidates = [self.roles[r] for r in sorted(roles) if r in self.roles]
-        if not candidates:
-            return ROLE_DEFAULTS["agency"]
-        return Budget(*(max(getattr(b, f.name) for b in candidates) for f in fields(Budget)))
+        base = (Budget(*(max(getattr(b, f.name) for b in candidates) for f in fields(Budget)))
+                if candidates else ROLE_DEFAULTS["agency"])
+        own = self.principals.get(name)
+        if not own:
+            return base
+        return replace(base, **{k: type(getattr(base, k))(v) for k, v in own.items()})
 
 
 def parse_limits(doc: object, path: Path) -> LimitsConfig:
@@ -107,6 +107,7 @@ def parse_limits(doc: object, path: Path) -> LimitsConfig:
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: [limits] must be a table")
     where = f"{path}: [limits]"
+    names = {f.name for f in fields(Budget)}
 
     def number(table: dict, key: str, default: float, ctx: str) -> float:
         value = table.get(key, default)
@@ -114,31 +115,36 @@ def parse_limits(doc: object, path: Path) -> LimitsConfig:
             raise ConfigError(f"{ctx} {key} must be a positive number")
         return value
 
-    def budget(table: object, base: Budget, ctx: str) -> Budget:
+    def overrides(table: object, ctx: str) -> dict[str, float]:
         if not isinstance(table, dict):
             raise ConfigError(f"{ctx} must be a table")
-        unknown = set(table) - {f.name for f in fields(Budget)}
+        unknown = set(table) - names
         if unknown:
             raise ConfigError(f"{ctx}: unknown keys {sorted(unknown)}")
-        b = replace(base, **{f.name: type(getattr(base, f.name))(
-            number(table, f.name, getattr(base, f.name), ctx)) for f in fields(Budget)})
-        if b.burst < 1000:
+        out = {k: number(table, k, 0, ctx) for k in table}
+        if out.get("burst", 1000) < 1000:
             raise ConfigError(f"{ctx} burst must be at least 1000 (one full batch)")
-        return b
+        return out
 
-    roles_raw = doc.get("roles", {})
-    if not isinstance(roles_raw, dict):
-        raise ConfigError(f"{where} roles must be a table")
+    def sub(key: str) -> dict:
+        value = doc.get(key, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} {key} must be a table")
+        return value
+
+    unknown = set(doc) - {"roles", "principals", "stream_idle_seconds", "stream_max_seconds",
+                          "watch_max_seconds"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     roles = dict(ROLE_DEFAULTS)
-    for role, table in roles_raw.items():
+    for role, table in sub("roles").items():
         if role not in ROLE_DEFAULTS:
             raise ConfigError(f"{where}.roles: unknown role {role!r}")
-        roles[role] = budget(table, ROLE_DEFAULTS[role], f"{where}.roles.{role}")
-    principals_raw = doc.get("principals", {})
-    if not isinstance(principals_raw, dict):
-        raise ConfigError(f"{where} principals must be a table")
-    principals = {name: budget(table, ROLE_DEFAULTS["agency"], f"{where}.principals.{name}")
-                  for name, table in principals_raw.items()}
+        o = overrides(table, f"{where}.roles.{role}")
+        roles[role] = replace(ROLE_DEFAULTS[role], **{
+            k: type(getattr(ROLE_DEFAULTS[role], k))(v) for k, v in o.items()})
+    principals = {name: overrides(table, f"{where}.principals.{name}")
+                  for name, table in sub("principals").items()}
     return LimitsConfig(
         roles=roles, principals=principals,
         stream_idle_seconds=number(doc, "stream_idle_seconds", 60.0, where),
