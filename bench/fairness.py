@@ -5,8 +5,8 @@
 For each mode, a fresh deployment and server:
 
 * ``limits``: the shipped per-principal defaults (docs/ISOLATION.md);
-* ``no-limits``: the same server with every per-principal budget set out of
-  reach (what the server did before issue 11), for the A/B.
+* ``no-limits``: the same server with the flooder's budget set out of reach
+  (what the server did before issue 11), for the A/B.
 
 Each mode runs two phases of ``--duration`` seconds: *quiet* (the victim
 agency alone, ``--victim-concurrency`` callers in a closed loop) and *flood*
@@ -52,14 +52,15 @@ def _channel(dep: Path, name: str, target: str) -> grpc.aio.Channel:
     return grpc.aio.secure_channel(target, creds)
 
 
-def make_deployment(root: Path, unlimited: bool) -> Path:
+def make_deployment(root: Path, unlimited: bool, flood_budget: dict[str, float]) -> Path:
     dep = root / ("unlimited" if unlimited else "limited")
     subprocess.run([sys.executable, "-m", "symbolsvc", "init", str(dep), "--agency", VICTIM,
                     "--agency", FLOOD], check=True, capture_output=True)
-    if unlimited:
+    budget = UNLIMITED if unlimited else flood_budget
+    if budget:
         with (dep / "config.toml").open("a") as f:
-            f.write("\n[limits.roles.agency]\n" + "".join(
-                f"{k} = {v!r}\n" for k, v in UNLIMITED.items()))
+            f.write(f"\n[limits.principals.{FLOOD}]\n" + "".join(
+                f"{k} = {v!r}\n" for k, v in budget.items()))
     return dep
 
 
@@ -169,7 +170,9 @@ async def measure(dep: Path, target: str, seconds: float, concurrency: int,
 
 
 def run_mode(root: Path, unlimited: bool, args: argparse.Namespace) -> dict[str, Any]:
-    dep = make_deployment(root, unlimited)
+    flood_budget = {k: v for k, v in (("rate", args.flood_rate), ("burst", args.flood_burst))
+                    if v is not None}
+    dep = make_deployment(root, unlimited, flood_budget)
     server = Spawned.start("service", [sys.executable, "-m", "symbolsvc", "serve", "--config",
                                        str(dep / "config.toml"), "--listen", "127.0.0.1:0"])
     base = random.randrange(10**9)
@@ -220,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flood-streams", type=int, default=200)
     p.add_argument("--flood-concurrency", type=int, default=32)
     p.add_argument("--modes", default="limits,no-limits")
+    p.add_argument("--flood-rate", type=float, help="the flooder's rate (default: its role's)")
+    p.add_argument("--flood-burst", type=int, help="the flooder's burst (default: its role's)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="symbolsvc-fairness-"))

@@ -72,7 +72,7 @@ class Budget:
 ROLE_DEFAULTS: Mapping[str, Budget] = {
     # An agency is one of thousands: a small share of a server (~1,000 unary calls/s,
     # ~7,500 batch items/s on the reference machine, docs/BENCHMARKS.md).
-    "agency": Budget(concurrent_calls=16, streams=4, rate=2_000, burst=4_000),
+    "agency": Budget(concurrent_calls=16, streams=4, rate=1_000, burst=2_000),
     # The broker carries every exchange of the deployment.
     "broker": Budget(concurrent_calls=256, streams=8, rate=20_000, burst=20_000),
     # The portal follows people's logs: many watches, modest reads.
