@@ -46,7 +46,7 @@ from symbolsvc.v1 import disclosure_service_pb2_grpc as disclosure_grpc
 from symbolsvc.v1 import symbol_service_pb2 as pb
 from symbolsvc.v1 import symbol_service_pb2_grpc as pb_grpc
 
-AGENCIES = ("city-a", "city-b", "city-c", "city-d")
+AGENCIES = tuple(f"city-{c}" for c in "abcdefgh")
 MIX = (("issue", 40), ("translate", 30), ("list", 15), ("checkpoint", 10), ("health", 5))
 
 
@@ -84,8 +84,8 @@ class Mix:
             portal = (await self.portal_issue.IssueSymbol(req)).symbol
             self.subjects.append((symbols, portal))
 
-        for start in range(0, n, 50):
-            await asyncio.gather(*(one() for _ in range(min(50, n - start))))
+        for start in range(0, n, 8):  # within every agency's concurrent-call budget
+            await asyncio.gather(*(one() for _ in range(min(8, n - start))))
 
     def call(self) -> tuple[str, Any]:
         kind = self.rng.choice(self.kinds)
