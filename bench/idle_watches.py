@@ -5,7 +5,9 @@
 Starts a fresh deployment and server (the portal's stream budget raised so it
 may hold N watches), opens N watches from the portal over ``--channels``
 connections, waits ``--settle`` seconds, then reads the server's CPU time over
-``--seconds`` and a ``ListAccessRecords`` p50 measured meanwhile. Goal
+``--seconds`` and a ``ListAccessRecords`` p50 measured meanwhile. With
+``--traffic R`` the log grows by R records/s about someone else, so every
+watcher wakes at each integration with nothing to send. Goal
 (issue 11): 2,000 idle watches cost a few percent of one core. Run it with
 ``PYTHONPATH`` pointing at another checkout to measure that code instead.
 """
@@ -26,6 +28,8 @@ from typing import Any
 import grpc
 
 from bench.load import Spawned, make_number, percentile
+from symbolsvc.v1 import broker_service_pb2 as bpb
+from symbolsvc.v1 import broker_service_pb2_grpc as bgrpc
 from symbolsvc.v1 import disclosure_service_pb2 as dpb
 from symbolsvc.v1 import disclosure_service_pb2_grpc as dgrpc
 from symbolsvc.v1 import symbol_service_pb2 as pb
@@ -40,6 +44,29 @@ def _channel(dep: Path, name: str, target: str) -> grpc.aio.Channel:
     return grpc.aio.secure_channel(target, creds)
 
 
+async def translations(dep: Path, target: str, rate: float) -> None:
+    """Records about a subject the portal does not hold, ``rate`` per second: the log grows,
+    every watcher wakes, and none has anything to send."""
+    if rate <= 0:
+        return
+    agencies = {a: _channel(dep, a, target) for a in ("city-a", "city-b", "broker")}
+    req = pb.IssueSymbolRequest(individual_number=make_number(654321))
+    sym = {a: (await pb_grpc.SymbolServiceStub(agencies[a]).IssueSymbol(req)).symbol
+           for a in ("city-a", "city-b")}
+    broker = bgrpc.BrokerServiceStub(agencies["broker"])
+    n = 0
+    try:
+        while True:
+            n += 1
+            await broker.TranslateSymbol(bpb.TranslateSymbolRequest(
+                requester_agency="city-a", symbol=sym["city-a"], provider_agency="city-b",
+                office_work="demo-exchange", info_item="demo-record", exchange_id=f"w{n}"))
+            await asyncio.sleep(1 / rate)
+    finally:
+        for ch in agencies.values():
+            await ch.close()
+
+
 async def run(dep: Path, server: Spawned, args: argparse.Namespace) -> dict[str, Any]:
     channels = [_channel(dep, "portal", server.address) for _ in range(args.channels)]
     portal = dgrpc.DisclosureServiceStub(channels[0])
@@ -47,8 +74,13 @@ async def run(dep: Path, server: Spawned, args: argparse.Namespace) -> dict[str,
         pb.IssueSymbolRequest(individual_number=make_number(123456)))).symbol
     calls = [dgrpc.DisclosureServiceStub(channels[i % args.channels]).WatchAccessRecords(
         dpb.WatchAccessRecordsRequest()) for i in range(args.watches)]
+    traffic = asyncio.create_task(translations(dep, server.address, args.traffic))
     await asyncio.sleep(args.settle)
-    failed = sum(1 for c in calls if c.done())
+    ended = [c for c in calls if c.done()]
+    codes: dict[str, int] = {}
+    for c in ended:
+        name = (await c.code()).name
+        codes[name] = codes.get(name, 0) + 1
     cpu0, t0 = server.cpu_seconds(), time.monotonic()
     latencies: list[float] = []
     while time.monotonic() - t0 < args.seconds:
@@ -57,12 +89,13 @@ async def run(dep: Path, server: Spawned, args: argparse.Namespace) -> dict[str,
         latencies.append((time.perf_counter() - start) * 1000)
         await asyncio.sleep(0.1)
     cpu = (server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+    traffic.cancel()
     for c in calls:
         c.cancel()
     for ch in channels:
         await ch.close()
     latencies.sort()
-    return {"watches": args.watches, "watches_ended_early": failed,
+    return {"watches": args.watches, "watches_ended_early": codes,
             "server_cpu_percent_of_one_core": round(100 * cpu, 1),
             "list_p50_ms": round(percentile(latencies, 50), 2),
             "list_p99_ms": round(percentile(latencies, 99), 2), "rss_mb": server.rss_mb()}
@@ -75,12 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channels", type=int, default=20)
     p.add_argument("--settle", type=float, default=10)
     p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--traffic", type=float, default=0,
+                   help="translations/s about a subject the portal does not hold")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="symbolsvc-watches-"))
     dep = root / "dep"
-    subprocess.run([sys.executable, "-m", "symbolsvc", "init", str(dep), "--agency", "city-a"],
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "symbolsvc", "init", str(dep), "--agency", "city-a",
+                    "--agency", "city-b"], check=True, capture_output=True)
     config = dep / "config.toml"
     text = config.read_text().replace("max_concurrent_rpcs = 2000",
                                       f"max_concurrent_rpcs = {args.watches + 100}")

@@ -16,7 +16,6 @@ Both keep one caller from pinning a stream slot (and its memory) forever.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -40,19 +39,25 @@ async def bounded_requests(
     check: Callable[[Any], Awaitable[None]],
 ) -> AsyncIterator[Any]:
     """The client's messages, each passed to ``check`` (decode check, rate pacing) first;
-    ends the call when the client is idle too long or the stream too old."""
-    deadline = time.monotonic() + lifetime
+    ends the call when the client is idle too long or the stream too old.
+
+    The timeout wraps only the read (never a ``yield``), in the handler's own task: one
+    timer per message, no task per message."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + lifetime
     it = aiter(requests)
     while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        now = loop.time()
+        if now >= deadline:
             raise _lifetime(lifetime)
+        idle_expires = now + idle < deadline
         try:
-            message = await asyncio.wait_for(anext(it), min(idle, remaining))
+            async with asyncio.timeout_at(min(now + idle, deadline)):
+                message = await anext(it)
         except StopAsyncIteration:
             return
         except TimeoutError:
-            if idle < remaining:
+            if idle_expires:
                 raise StreamIdle("STREAM_IDLE", f"no message on this stream for {idle:g} s; "
                                  "open a new stream when there is more to send") from None
             raise _lifetime(lifetime) from None
@@ -62,15 +67,14 @@ async def bounded_requests(
 
 async def bounded_replies(replies: AsyncIterator[Any], lifetime: float) -> AsyncIterator[Any]:
     """A server stream's replies until ``lifetime`` seconds have passed."""
-    deadline = time.monotonic() + lifetime
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + lifetime
     it = aiter(replies)
     try:
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _lifetime(lifetime)
             try:
-                reply = await asyncio.wait_for(anext(it), remaining)
+                async with asyncio.timeout_at(deadline):
+                    reply = await anext(it)
             except StopAsyncIteration:
                 return
             except TimeoutError:

@@ -14,6 +14,7 @@ from :mod:`.merkle` never reach the caller as such).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 from ..core import Core, DisclosedRecord
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, SymbolsvcError, Unavailable
 from ..records import AccessRecord, LeafError
-from ..registry import LogStore, StoredCheckpoint
+from ..registry import LogStore, StoredCheckpoint, StoredRecord
+from .fanout import SharedScans
 from .merkle import (
     NodeID,
     NodeSpec,
@@ -38,6 +40,8 @@ log = logging.getLogger("symbolsvc.log")
 
 MAX_ENTRIES = 1000
 """Most leaves one ListEntries call returns."""
+PROGRESS_INTERVAL_S = 5.0
+"""A watch sends a progress-only message (cursor, no record) at most this often."""
 WATCH_SCAN = 500
 """Leaves one watch step examines (one read, one holdings look-up per subject)."""
 _MAX_INDEX = (1 << 63) - 1  # leaf indices and sizes are signed 64-bit in storage
@@ -102,6 +106,8 @@ class AccessLog:
         self._store = store
         self._notifier = notifier
         self._poll = poll_seconds
+        self._scans: SharedScans[tuple[list[StoredRecord], list[str | None]]] = \
+            SharedScans(self._scan)
 
     # -- audit ------------------------------------------------------------------
 
@@ -170,11 +176,11 @@ class AccessLog:
         ``cursor`` on, forever. After examining leaves the portal may not see, a
         progress item (no record) carries the cursor past them."""
         after = parse_cursor(cursor)
+        loop = asyncio.get_running_loop()
+        quiet_until = 0.0  # the first step reports progress at once
         while not self._notifier.closed:
-            rows = await self._store.integrated_after(after, WATCH_SCAN)
+            rows, labels = await self._scans.get(portal, after, self._notifier.size)
             if rows:
-                labels = await self._core.portal_symbols(portal,
-                                                         [r.sealed_subject for r in rows])
                 for row, label in zip(rows, labels, strict=True):
                     if label is None or row.leaf_index is None:
                         continue
@@ -185,13 +191,25 @@ class AccessLog:
                 if last is None:  # integrated_after returns integrated rows only
                     raise SymbolsvcError("LOG_DAMAGED", "the access log returned an "
                                          "unintegrated record as integrated")
-                if labels[-1] is None:
+                if labels[-1] is None and loop.time() >= quiet_until:
+                    # Progress only now and then: with thousands of watchers, one message
+                    # each per integration would cost more than the records themselves.
                     yield WatchItem(None, "", format_cursor(last))
+                if labels[-1] is not None or loop.time() >= quiet_until:
+                    quiet_until = loop.time() + PROGRESS_INTERVAL_S
                 after = last
                 if len(rows) == WATCH_SCAN:
                     continue
             await self._notifier.wait_for_growth(after + 1, self._poll)
         raise _shutting_down()
+
+    async def _scan(self, portal: str, after: int) -> tuple[list[StoredRecord],
+                                                          list[str | None]]:
+        """One watch step's read, shared by every watcher at the same point."""
+        rows = await self._store.integrated_after(after, WATCH_SCAN)
+        if not rows:
+            return rows, []
+        return rows, await self._core.portal_symbols(portal, [r.sealed_subject for r in rows])
 
     async def record_proof(self, portal: str, symbol: str, record_id: int) -> RecordProof:
         """The record's leaf and its inclusion proof against the latest checkpoint."""
