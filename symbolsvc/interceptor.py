@@ -28,7 +28,7 @@ from .config import Principal
 from .errors import SymbolsvcError, Unauthenticated
 from .limits import Lease, Limiter, LimitsConfig
 from .revocation import PeerCheck
-from .services.status import to_status
+from .status import to_status
 from .streams import bounded_replies, bounded_requests
 
 log = logging.getLogger("symbolsvc.server")

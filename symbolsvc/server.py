@@ -15,7 +15,6 @@ import asyncio
 import ipaddress
 import logging
 import signal
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .config import Config
 from .core import Core
+from .disclosure import Disclosure
 from .errors import ConfigError, ResourceExhausted, Unavailable
 from .hostlimits import check_fd_budget, check_secret_modes, fd_need
 from .interceptor import GuardInterceptor
@@ -35,7 +35,7 @@ from .log.service import AccessLog
 from .logsetup import setup_logging
 from .policy import PolicyHolder
 from .registry import LogStore, Registry
-from .registry.open import open_registry
+from .registry.backends import open_registry
 from .revocation import PeerCheck
 from .services.audit import AuditService
 from .services.broker import BrokerService
@@ -77,6 +77,7 @@ class App:
     policy: PolicyHolder
     registry: Registry
     access_log: AccessLog
+    disclosure: Disclosure
     notifier: LogNotifier
     sequencer: Sequencer | None  # None: the storage backend cannot sequence (yet)
 
@@ -85,7 +86,7 @@ def build_app(config: Config) -> App:
     passphrase = read_passphrase(config.passphrase_env, config.passphrase_file)
     keyring = load_keyring(config.keyring, passphrase)
     policy = PolicyHolder(config.policy_file)
-    registry = open_registry(config)
+    registry = open_registry(config.storage_url, config.base)
     core = Core(Deriver(keyring), registry, policy)
     notifier = LogNotifier()
     sequencer = None
@@ -100,8 +101,10 @@ def build_app(config: Config) -> App:
     # Watchers wait on the notifier, which this process's sequencer advances every
     # interval (integrating, or reading the size another replica's sequencer reached):
     # one store read per process, not per watcher. The poll is only a safety net.
-    access_log = AccessLog(core, registry, notifier, poll_seconds=WATCH_SAFETY_POLL_S)
-    return App(config, core, policy, registry, access_log, notifier, sequencer)
+    access_log = AccessLog(registry)
+    disclosure = Disclosure(core.deriver, registry, registry, access_log, notifier,
+                            poll_seconds=WATCH_SAFETY_POLL_S)
+    return App(config, core, policy, registry, access_log, disclosure, notifier, sequencer)
 
 
 def _options(config: Config, *, reuseport: bool = False) -> list[tuple[str, int]]:
@@ -157,7 +160,7 @@ async def run(
     symbol_service_pb2_grpc.add_SymbolServiceServicer_to_server(SymbolService(app.core), server)
     broker_service_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(app.core), server)
     disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(
-        DisclosureService(app.core, app.access_log), server)
+        DisclosureService(app.disclosure), server)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
         AuditService(app.access_log), server)
     health_servicer = health.aio.HealthServicer()
@@ -293,16 +296,3 @@ def _probe_server(address: str, servicer: health.aio.HealthServicer) -> grpc.aio
     if probe.add_insecure_port(address) == 0:
         raise ConfigError(f"cannot listen on {address}")
     return probe
-
-
-def main_serve(config: Config, listen: str | None, workers: int = 1) -> int:
-    if workers > 1:
-        from .workers import serve_workers
-
-        return serve_workers(config, listen or config.listen, workers)
-    try:
-        asyncio.run(run(config, listen))
-    except ConfigError as exc:
-        print(f"symbolsvc: {exc}", file=sys.stderr)
-        return 2
-    return 0
