@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .limits import LimitsConfig, parse_limits
 from .policy import is_ident
+from .server_options import ConnectionLimits
 
 ROLES = frozenset({"agency", "broker", "portal", "auditor"})
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -55,6 +56,8 @@ class Config:
     # Per-principal limits and stream bounds (docs/ISOLATION.md); the revocation list.
     limits: LimitsConfig = field(default_factory=lambda: parse_limits({}, Path()))
     revoked: Path | None = None
+    # HTTP/2 and connection limits of the gRPC server (server_options.py).
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     @property
     def base(self) -> Path:
@@ -147,4 +150,5 @@ def load_config(path: Path) -> Config:
         log_lease_ms=lease_ms,
         limits=parse_limits(doc.get("limits", {}), path),
         revoked=base / tls["revoked"] if isinstance(tls.get("revoked"), str) else None,
+        connection_limits=ConnectionLimits.from_table(server, str(path)),
     )

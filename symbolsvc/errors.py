@@ -59,12 +59,6 @@ class Unavailable(SymbolsvcError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
-class ResourceExhausted(SymbolsvcError):
-    """Storage has no room (disk full); nothing was changed. Retry later."""
-
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
 class ConfigError(Exception):
     """A deployment file (config, policy, keyring) is missing or malformed.
 
@@ -74,3 +68,12 @@ class ConfigError(Exception):
 
 class KeyringError(ConfigError):
     """The keyring cannot be opened: wrong passphrase, or a damaged file."""
+
+
+class ResourceExhausted(SymbolsvcError):
+    """A bounded resource (the database's connection pool, the disk) is full; nothing was
+    changed.
+
+    Retry with back-off; the service is up, only busy (unlike :class:`Unavailable`)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -16,8 +16,8 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, cast
 
 import grpc
 from prometheus_client import Counter, Histogram
@@ -32,6 +32,12 @@ from .status import to_status
 from .streams import bounded_replies, bounded_requests
 
 log = logging.getLogger("symbolsvc.server")
+
+# The behaviours of a grpc.aio RpcMethodHandler: coroutines and async generators (grpc's
+# type stubs describe only the synchronous server's plain functions).
+_Unary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+_Streaming = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+_AuthContext = Mapping[str, Sequence[bytes]]
 
 RPCS = Counter("symbolsvc_rpcs_total", "RPCs handled, by method and status code",
                ["method", "code"])
@@ -67,7 +73,8 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails],
+                               Awaitable[grpc.RpcMethodHandler | None]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
@@ -95,7 +102,8 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             return count[0](request)
 
         def enter(context: grpc.aio.ServicerContext) -> Principal:
-            ac = context.auth_context()
+            # grpc.aio's stubs promise an iterable per key; it is a list of bytes
+            ac = cast(_AuthContext, context.auth_context())
             if peers is not None:
                 pem = ac.get("x509_pem_cert")
                 if not pem:
@@ -143,7 +151,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                                 "been alerted (see the server log)")
 
         if not handler.request_streaming and not handler.response_streaming:
-            inner = handler.unary_unary
+            inner = cast(_Unary, handler.unary_unary)
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 start = time.perf_counter()
@@ -165,7 +173,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                 unary_unary, deserializer, handler.response_serializer)
 
         if handler.request_streaming and not handler.response_streaming:
-            inner_su = handler.stream_unary
+            inner_su = cast(_Unary, handler.stream_unary)
 
             async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
                 lease = None
@@ -187,7 +195,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
 
         if handler.unary_stream and not inspect.isasyncgenfunction(handler.unary_stream):
             # A handler that writes with context.write() and returns (grpc's health Watch).
-            inner_writer = handler.unary_stream
+            inner_writer = cast(_Unary, handler.unary_stream)
 
             async def unary_writer(request: Any, context: grpc.aio.ServicerContext) -> None:
                 lease = None
@@ -206,7 +214,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                 unary_writer, deserializer, handler.response_serializer)
 
         if handler.unary_stream:
-            inner_us = handler.unary_stream
+            inner_us = cast(_Streaming, handler.unary_stream)
             lifetime = bounds.watch_max_seconds
 
             async def unary_stream(request: Any,
@@ -227,7 +235,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, deserializer, handler.response_serializer)
 
-        inner_ss = handler.stream_stream
+        inner_ss = cast(_Streaming, handler.stream_stream)
 
         async def stream_stream(requests: Any,
                                 context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:

@@ -30,5 +30,11 @@ class SharedScans(Generic[T]):
         if fut is None:
             fut = asyncio.ensure_future(self._fetch(portal, after))
             self._inflight[key] = fut
-            fut.add_done_callback(lambda _f, k=key: self._inflight.pop(k, None))
+            fut.add_done_callback(self._forget(key))
         return await asyncio.shield(fut)
+
+    def _forget(self, key: tuple[str, int, int]) -> Callable[[asyncio.Future[T]], None]:
+        def forget(_: asyncio.Future[T]) -> None:
+            self._inflight.pop(key, None)
+
+        return forget
