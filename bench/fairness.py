@@ -36,7 +36,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.load import Spawned, make_number, percentile
+from bench.load import Spawned, nth_number, percentile
 from symbolsvc.v1 import symbol_service_pb2 as pb
 from symbolsvc.v1 import symbol_service_pb2_grpc as pb_grpc
 
@@ -85,7 +85,7 @@ async def _flood(dep: Path, target: str, streams: int, concurrency: int, base: i
     async def one_stream() -> None:
         async def requests() -> Any:
             yield pb.StreamIssueSymbolsRequest(chunk_id=1,
-                                               individual_numbers=[make_number(next(counter))])
+                                               individual_numbers=[nth_number(next(counter))])
             await release.wait()
 
         call = stub.StreamIssueSymbols(requests())
@@ -100,7 +100,7 @@ async def _flood(dep: Path, target: str, streams: int, concurrency: int, base: i
 
     async def batcher() -> None:
         while not stop.is_set():
-            numbers = [make_number(next(counter)) for _ in range(1000)]
+            numbers = [nth_number(next(counter)) for _ in range(1000)]
             try:
                 await stub.BatchIssueSymbols(
                     pb.BatchIssueSymbolsRequest(individual_numbers=numbers), timeout=30)
@@ -141,7 +141,7 @@ async def measure(dep: Path, target: str, seconds: float, concurrency: int,
 
     async def caller() -> None:
         while time.monotonic() < end:
-            req = pb.IssueSymbolRequest(individual_number=make_number(next(counter)))
+            req = pb.IssueSymbolRequest(individual_number=nth_number(next(counter)))
             start = time.perf_counter()
             try:
                 await stub.IssueSymbol(req, timeout=30)

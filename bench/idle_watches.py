@@ -27,7 +27,7 @@ from typing import Any
 
 import grpc
 
-from bench.load import Spawned, make_number, percentile
+from bench.load import Spawned, nth_number, percentile
 from symbolsvc.v1 import broker_service_pb2 as bpb
 from symbolsvc.v1 import broker_service_pb2_grpc as bgrpc
 from symbolsvc.v1 import disclosure_service_pb2 as dpb
@@ -50,7 +50,7 @@ async def translations(dep: Path, target: str, rate: float) -> None:
     if rate <= 0:
         return
     agencies = {a: _channel(dep, a, target) for a in ("city-a", "city-b", "broker")}
-    req = pb.IssueSymbolRequest(individual_number=make_number(654321))
+    req = pb.IssueSymbolRequest(individual_number=nth_number(654321))
     sym = {a: (await pb_grpc.SymbolServiceStub(agencies[a]).IssueSymbol(req)).symbol
            for a in ("city-a", "city-b")}
     broker = bgrpc.BrokerServiceStub(agencies["broker"])
@@ -71,7 +71,7 @@ async def run(dep: Path, server: Spawned, args: argparse.Namespace) -> dict[str,
     channels = [_channel(dep, "portal", server.address) for _ in range(args.channels)]
     portal = dgrpc.DisclosureServiceStub(channels[0])
     symbol = (await pb_grpc.SymbolServiceStub(channels[0]).IssueSymbol(
-        pb.IssueSymbolRequest(individual_number=make_number(123456)))).symbol
+        pb.IssueSymbolRequest(individual_number=nth_number(123456)))).symbol
     calls = [dgrpc.DisclosureServiceStub(channels[i % args.channels]).WatchAccessRecords(
         dpb.WatchAccessRecordsRequest()) for i in range(args.watches)]
     traffic = asyncio.create_task(translations(dep, server.address, args.traffic))

@@ -36,7 +36,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.load import Spawned, make_number, percentile
+from bench.load import Spawned, nth_number, percentile
 from symbolsvc.v1 import audit_service_pb2 as audit_pb
 from symbolsvc.v1 import audit_service_pb2_grpc as audit_grpc
 from symbolsvc.v1 import broker_service_pb2 as broker_pb
@@ -78,7 +78,7 @@ class Mix:
 
     async def populate(self, n: int) -> None:
         async def one() -> None:
-            number = make_number(next(self.numbers))
+            number = nth_number(next(self.numbers))
             req = pb.IssueSymbolRequest(individual_number=number)
             symbols = {a: (await s.IssueSymbol(req)).symbol for a, s in self.issue.items()}
             portal = (await self.portal_issue.IssueSymbol(req)).symbol
@@ -91,7 +91,7 @@ class Mix:
         kind = self.rng.choice(self.kinds)
         if kind == "issue":
             agency = self.rng.choice(AGENCIES)
-            req = pb.IssueSymbolRequest(individual_number=make_number(next(self.numbers)))
+            req = pb.IssueSymbolRequest(individual_number=nth_number(next(self.numbers)))
             return kind, self.issue[agency].IssueSymbol(req, timeout=30)
         symbols, portal = self.rng.choice(self.subjects)
         if kind == "translate":
