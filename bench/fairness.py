@@ -36,7 +36,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.load import Spawned, nth_number, percentile
+from bench.plan import nth_number
+from bench.servers import Spawned
+from bench.stats import percentile
 from symbolsvc.v1 import symbol_service_pb2 as pb
 from symbolsvc.v1 import symbol_service_pb2_grpc as pb_grpc
 

@@ -27,7 +27,9 @@ from typing import Any
 
 import grpc
 
-from bench.load import Spawned, nth_number, percentile
+from bench.plan import nth_number
+from bench.servers import Spawned
+from bench.stats import percentile
 from symbolsvc.v1 import broker_service_pb2 as bpb
 from symbolsvc.v1 import broker_service_pb2_grpc as bgrpc
 from symbolsvc.v1 import disclosure_service_pb2 as dpb
