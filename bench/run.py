@@ -35,6 +35,11 @@ def prepare_deployment(args: argparse.Namespace, scenario: Scenario | None) -> P
 
         defaults = ["city-chiyoda", "city-minato", "pension-service", "tax-office"]
         init_deployment(deployment, list(dict.fromkeys([*defaults, *needed])))
+        # It measures the server's capacity, not per-principal fairness (bench/fairness.py):
+        # lift the agencies' budgets (docs/ISOLATION.md).
+        with (deployment / "config.toml").open("a") as f:
+            f.write("\n[limits.roles.agency]\nconcurrent_calls = 100000\nstreams = 100000\n"
+                    "rate = 1000000000\nburst = 1000000000\n")
     missing = sorted(set(needed) - set(deployment_agencies(deployment)))
     if missing:
         raise SystemExit(f"bench.load: the deployment lacks agencies {', '.join(missing[:5])}"

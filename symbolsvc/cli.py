@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from .config import DEFAULT_LISTEN, load_config
 from .errors import ConfigError
+from .hostlimits import restrict_umask
 
 if TYPE_CHECKING:
     from . import verify
@@ -191,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    restrict_umask()  # data, logs and secrets 0600, directories 0700 (docs/ISOLATION.md)
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .limits import LimitsConfig, parse_limits
 from .policy import is_ident
 from .server_options import ConnectionLimits
 
@@ -52,6 +53,9 @@ class Config:
     log_integrate_interval_ms: int = 200
     log_integrate_batch: int = 10_000
     log_lease_ms: int = 5_000
+    # Per-principal limits and stream bounds (docs/ISOLATION.md); the revocation list.
+    limits: LimitsConfig = field(default_factory=lambda: parse_limits({}, Path()))
+    revoked: Path | None = None
     # HTTP/2 and connection limits of the gRPC server (server_options.py).
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
@@ -144,5 +148,7 @@ def load_config(path: Path) -> Config:
         log_integrate_interval_ms=interval_ms,
         log_integrate_batch=batch,
         log_lease_ms=lease_ms,
+        limits=parse_limits(doc.get("limits", {}), path),
+        revoked=base / tls["revoked"] if isinstance(tls.get("revoked"), str) else None,
         connection_limits=ConnectionLimits.from_table(server, str(path)),
     )

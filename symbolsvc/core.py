@@ -10,6 +10,7 @@ Batch methods return one outcome per item: either a result or the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,8 @@ from .subjects import seal_record_subject, unseal_holding
 from .symbols import Deriver, symbol_version
 
 MAX_BATCH = 1000
+YIELD_EVERY = 100
+"""A batch lets other calls run on the event loop after deriving this many items."""
 MAX_EXCHANGE_ID = 128
 
 R = TypeVar("R")
@@ -108,6 +111,8 @@ class Core:
         pending: list[int] = []
         holdings: list[NewHolding] = []
         for i, number in enumerate(numbers):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a 1,000-number batch must not stall other callers
             try:
                 raw = validate_individual_number(
                     number, f"{field}[{i}]" if field else "individual_number"

@@ -14,6 +14,7 @@ It sits beside the core, not inside the log: it reads holdings through the
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -21,10 +22,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from .errors import FailedPrecondition, InvalidArgument, NotFound, SymbolsvcError, Unavailable
+from .log.fanout import SharedScans
 from .log.sequencer import LogNotifier
 from .log.service import AccessLog
 from .records import AccessRecord, LeafError
-from .registry import HoldingsStore, LogStore
+from .registry import HoldingsStore, LogStore, StoredRecord
 from .subjects import unseal_holding, unseal_record_subject
 from .symbols import Deriver, symbol_version
 
@@ -32,6 +34,8 @@ log = logging.getLogger("symbolsvc.log")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+PROGRESS_INTERVAL_S = 5.0
+"""A watch sends a progress-only message (cursor, no record) at most this often."""
 WATCH_SCAN = 500
 """Leaves one watch step examines (one read, one holdings look-up per subject)."""
 _MAX_INDEX = (1 << 63) - 1  # leaf indices and sizes are signed 64-bit in storage
@@ -94,6 +98,8 @@ class Disclosure:
         self._log = access_log
         self._notifier = notifier
         self._poll = poll_seconds
+        self._scans: SharedScans[tuple[list[StoredRecord], list[str | None]]] = \
+            SharedScans(self._scan)
 
     async def subject_pseudonym(self, portal: str, symbol: str) -> bytes:
         """The log pseudonym of the subject the portal knows by ``symbol``."""
@@ -111,12 +117,15 @@ class Disclosure:
             raise InvalidArgument(
                 "BAD_PAGE_SIZE", f"page_size must be between 0 and {MAX_PAGE_SIZE}", "page_size"
             )
-        before: int | None = None
-        if page_token:
-            if not page_token.isdigit() or len(page_token) > 19:
-                raise InvalidArgument("BAD_PAGE_TOKEN", "page_token is malformed", "page_token")
-            before = int(page_token)
+        before = _page_token(page_token)
         pseudonym = await self.subject_pseudonym(portal, symbol)
+        if before is not None:
+            # A token names the last record of the previous page: one this subject has.
+            row = await self._store.record_by_id(before)
+            if row is None or not _about(row.leaf, pseudonym):
+                raise InvalidArgument("BAD_PAGE_TOKEN", "page_token was not issued for this "
+                                      "subject; pass back a next_page_token this service "
+                                      "returned, or empty for the first page", "page_token")
         size = page_size or DEFAULT_PAGE_SIZE
         rows = await self._holdings.records_for_subject(pseudonym, before, size + 1)
         more = len(rows) > size
@@ -147,10 +156,11 @@ class Disclosure:
         ``cursor`` on, forever. After examining leaves the portal may not see, a
         progress item (no record) carries the cursor past them."""
         after = parse_cursor(cursor)
+        loop = asyncio.get_running_loop()
+        quiet_until = 0.0  # the first step reports progress at once
         while not self._notifier.closed:
-            rows = await self._store.integrated_after(after, WATCH_SCAN)
+            rows, labels = await self._scans.get(portal, after, self._notifier.size)
             if rows:
-                labels = await self.portal_symbols(portal, [r.sealed_subject for r in rows])
                 for row, label in zip(rows, labels, strict=True):
                     if label is None or row.leaf_index is None:
                         continue
@@ -161,13 +171,26 @@ class Disclosure:
                 if last is None:  # integrated_after returns integrated rows only
                     raise SymbolsvcError("LOG_DAMAGED", "the access log returned an "
                                          "unintegrated record as integrated")
-                if labels[-1] is None:
+                if labels[-1] is None and loop.time() >= quiet_until:
+                    # Progress only now and then: with thousands of watchers, one message
+                    # each per integration would cost more than the records themselves.
                     yield WatchItem(None, "", format_cursor(last))
+                if labels[-1] is not None or loop.time() >= quiet_until:
+                    quiet_until = loop.time() + PROGRESS_INTERVAL_S
                 after = last
                 if len(rows) == WATCH_SCAN:
                     continue
             await self._notifier.wait_for_growth(after + 1, self._poll)
         raise _shutting_down()
+
+    async def _scan(self, portal: str, after: int) -> tuple[list[StoredRecord],
+                                                          list[str | None]]:
+        """One watch step's read, shared by every watcher at the same point
+        (:mod:`.log.fanout`)."""
+        rows = await self._store.integrated_after(after, WATCH_SCAN)
+        if not rows:
+            return rows, []
+        return rows, await self.portal_symbols(portal, [r.sealed_subject for r in rows])
 
     async def record_proof(self, portal: str, symbol: str, record_id: int) -> RecordProof:
         """The record's leaf and its inclusion proof against the latest checkpoint."""
@@ -183,6 +206,17 @@ class Disclosure:
                 "after the maximum merge delay (1 s at the defaults)")
         hashes = await self._log.inclusion_hashes(row.leaf_index, cp.tree_size)
         return RecordProof(row.leaf, row.leaf_index, cp.note, hashes)
+
+
+def _page_token(token: str) -> int | None:
+    """The record id a page token names (ASCII digits, 1 .. 2**63-1), None for ''."""
+    if not token:
+        return None
+    if (not token.isascii() or not token.isdigit() or len(token) > 19
+            or not 0 < int(token) <= _MAX_INDEX):
+        raise InvalidArgument("BAD_PAGE_TOKEN", "page_token is malformed: pass back a "
+                              "next_page_token this service returned", "page_token")
+    return int(token)
 
 
 def _about(leaf: bytes, pseudonym: bytes) -> bool:

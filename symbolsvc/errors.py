@@ -71,7 +71,8 @@ class KeyringError(ConfigError):
 
 
 class ResourceExhausted(SymbolsvcError):
-    """A bounded resource (the database's connection pool) is full; nothing was changed.
+    """A bounded resource (the database's connection pool, the disk) is full; nothing was
+    changed.
 
     Retry with back-off; the service is up, only busy (unlike :class:`Unavailable`)."""
 

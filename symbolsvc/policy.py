@@ -11,6 +11,10 @@ Format (CONTRACT §9)::
     info_item   = "resident-tax-income"
     providers   = ["@municipalities"]    # agency IDs and/or "@group"s
 
+A table with no ``[[allow]]`` rule is refused unless it says ``deny_all =
+true``: an empty or truncated file must not silently deny every exchange. The
+file must be UTF-8.
+
 Groups are expanded once at load time into a frozen index, so a check is one
 set lookup and a resolution one dict lookup. A table is immutable; reloading
 builds a new one and swaps the reference (see :class:`PolicyHolder`).
@@ -58,7 +62,7 @@ class Policy:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-        unknown = set(doc) - {"groups", "allow"}
+        unknown = set(doc) - {"groups", "allow", "deny_all"}
         if unknown:
             raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}")
         groups = _groups(doc.get("groups", {}), source)
@@ -82,6 +86,15 @@ class Policy:
             providers = _expand(providers_, groups, f"{where} providers")
             for requester in requesters:
                 table.setdefault((requester, office_work, info_item), set()).update(providers)
+        deny_all = doc.get("deny_all", False)
+        if not isinstance(deny_all, bool):
+            raise ConfigError(f"{source}: deny_all must be true or false")
+        if not rules and not deny_all:
+            # An empty or truncated file would otherwise deny every exchange of the nation.
+            raise ConfigError(f"{source}: no [[allow]] rules; to deny every exchange on "
+                              "purpose, write `deny_all = true`")
+        if rules and deny_all:
+            raise ConfigError(f"{source}: deny_all = true but the table has [[allow]] rules")
         return cls({k: frozenset(v) for k, v in table.items()}, len(rules))
 
     @classmethod
@@ -90,6 +103,9 @@ class Policy:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read the permission table {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 (byte {exc.start}); the permission table "
+                              "must be UTF-8 text") from None
         return cls.from_toml(text, str(path))
 
 

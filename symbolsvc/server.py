@@ -26,9 +26,11 @@ from grpc_reflection.v1alpha import reflection
 from .config import Config
 from .core import Core
 from .disclosure import Disclosure
-from .errors import ConfigError, Unavailable
+from .errors import ConfigError, ResourceExhausted, Unavailable
+from .hostlimits import check_fd_budget, check_secret_modes, fd_need
 from .interceptor import GuardInterceptor
 from .keys import load_keyring, read_passphrase
+from .limits import Limiter
 from .log.sequencer import LogNotifier, Sequencer, checkpoint_signer
 from .log.service import AccessLog
 from .logsetup import setup_logging
@@ -37,6 +39,7 @@ from .memguard import MemoryGuard
 from .policy import PolicyHolder
 from .registry import LogStore, Registry
 from .registry.backends import open_registry
+from .revocation import PeerCheck
 from .server_options import probe_options, server_options
 from .services.audit import AuditService
 from .services.broker import BrokerService
@@ -55,6 +58,11 @@ from .v1 import (
 )
 
 log = logging.getLogger("symbolsvc.server")
+
+WATCH_SAFETY_POLL_S = 30.0
+"""An idle watch re-reads the store this often even if the notifier never wakes it."""
+HEALTH_RESERVE = 64
+"""Calls gRPC admits beyond [server] max_concurrent_rpcs, for health checks only."""
 
 SERVICE_NAMES = (
     symbol_service_pb2.DESCRIPTOR.services_by_name["SymbolService"].full_name,
@@ -94,11 +102,12 @@ def build_app(config: Config) -> App:
     else:
         log.error("the %s registry cannot sequence the access log yet: records queue "
                   "but are not integrated", type(registry).__name__)
-    # A watcher polls the store this often for trees grown by another process's sequencer.
-    poll = max(0.05, min(1.0, config.log_integrate_interval_ms / 1000))
+    # Watchers wait on the notifier, which this process's sequencer advances every
+    # interval (integrating, or reading the size another replica's sequencer reached):
+    # one store read per process, not per watcher. The poll is only a safety net.
     access_log = AccessLog(registry)
     disclosure = Disclosure(core.deriver, registry, registry, access_log, notifier,
-                            poll_seconds=poll)
+                            poll_seconds=WATCH_SAFETY_POLL_S)
     return App(config, core, policy, registry, access_log, disclosure, notifier, sequencer)
 
 
@@ -123,13 +132,22 @@ async def run(
     """Serve until SIGTERM/SIGINT. ``reuseport`` and ``on_ready`` are for the workers of
     :mod:`.workers`: they share one port, and the parent announces readiness once."""
     setup_logging(config.security_log)
+    check_secret_modes((config.keyring, config.passphrase_file, config.tls_key))
+    check_fd_budget(fd_need(config.max_concurrent_rpcs, HEALTH_RESERVE, 16))
     app = build_app(config)
     address = listen or config.listen
+    try:
+        peers = PeerCheck(config.tls_ca.read_bytes(), config.revoked)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the CA certificate: {exc}") from None
+    limiter = Limiter(config.limits, config.max_concurrent_rpcs)
     server = grpc.aio.server(
-        interceptors=[GuardInterceptor(config.by_identity())],
+        interceptors=[GuardInterceptor(config.by_identity(), limiter=limiter, peers=peers)],
         options=server_options(config.connection_limits, config.max_message_bytes,
                                reuseport=reuseport),
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        # The limiter enforces max_concurrent_rpcs on everything but health; gRPC's own cap
+        # sits above it so probes still answer when the server is at its limit.
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs + HEALTH_RESERVE,
     )
     symbol_service_pb2_grpc.add_SymbolServiceServicer_to_server(SymbolService(app.core), server)
     broker_service_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(app.core), server)
@@ -163,7 +181,7 @@ async def run(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload_policy(app.policy))
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app.policy, peers))
     guard = MemoryGuard(config.connection_limits.max_rss_mib, stop.set)
     guard.start()
     host = address.rsplit(":", 1)[0]
@@ -203,7 +221,7 @@ async def _watch_storage(registry: Registry, servicer: AioHealthServicer,
         await asyncio.sleep(interval)
         try:
             await asyncio.wait_for(registry.ping(), timeout=3 * interval)
-            ok = True
+            ok = await _writes_fit(registry)
         except (Unavailable, TimeoutError):
             ok = False
         if ok == serving:
@@ -214,9 +232,22 @@ async def _watch_storage(registry: Registry, servicer: AioHealthServicer,
         if ok:
             log.info("registry reachable again: health SERVING")
         else:
-            log.error("registry unreachable: health NOT_SERVING until it answers again")
+            log.error("registry unreachable or its disk full: health NOT_SERVING until it "
+                      "answers and a write fits again")
         for name in ("", *SERVICE_NAMES):
             await servicer.set(name, status)
+
+
+async def _writes_fit(registry: Registry) -> bool:
+    """False while the registry's last write failed for lack of room and a probe write
+    still fails (backends without the signal always fit)."""
+    if getattr(registry, "write_failure", None) is None:
+        return True
+    try:
+        await registry.probe_write()  # type: ignore[attr-defined]
+    except ResourceExhausted:
+        return False
+    return True
 
 
 def _start_metrics(address: str) -> None:
@@ -228,6 +259,16 @@ def _start_metrics(address: str) -> None:
         start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
     except (OSError, ValueError) as exc:
         raise ConfigError(f"[server] metrics_listen {address!r}: {exc}") from None
+
+
+def _reload(policy: PolicyHolder, peers: PeerCheck) -> None:
+    _reload_policy(policy)
+    try:
+        revoked = peers.reload()
+    except ConfigError as exc:
+        log.error("revocation list NOT reloaded; keeping the previous one: %s", exc)
+        return
+    log.info("revocation list reloaded: %d entries", revoked)
 
 
 def _reload_policy(policy: PolicyHolder) -> None:

@@ -6,7 +6,7 @@ Clients read the details with ``grpc_status.rpc_status.from_call(call)``.
 from __future__ import annotations
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -28,6 +28,13 @@ def to_status(err: SymbolsvcError) -> grpc.Status:
                 field=err.field, description=err.message, reason=err.reason)
         ]))
         details.append(bad)
+    retry_after = getattr(err, "retry_after", None)
+    if retry_after is not None:
+        retry = any_pb2.Any()
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(retry_after * 1e9))
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        details.append(retry)
     return rpc_status.to_status(
         status_pb2.Status(code=err.code.value[0], message=err.message, details=details)
     )

@@ -100,7 +100,8 @@ class LogNotifier:
         if self._size > beyond or self._closed:
             return
         with suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):  # a timer, not a task per waiter
+                await self._changed.wait()
 
 
 class Sequencer:

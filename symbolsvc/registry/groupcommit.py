@@ -146,7 +146,10 @@ class GroupCommitter:
                     results[i] = r
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (SQLITE_FULL): a ROLLBACK then
+            # fails and would hide the error that matters.
+            if getattr(conn, "in_transaction", True):
+                conn.execute("ROLLBACK")
             raise
         return results
 

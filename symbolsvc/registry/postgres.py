@@ -38,7 +38,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql as pgsql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ..errors import ConfigError, Unavailable
+from ..errors import ConfigError, ResourceExhausted, Unavailable
 from . import (
     Appended,
     BuildRecord,
@@ -183,6 +183,12 @@ class PgRegistry:
                 raise self._unavailable(exc, "no connection") from None
             except TIMEOUTS as exc:
                 raise timeout_error(exc, "write", self.target.scrub) from None
+            except pgerrors.DiskFull:
+                log.error("registry database %s: disk full; writes refused with "
+                          "RESOURCE_EXHAUSTED (STORAGE_FULL)", self.target.display)
+                raise ResourceExhausted("STORAGE_FULL", "the registry's disk is full: nothing "
+                                        "was written; retry later (the operator has been "
+                                        "alerted)") from None
             except psycopg.OperationalError as exc:
                 raise self._unavailable(exc, "write") from None
         raise AssertionError("unreachable")

@@ -10,6 +10,9 @@ acknowledged write survives kill -9 and power loss.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -17,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import ConfigError, Unavailable
+from ..errors import ConfigError, ResourceExhausted, Unavailable
 from . import (
     Appended,
     BuildRecord,
@@ -34,6 +37,25 @@ from .groupcommit import GroupCommitter
 from .migrations import Migration, sqlite_migrate, sqlite_version
 
 T = TypeVar("T")
+
+log = logging.getLogger("symbolsvc.registry")
+
+
+def _probe(path: Path) -> None:
+    probe = path.with_name(path.name + ".probe")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            if os.write(fd, bytes(1 << 20)) < 1 << 20:
+                raise OSError(28, "No space left on device")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ResourceExhausted("STORAGE_FULL", f"probe write failed: {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 def _open(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -55,6 +77,8 @@ class SqliteRegistry:
         self._writer = GroupCommitter(lambda: _open(path, readonly=False))
         self._local = threading.local()
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="registry-read")
+        # Why the last write failed for lack of room (None: the last write succeeded).
+        self.write_failure: str | None = None
 
     def _init_schema(self) -> None:
         conn = _open(self.path, readonly=False)
@@ -130,10 +154,28 @@ class SqliteRegistry:
         group's other ``item``s for the same ``fn`` when an item is given."""
         try:
             if item is None:
-                return await self._writer.submit(fn)
-            return await self._writer.submit_merged(fn, item)
+                result = await self._writer.submit(fn)
+            else:
+                result = await self._writer.submit_merged(fn, item)
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                if self.write_failure is None:
+                    log.error("registry write refused: the disk holding %s is full; calls "
+                              "that write get RESOURCE_EXHAUSTED (STORAGE_FULL) and health "
+                              "is NOT_SERVING until a write fits again", self.path)
+                self.write_failure = "STORAGE_FULL"
+                raise ResourceExhausted(
+                    "STORAGE_FULL", "the registry's disk is full: nothing was written; "
+                    "retry later (the operator has been alerted)") from None
             raise Unavailable("STORAGE_UNAVAILABLE", f"registry write failed: {exc}") from None
+        self.write_failure = None
+        return result
+
+    async def probe_write(self) -> None:
+        """Whether a write would fit now: write and remove a 1 MiB file beside the
+        registry (health uses this to leave NOT_SERVING after a full disk)."""
+        await asyncio.get_running_loop().run_in_executor(self._readers, _probe, self.path)
+        self.write_failure = None
 
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         rows = [(h.agency, h.symbol, h.sealed_subject) for h in items]

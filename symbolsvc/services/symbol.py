@@ -51,8 +51,10 @@ class SymbolService(pb_grpc.SymbolServiceServicer):
         async for chunk in requests:
             try:
                 outcomes = await self._core.issue_many(agency, chunk.individual_numbers)
-            except SymbolsvcError as err:  # the chunk as a whole is bad: fail each item
-                outcomes = [err] * max(1, len(chunk.individual_numbers))
+            except SymbolsvcError as err:
+                # The chunk as a whole is bad (empty, or over 1,000 numbers): it fails alone,
+                # with one error, so the reply stays small and the stream goes on.
+                outcomes = [err]
             yield pb.StreamIssueSymbolsResponse(chunk_id=chunk.chunk_id, results=_results(outcomes))
 
     async def ReleaseSymbol(

@@ -108,8 +108,11 @@ class SymbolServiceServicer:
         chunks of up to 1,000 numbers, the server answers each chunk, in order,
         once the chunk is durable. gRPC flow control bounds how far a client can
         run ahead; a client should keep a bounded window of unanswered chunks.
-        An oversized chunk fails alone (its response carries one error per
-        number) and the stream continues.
+        An oversized or empty chunk fails alone (its response carries a single
+        error, BATCH_TOO_LARGE / EMPTY_BATCH, in results[0]) and the stream
+        continues. A stream that sends nothing for [limits] stream_idle_seconds
+        ends with DEADLINE_EXCEEDED (STREAM_IDLE); one older than
+        stream_max_seconds ends with UNAVAILABLE (STREAM_LIFETIME).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -87,11 +87,24 @@ def registries(backend: str) -> Iterator[Registries]:
         regs.close()
 
 
+SUITE_LIMITS = """
+[limits.roles.agency]
+concurrent_calls = 256
+streams = 64
+rate = 1000000
+burst = 1000000
+"""
+
+
 @pytest.fixture(scope="session")
 def deployment_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("template") / "dep"
     init_deployment_cli(directory, AGENCIES)
     (directory / "policy.toml").write_text(TEST_POLICY)
+    # The suite's bulk loads and crash tests are not about per-principal limits: give
+    # agencies room (test_isolation_*.py set the limits they exercise).
+    with (directory / "config.toml").open("a") as f:
+        f.write(SUITE_LIMITS)
     return directory
 
 

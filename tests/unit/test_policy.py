@@ -84,7 +84,8 @@ providers   = ["city-a"]
 
 
 def test_empty_table_allows_nothing() -> None:
-    p = Policy.from_toml("")
+    # An empty table must be asked for explicitly (issue 11): a bare empty file is refused.
+    p = Policy.from_toml("deny_all = true\n")
     assert p.rules == 0
     assert not p.allows("a", "b", "c", "d")
 
