@@ -34,6 +34,7 @@ from .logsetup import setup_logging
 from .policy import PolicyHolder
 from .registry import LogStore, Registry
 from .registry.open import open_registry
+from .reload import reload_principals
 from .services.audit import AuditService
 from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
@@ -132,7 +133,7 @@ async def run(
     app = build_app(config)
     address = listen or config.listen
     server = grpc.aio.server(
-        interceptors=[GuardInterceptor(config.by_identity())],
+        interceptors=[GuardInterceptor(identities := config.by_identity())],
         options=_options(config, reuseport=reuseport),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
@@ -176,7 +177,9 @@ async def run(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload_policy(app.policy))
+    loop.add_signal_handler(signal.SIGHUP, lambda: (
+        _reload_policy(app.policy),
+        reload_principals(config.path, identities, app.policy.current)))
     monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer))
     await stop.wait()
 
