@@ -15,6 +15,7 @@ from functools import lru_cache
 from .config import Principal
 from .errors import PermissionDenied, Unauthenticated
 from .pki import uri_sans
+from .revoked import refuses
 
 ANY_PRINCIPAL = "*"
 # Service full name -> the role a caller needs. Health and reflection are open
@@ -31,6 +32,8 @@ SERVICE_ROLES: Mapping[str, str] = {
 
 security_log = logging.getLogger("symbolsvc.security")
 _current: contextvars.ContextVar[Principal] = contextvars.ContextVar("symbolsvc_principal")
+# The revocation list in force ([tls] revoked), replaced whole on start-up and SIGHUP.
+revoked: frozenset[str] = frozenset()
 
 
 def principal() -> Principal:
@@ -50,6 +53,12 @@ def _cert_uris(pem: bytes) -> tuple[str, ...]:
 def identify(auth_context: Mapping[str, list[bytes]], principals: Mapping[str, Principal],
              method: str) -> Principal:
     """Map a verified peer to a principal by its URI SAN; never by the CN."""
+    pem_list = auth_context.get("x509_pem_cert")
+    if revoked and pem_list and refuses(revoked, pem_list[0]):
+        security_log.warning("call with a revoked certificate refused",
+                             extra={"event": "certificate_revoked", "method": method})
+        raise Unauthenticated("CERTIFICATE_REVOKED", "the client certificate has been "
+                              "revoked; ask the operator for a new one")
     uris: tuple[str, ...] = ()
     spiffe = auth_context.get("peer_spiffe_id")
     if spiffe:

@@ -132,7 +132,7 @@ class Config:
     log_integrate_batch: int = 10_000
     log_lease_ms: int = 5_000
     # The certificate revocation list ([tls] revoked; docs/OPERATIONS.md).
-    tls_revoked: Path | None = None
+    revoked: Path | None = None
     # Every validated value, defaults included: settings[section][key] (paths resolved).
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -258,7 +258,7 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         log_integrate_interval_ms=log["integrate_interval_ms"],
         log_integrate_batch=log["integrate_batch"],
         log_lease_ms=log["lease_ms"],
-        tls_revoked=tls["revoked"],
+        revoked=tls["revoked"],
         settings=s,
     )
 

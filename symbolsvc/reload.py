@@ -1,4 +1,5 @@
-"""What SIGHUP reloads besides the permission table: the principals of config.toml.
+"""What SIGHUP reloads besides the permission table: the principals of config.toml and the
+certificate revocation list ([tls] revoked).
 
 The interceptor holds the identity -> principal mapping by reference; a reload replaces
 its contents in one step on the event loop (no call sees a half-updated mapping). A file
@@ -11,9 +12,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .config import Principal, agencies_without_principal, load_config
+from . import auth
+from .config import Config, Principal, agencies_without_principal, load_config
 from .errors import ConfigError
 from .policy import Policy
+from .revoked import read_entries
 
 log = logging.getLogger("symbolsvc.server")
 
@@ -24,6 +27,10 @@ def reload_principals(path: Path, identities: dict[str, Principal], policy: Poli
     except ConfigError as exc:
         log.error("principals NOT reloaded; keeping the previous ones: %s", exc)
         return
+    try:
+        apply_revoked(config)
+    except ConfigError as exc:
+        log.error("revocation list NOT reloaded; keeping the previous one: %s", exc)
     fresh = config.by_identity()
     identities.clear()
     identities.update(fresh)
@@ -39,3 +46,10 @@ def warn_unknown_agencies(policy: Policy, path: Path) -> None:
     if unknown:
         log.warning("the permission table names agency IDs no principal has: %s",
                     ", ".join(unknown))
+
+
+def apply_revoked(config: Config) -> None:
+    """Put the configured revocation list in force (start-up and SIGHUP)."""
+    entries = read_entries(config.revoked) if config.revoked else frozenset()
+    auth.revoked = entries
+    log.info("revocation list: %d entries", len(entries))

@@ -34,7 +34,7 @@ from .logsetup import setup_logging
 from .policy import PolicyHolder
 from .registry import LogStore, Registry
 from .registry.open import open_registry
-from .reload import reload_principals
+from .reload import apply_revoked, reload_principals
 from .services.audit import AuditService
 from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
@@ -131,6 +131,7 @@ async def run(
     :mod:`.workers`: they share one port, and the parent announces readiness once."""
     setup_logging(config.security_log)
     app = build_app(config)
+    apply_revoked(config)
     address = listen or config.listen
     server = grpc.aio.server(
         interceptors=[GuardInterceptor(identities := config.by_identity())],

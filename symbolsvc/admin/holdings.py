@@ -13,8 +13,8 @@ from ..config import Config
 from ..errors import ConfigError
 from ..registry.open import PgTarget, backend_of
 
-_COUNT = "SELECT count(*) FROM holdings WHERE agency = {p} AND released = 0"
-_RELEASE = "UPDATE holdings SET released = 1 WHERE agency = {p} AND released = 0"
+_COUNT = "SELECT count(*) FROM holdings WHERE agency = {p} AND released = {no}"
+_RELEASE = "UPDATE holdings SET released = {yes} WHERE agency = {p} AND released = {no}"
 
 
 def _run(config: Config, template: str, agency: str) -> int:
@@ -25,7 +25,7 @@ def _run(config: Config, template: str, agency: str) -> int:
         try:
             conn = sqlite3.connect(path, isolation_level=None, timeout=30)
             try:
-                cur = conn.execute(template.format(p="?"), (agency,))
+                cur = conn.execute(template.format(p="?", yes=1, no=0), (agency,))
                 return cur.fetchone()[0] if cur.description else cur.rowcount
             finally:
                 conn.close()
@@ -38,9 +38,10 @@ def _run(config: Config, template: str, agency: str) -> int:
     target = PgTarget.parse(config.storage_url)
     with connect_sync(target) as conn:
         try:
-            cur = conn.execute(template.format(p="%s"), (agency,))
+            cur = conn.execute(template.format(p="%s", yes="TRUE", no="FALSE"), (agency,))
         except psycopg.Error as exc:
-            raise ConfigError(target.scrub(f"{target.display}: {exc}")) from None
+            first = str(exc).strip().splitlines()[0]
+            raise ConfigError(target.scrub(f"{target.display}: {first}")) from None
         return cur.fetchone()[0] if cur.description else cur.rowcount
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from cryptography import x509
 from tomlkit.toml_document import TOMLDocument
 
+from .. import revoked as revocation
 from ..config import Config, load_config
 from ..deploy import SERVICE_PRINCIPALS, check_principal_name
 from ..errors import ConfigError
 from ..pki import issue_leaf, load_ca, spiffe_id, write_pair
-from . import revocation
 from .editing import add_principal, edit_config, remove_principal, set_revoked
 
 SERVER = "server"
@@ -97,8 +97,8 @@ def principal_add(config_path: Path, role: str, name: str) -> Issued:
 
 def _revoked_list(config: Config) -> Path:
     """The revocation list, adding ``[tls] revoked`` to a config written before it existed."""
-    if config.tls_revoked is not None:
-        return config.tls_revoked
+    if config.revoked is not None:
+        return config.revoked
     edit_config(config.path, lambda doc: set_revoked(doc, DEFAULT_REVOKED))
     return config.base / DEFAULT_REVOKED
 

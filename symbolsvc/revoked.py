@@ -3,7 +3,7 @@
 One entry per line: ``sha256:<64 lower-case hex>``, the SHA-256 of a certificate's DER,
 and/or ``serial:<lower-case hex, no leading zeros>``, its serial number; ``#`` starts a
 comment. ``cert revoke`` and ``cert reissue`` append both forms for the certificate being
-retired; the server refuses a listed certificate after SIGHUP.
+retired; the server refuses a listed certificate after SIGHUP (:func:`refuses`).
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import datetime as dt
 import hashlib
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 ENTRY_RE = re.compile(r"(sha256:[0-9a-f]{64}|serial:[1-9a-f][0-9a-f]*|serial:0)")
 
@@ -61,3 +62,16 @@ def append(path: Path, cert: x509.Certificate, name: str, why: str) -> tuple[str
         f.flush()
         os.fsync(f.fileno())
     return entries
+
+
+@lru_cache(maxsize=4096)
+def _pem_entries(pem: bytes) -> tuple[str, ...]:
+    try:
+        return entries_for(x509.load_pem_x509_certificate(pem))
+    except ValueError:
+        return ()
+
+
+def refuses(entries: frozenset[str], pem: bytes) -> bool:
+    """Whether the certificate ``pem`` is on the list ``entries`` (cached per certificate)."""
+    return bool(entries) and not entries.isdisjoint(_pem_entries(pem))
