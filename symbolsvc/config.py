@@ -150,7 +150,7 @@ class Config:
         return self.base / self.storage_url.removeprefix("sqlite:").removeprefix("//")
 
 
-def _unknown(path: Path, what: str, name: str, known: list[str], fmt: str = "{}"
+def _unknown(path: Path, what: str, name: str, known: list[str], fmt: str = "{!r}"
              ) -> ConfigError:
     near = difflib.get_close_matches(name, known, n=1)
     hint = f"did you mean {fmt.format(near[0])}? " if near else ""
