@@ -40,6 +40,9 @@ FORMAT = "symbolsvc-backup/v1"
 SQLITE_FILE = "registry.db"
 PG_FILE = "registry.dump"
 MANIFEST = "manifest.json"
+# The serving process's sequencer lease means nothing in a copy: a restored server takes
+# the lease at once instead of waiting for a holder that is not there.
+_FREE_LEASE = "UPDATE sequencer_lease SET expires_us = 0"
 
 
 def _sha256(path: Path) -> str:
@@ -52,7 +55,7 @@ def _sha256(path: Path) -> str:
 
 def _summary(query: Any) -> dict[str, Any]:
     """Schema-level facts from a connection's ``query(sql) -> first row``."""
-    holdings = query("SELECT count(*) FROM holdings WHERE released = 0")[0]
+    holdings = query("SELECT count(*) FROM holdings WHERE NOT released")[0]
     row = query("SELECT tree_size FROM log_state WHERE id = 1")
     tree_size = row[0] if row else 0
     row = query("SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1")
@@ -90,10 +93,11 @@ def _backup_sqlite(config: Config, out: Path) -> dict[str, Any]:
     fd = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
     src = sqlite3.connect(f"file:{src_path}?mode=ro", uri=True, timeout=30)
-    dst = sqlite3.connect(dst_path)
+    dst = sqlite3.connect(dst_path, isolation_level=None)
     try:
         src.backup(dst)  # one step: a single consistent snapshot of the source
         dst.execute("PRAGMA journal_mode = DELETE")  # the copy is one self-contained file
+        dst.execute(_FREE_LEASE)
         summary = _summary(lambda sql: dst.execute(sql).fetchone())
         version = sqlite_version(dst)
     except sqlite3.Error as exc:
@@ -140,7 +144,8 @@ def _backup_postgres(config: Config, out: Path) -> dict[str, Any]:
                 env=_pg_env(target), capture_output=True, text=True, check=False)
             conn.execute("COMMIT")
     except psycopg.Error as exc:
-        raise ConfigError(target.scrub(f"{target.display}: backup failed: {exc}")) from None
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(target.scrub(f"{target.display}: backup failed: {first}")) from None
     if proc.returncode != 0:
         raise ConfigError(target.scrub(f"{target.display}: pg_dump failed: "
                                        f"{proc.stderr.strip()[:500]}"))
@@ -233,11 +238,12 @@ def restore(config: Config, src: Path, *, replace: bool) -> dict[str, Any]:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
     src_conn = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
-    dst = sqlite3.connect(tmp)
+    dst = sqlite3.connect(tmp, isolation_level=None)
     try:
         if src_conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
             raise ConfigError(f"{copy}: fails SQLite's integrity check")
         src_conn.backup(dst)
+        dst.execute(_FREE_LEASE)
         dst.execute("PRAGMA journal_mode = WAL")
     finally:
         dst.close()
@@ -253,14 +259,18 @@ def _restore_postgres(config: Config, dump: Path, *, replace: bool) -> None:
     with connect_sync(target) as conn:
         tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = "
                               "current_schema()").fetchone()[0]
+        rows = 0
+        for table in ("holdings", "access_records", "checkpoints"):
+            if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is not None:
+                rows += conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
         others = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
                               "current_database() AND pid <> pg_backend_pid()").fetchone()[0]
     if others:
         raise ConfigError(f"{target.display}: {others} other sessions are connected; stop "
                           "every server of the deployment before restoring")
-    if tables and not replace:
-        raise ConfigError(f"{target.display} holds tables; restore never overwrites data "
-                          "unless told (--replace drops and recreates them)")
+    if rows and not replace:
+        raise ConfigError(f"{target.display} holds data; restore never overwrites data "
+                          "unless told (--replace drops and recreates every table)")
     args = [_tool("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error",
             "--single-transaction", "--dbname", target.conninfo]
     if tables:
@@ -270,3 +280,5 @@ def _restore_postgres(config: Config, dump: Path, *, replace: bool) -> None:
     if proc.returncode != 0:
         raise ConfigError(target.scrub(f"{target.display}: pg_restore failed: "
                                        f"{proc.stderr.strip()[:500]}"))
+    with connect_sync(target) as conn:
+        conn.execute(_FREE_LEASE)
