@@ -178,9 +178,12 @@ async def run(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: (
-        _reload_policy(app.policy),
-        reload_principals(config.path, identities, app.policy.current)))
+
+    def on_sighup() -> None:
+        _reload_policy(app.policy)
+        reload_principals(config.path, identities, app.policy.current)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer))
     await stop.wait()
 
