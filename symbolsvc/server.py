@@ -34,7 +34,7 @@ from .logsetup import setup_logging
 from .policy import PolicyHolder
 from .registry import LogStore, Registry
 from .registry.open import open_registry
-from .reload import apply_revoked, reload_principals
+from .reload import apply_revoked, reload_principals, warn_unknown_agencies
 from .services.audit import AuditService
 from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
@@ -132,6 +132,7 @@ async def run(
     setup_logging(config.security_log)
     app = build_app(config)
     apply_revoked(config)
+    warn_unknown_agencies(app.policy.current, config.path)
     address = listen or config.listen
     server = grpc.aio.server(
         interceptors=[GuardInterceptor(identities := config.by_identity())],
