@@ -195,3 +195,31 @@ def test_agency_remove_refuses_while_it_holds_symbols(
         assert check.returncode == 2 and "city-minato" in check.stderr
     finally:
         clients.close()
+
+
+def test_refusals_change_nothing(deployment_template: Path, tmp_path: Path) -> None:
+    d = tmp_path / "dep"
+    shutil.copytree(deployment_template, d)
+    config = str(d / "config.toml")
+    before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    for args, says in (
+            (["agency", "add", "--config", config, "server"], "reserved"),
+            (["agency", "add", "--config", config, "City-Minato"], "invalid"),
+            (["agency", "add", "--config", config, "city-minato"], "already"),
+            (["agency", "add", "--config", config, "x-1", "x-1"], "twice"),
+            (["principal", "add", "--config", config, "--role", "auditor", "city-minato"],
+             "exists already"),
+            (["cert", "revoke", "--config", config, "server"], "cert reissue"),
+            (["cert", "revoke", "--config", config, "nobody"], "no principal 'nobody'"),
+            (["cert", "reissue", "--config", config, "ca"], "no principal 'ca'"),
+            (["agency", "remove", "--config", config, "broker"], "no agency 'broker'")):
+        proc = symbolsvc(*args)
+        assert proc.returncode == 2, (args, proc)
+        assert proc.stderr.count("\n") == 1 and says in proc.stderr, (args, proc.stderr)
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
+
+    # The server's certificate is reissued like any other (the server takes it at restart).
+    old = (d / "pki" / "server.crt").read_bytes()
+    assert symbolsvc("cert", "reissue", "--config", config, "server").returncode == 0
+    assert (d / "pki" / "server.crt").read_bytes() != old
+    assert os.stat(d / "pki" / "server.key").st_mode & 0o777 == 0o600

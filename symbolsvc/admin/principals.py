@@ -63,6 +63,7 @@ def _add(config_path: Path, name: str, identity: str, roles: list[str]) -> Issue
     if identity in config.by_identity():
         raise ConfigError(f"{config.path}: identity {identity} belongs to "
                           f"{config.by_identity()[identity].name!r} already")
+
     def edit(doc: TOMLDocument) -> None:
         add_principal(doc, name, identity, roles)
 
@@ -116,6 +117,9 @@ def _current(config: Config, name: str) -> x509.Certificate:
 def cert_revoke(config_path: Path, name: str, why: str = "revoked") -> tuple[str, str]:
     """Put NAME's current certificate on the revocation list; its entries."""
     config = load_config(config_path)
+    if name == SERVER:
+        raise ConfigError("the revocation list names client certificates; the server's own "
+                          "certificate is replaced with `symbolsvc cert reissue` and a restart")
     cert = _current(config, name)
     return revocation.append(_revoked_list(config), cert, name, why)
 
