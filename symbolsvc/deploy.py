@@ -36,10 +36,6 @@ DEFAULT_AGENCIES = ("city-chiyoda", "city-minato", "pension-service", "tax-offic
 SERVICE_PRINCIPALS = {"broker": ["broker"], "portal": ["portal", "agency"], "auditor": ["auditor"]}
 LOG_ORIGIN = "symbolsvc.local/access-log"
 RESERVED = ("server", "ca", "log", "revoked")
-REVOKED_HEADER = (
-    "# Revoked certificates (docs/OPERATIONS.md): one entry per line, sha256:<hex of the\n"
-    "# certificate's DER> and/or serial:<hex>. `symbolsvc cert revoke` appends; SIGHUP applies.\n"
-)
 # What makes a directory a deployment that init must never overwrite.
 DEPLOYMENT_MARKERS = ("config.toml", "keys/keyring.json", "pki/ca.key", "secrets/passphrase")
 
@@ -97,7 +93,7 @@ def init_deployment(directory: Path, agencies: list[str], *, listen: str = DEFAU
     write_private(directory / "keys" / "keyring.json", keyring.seal(passphrase))
     write_public(pki / "log.vkey", (
         vkey_string(LOG_ORIGIN, keyring.log_signing_key().public_key()) + "\n").encode())
-    write_public(pki / "revoked.txt", REVOKED_HEADER.encode())
+    write_public(pki / "revoked.txt", b"")  # format: docs/CONFIG.md, [tls] revoked
     private_dir(directory / "data")
     private_dir(directory / "logs")
     write_public(directory / "policy.toml", _policy(agencies).encode())

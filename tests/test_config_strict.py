@@ -162,7 +162,7 @@ def test_init_writes_secrets_0600_in_0700_directories(template: Path) -> None:
         assert _mode(template / directory) == 0o700, directory
     config = load_config(template / "config.toml")
     assert config.revoked == template / "pki" / "revoked.txt"
-    assert config.revoked.read_text().startswith("#")
+    assert config.revoked.read_text() == ""
 
 
 def test_a_secret_that_existed_with_a_loose_mode_ends_up_0600(tmp_path: Path) -> None:
