@@ -23,7 +23,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .policy import Policy, is_ident
-from .registry.open import PgTarget, backend_of
+from .registry.backends import backend_for
 
 ROLES = frozenset({"agency", "broker", "portal", "auditor"})
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -228,8 +228,8 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
     s = {name: _section(path, name, doc.get(name, {}), decl) for name, decl in SCHEMA.items()}
     principals = _principals(path, doc.get("principals", {}))
     try:
-        if backend_of(s["storage"]["url"]) == "postgres":
-            PgTarget.parse(s["storage"]["url"])  # its symbolsvc options (pool sizes) too
+        # The backend for the scheme; describe() parses the URL's own options too.
+        backend_for(s["storage"]["url"]).describe(s["storage"]["url"], path.parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     log = s["access_log"]

@@ -147,20 +147,20 @@ def agency_remove(config_path: Path, agency: str, *, release_all: bool) -> int:
     """Remove an agency: refused while it holds symbols unless ``release_all`` (which ends
     every holding first). Its certificate is revoked and its key deleted. Returns the number
     of holdings released."""
-    from .holdings import live_holdings, release_all_holdings
+    from ..registry.copies import live_holdings, release_agency
 
     config = load_config(config_path)
     p = config.principals.get(agency)
     if p is None or "agency" not in p.roles:
         raise ConfigError(f"{config.path}: no agency {agency!r}")
-    held = live_holdings(config, agency)
+    held = live_holdings(config.storage_url, config.base, agency)
     released = 0
     if held:
         if not release_all:
             raise ConfigError(
                 f"agency {agency!r} still holds {held} symbols; it must release them first "
                 "(or, to end every holding now, --release-all)")
-        released = release_all_holdings(config, agency)
+        released = release_agency(config.storage_url, config.base, agency)
     try:
         cert_revoke(config.path, agency, "agency removed")
     except ConfigError:
