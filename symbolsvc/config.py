@@ -24,6 +24,7 @@ from typing import Any
 from .errors import ConfigError
 from .policy import Policy, is_ident
 from .registry.backends import backend_for
+from .server_options import HTTP2_MAX_FRAME, HTTP2_MIN_FRAME, ConnectionLimits
 
 ROLES = frozenset({"agency", "broker", "portal", "auditor"})
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -56,6 +57,7 @@ def _num(x: float) -> str:
 
 
 MIB = 1024 * 1024
+I32 = 2**31 - 1
 # section -> key -> declaration. THE one place a config.toml key is known.
 SCHEMA: dict[str, dict[str, Key]] = {
     "server": {
@@ -65,6 +67,20 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_concurrent_rpcs": Key("int", 2000, 1, 1_000_000),
         "max_message_bytes": Key("int", 4 * MIB, 1024, 2**31 - 1),
         "grace_seconds": Key("float", 10.0, 0, 3600),
+        # HTTP/2 and connection limits (server_options.ConnectionLimits; docs/HARDENING.md).
+        "max_concurrent_streams": Key("int", 100, 1, I32),
+        "max_header_list_bytes": Key("int", 16_384, 1024, I32),
+        "max_frame_bytes": Key("int", HTTP2_MIN_FRAME, HTTP2_MIN_FRAME, HTTP2_MAX_FRAME),
+        "min_ping_interval_ms": Key("int", 10_000, 1, I32),
+        "max_ping_strikes": Key("int", 2, 0, I32),
+        "keepalive_time_ms": Key("int", 60_000, 1, I32),
+        "keepalive_timeout_ms": Key("int", 20_000, 1, I32),
+        "max_connection_idle_ms": Key("int", 15 * 60_000, 1, I32),
+        "max_connection_age_ms": Key("int", 30 * 60_000, 1, I32),
+        "max_connection_age_grace_ms": Key("int", 30_000, 1, I32),
+        "handshake_timeout_ms": Key("int", 10_000, 1, I32),
+        "max_connections": Key("int", 0, 0, I32),
+        "max_rss_mib": Key("int", 0, 0, I32),
     },
     "tls": {
         "ca": Key("path"),
@@ -135,6 +151,8 @@ class Config:
     revoked: Path | None = None
     # Every validated value, defaults included: settings[section][key] (paths resolved).
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # HTTP/2 and connection limits of the gRPC server (server_options.py).
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     @property
     def base(self) -> Path:
@@ -261,6 +279,7 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         log_lease_ms=log["lease_ms"],
         revoked=tls["revoked"],
         settings=s,
+        connection_limits=ConnectionLimits.from_table(server, str(path)),
     )
 
 
