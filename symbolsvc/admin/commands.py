@@ -84,7 +84,7 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="the deployment's config.toml")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("agency", help="add or remove agencies")
     asub = p.add_subparsers(dest="agency_command", required=True)
     a = asub.add_parser("add", help="issue a certificate for each new agency and add it to "

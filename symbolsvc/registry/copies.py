@@ -52,6 +52,12 @@ def _is_sqlite(url: str) -> bool:
     return backend_for(url).name == "sqlite"
 
 
+def _one(row: Any) -> Any:
+    """The first column of a row a query always returns."""
+    assert row is not None
+    return row[0]
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -78,12 +84,12 @@ def _agency_sql(url: str, base: Path, template: str, agency: str) -> int:
     from .postgres import connect_sync
 
     target = PgTarget.parse(url)
-    with connect_sync(target) as conn:
+    with connect_sync(target) as pg:
         try:
-            cur = conn.execute(template.format(p="%s", yes="TRUE"), (agency,))
+            pcur = pg.execute(template.format(p="%s", yes="TRUE"), (agency,))
         except psycopg.Error as exc:
             raise ConfigError(target.scrub(f"{target.display}: {_first_line(exc)}")) from None
-        return cur.fetchone()[0] if cur.description else cur.rowcount
+        return _one(pcur.fetchone()) if pcur.description else pcur.rowcount
 
 
 def live_holdings(url: str, base: Path, agency: str) -> int:
@@ -150,7 +156,7 @@ def _snapshot_postgres(target: PgTarget, out: Path) -> dict[str, Any]:
         with psycopg.connect(target.conninfo, password=target.password, autocommit=True,
                              connect_timeout=10) as conn:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            exported = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            exported = _one(conn.execute("SELECT pg_export_snapshot()").fetchone())
             facts = summary(lambda sql: conn.execute(sql).fetchone())
             version = pg_version(conn)
             proc = subprocess.run(
@@ -238,14 +244,14 @@ def _restore_postgres(target: PgTarget, dump: Path, *, replace: bool) -> None:
     from .postgres import connect_sync
 
     with connect_sync(target) as conn:
-        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = "
-                              "current_schema()").fetchone()[0]
+        tables = _one(conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = "
+                              "current_schema()").fetchone())
         rows = 0
         for table in ("holdings", "access_records", "checkpoints"):
-            if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is not None:
-                rows += conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
-        others = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                              "current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+            if _one(conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()) is not None:
+                rows += _one(conn.execute(f"SELECT count(*) FROM {table}").fetchone())  # noqa: S608
+        others = _one(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                              "current_database() AND pid <> pg_backend_pid()").fetchone())
     if others:
         raise ConfigError(f"{target.display}: {others} other sessions are connected; stop "
                           "every server of the deployment before restoring")
