@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .admin.commands import register as register_admin
 from .config import DEFAULT_LISTEN, load_config
 from .errors import ConfigError
 from .hostlimits import restrict_umask
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 def _init(args: argparse.Namespace) -> int:
     from .deploy import init_deployment
 
-    config = init_deployment(Path(args.dir), args.agency, listen=args.listen, force=args.force)
+    config = init_deployment(Path(args.dir), args.agency, listen=args.listen)
     d = config.parent
     print(f"wrote a deployment to {d}/ (config.toml, policy.toml, pki/, keys/, secrets/)")
     print(f"serve it with:  symbolsvc serve --config {config}")
@@ -44,9 +45,22 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _policy_check(args: argparse.Namespace) -> int:
+    from .config import agencies_without_principal
     from .policy import Policy
 
     table = Policy.load(Path(args.file))
+    config_path = Path(args.config) if args.config else Path(args.file).parent / "config.toml"
+    if args.config or config_path.exists():
+        unknown = agencies_without_principal(table, load_config(config_path))
+        if unknown:
+            level = "error" if args.strict else "warning"
+            print(f"symbolsvc: {level}: {args.file}: agency IDs no principal of {config_path} "
+                  f"has: {', '.join(unknown)}", file=sys.stderr)
+            if args.strict:
+                return 2
+    elif args.strict:
+        raise ConfigError(f"--strict needs the deployment's config.toml (--config); "
+                          f"{config_path} does not exist")
     print(f"{args.file}: OK, {table.rules} rules, {len(table.providers)} "
           "(requester, office work, info item) entries")
     return 0
@@ -139,7 +153,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an agency to create a certificate for (repeatable; default: a "
                         "sample set of four)")
     p.add_argument("--listen", default=DEFAULT_LISTEN, help="the address config.toml names")
-    p.add_argument("--force", action="store_true", help="overwrite an existing deployment")
     p.set_defaults(func=_init)
 
     p = sub.add_parser("serve", help="serve a deployment")
@@ -164,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     psub = p.add_subparsers(dest="policy_command", required=True)
     pc = psub.add_parser("check", help="validate a policy.toml")
     pc.add_argument("file")
+    pc.add_argument("--config", help="the deployment's config.toml, whose principals the "
+                                     "table's agency IDs must name (default: beside FILE)")
+    pc.add_argument("--strict", action="store_true",
+                    help="an agency ID no principal has is an error, not a warning")
     pc.set_defaults(func=_policy_check)
 
     p = sub.add_parser("audit", help="independent verification of the access log")
@@ -187,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     av.add_argument("--state", metavar="FILE",
                     help="the last verified checkpoint: checked against, updated on success")
     av.set_defaults(func=_audit_verify)
+    register_admin(sub)
     return parser
 
 

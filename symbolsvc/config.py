@@ -1,5 +1,12 @@
 """config.toml: the deployment's configuration (docs/CONFIG.md is the reference).
 
+Strict by construction: every known key is declared once, in :data:`SCHEMA`
+(one table per section, one row per key: type, default, range). An unknown
+section or key, a wrong type or an out-of-range value stops the command with
+one line naming the file, the key and what is expected (:class:`ConfigError`,
+exit status 2), so a misspelling such as ``[acces_log]`` can never silently
+turn a feature off. Adding a key is adding one row.
+
 Paths in the file are relative to the file's directory. Principals map a
 certificate identity (a SPIFFE-style URI SAN) to a name and roles; an
 agency's ID is its principal name.
@@ -7,17 +14,105 @@ agency's ID is its principal name.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 from .limits import LimitsConfig, parse_limits
-from .policy import is_ident
-from .server_options import ConnectionLimits
+from .policy import Policy, is_ident
+from .registry.backends import backend_for
+from .server_options import HTTP2_MAX_FRAME, HTTP2_MIN_FRAME, ConnectionLimits
 
 ROLES = frozenset({"agency", "broker", "portal", "auditor"})
 DEFAULT_LISTEN = "127.0.0.1:50051"
+REQUIRED = object()  # a key without a default
+
+
+@dataclass(frozen=True)
+class Key:
+    """One declared key: its type (``str``, ``int``, ``float``, ``bool``, ``path`` or
+    ``str_list``), its default (:data:`REQUIRED` for none) and, for numbers, its range."""
+
+    kind: str
+    default: Any = REQUIRED
+    lo: float | None = None
+    hi: float | None = None
+
+    def expected(self) -> str:
+        what = {"str": "a string", "path": "a non-empty path string", "int": "an integer",
+                "float": "a number", "bool": "true or false",
+                "str_list": "a list of strings"}[self.kind]
+        if self.lo is not None and self.hi is not None:
+            what += f" from {_num(self.lo)} to {_num(self.hi)}"
+        elif self.lo is not None:
+            what += f" of at least {_num(self.lo)}"
+        return what
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+MIB = 1024 * 1024
+I32 = 2**31 - 1
+# section -> key -> declaration. THE one place a config.toml key is known.
+SCHEMA: dict[str, dict[str, Key]] = {
+    "server": {
+        "listen": Key("str", DEFAULT_LISTEN),
+        "health_listen": Key("str", ""),
+        "metrics_listen": Key("str", ""),
+        "max_concurrent_rpcs": Key("int", 2000, 1, 1_000_000),
+        "max_message_bytes": Key("int", 4 * MIB, 1024, 2**31 - 1),
+        "grace_seconds": Key("float", 10.0, 0, 3600),
+        # HTTP/2 and connection limits (server_options.ConnectionLimits; docs/HARDENING.md).
+        "max_concurrent_streams": Key("int", 100, 1, I32),
+        "max_header_list_bytes": Key("int", 16_384, 1024, I32),
+        "max_frame_bytes": Key("int", HTTP2_MIN_FRAME, HTTP2_MIN_FRAME, HTTP2_MAX_FRAME),
+        "min_ping_interval_ms": Key("int", 10_000, 1, I32),
+        "max_ping_strikes": Key("int", 2, 0, I32),
+        "keepalive_time_ms": Key("int", 60_000, 1, I32),
+        "keepalive_timeout_ms": Key("int", 20_000, 1, I32),
+        "max_connection_idle_ms": Key("int", 15 * 60_000, 1, I32),
+        "max_connection_age_ms": Key("int", 30 * 60_000, 1, I32),
+        "max_connection_age_grace_ms": Key("int", 30_000, 1, I32),
+        "handshake_timeout_ms": Key("int", 10_000, 1, I32),
+        "max_connections": Key("int", 0, 0, I32),
+        "max_rss_mib": Key("int", 0, 0, I32),
+    },
+    "tls": {
+        "ca": Key("path"),
+        "cert": Key("path"),
+        "key": Key("path"),
+        "revoked": Key("path", None),
+    },
+    "storage": {
+        "url": Key("str"),
+    },
+    "keys": {
+        "keyring": Key("path"),
+        "passphrase_env": Key("str", "SYMBOLSVC_PASSPHRASE"),
+        "passphrase_file": Key("path", None),
+    },
+    "policy": {
+        "file": Key("path"),
+    },
+    "access_log": {
+        "origin": Key("str", "symbolsvc.local/access-log"),
+        "security_log": Key("path", None),
+        "integrate_interval_ms": Key("int", 200, 1, 3_600_000),
+        "integrate_batch": Key("int", 10_000, 1, 10_000_000),
+        "lease_ms": Key("int", 5_000, 1, 86_400_000),
+    },
+}
+# [principals.NAME]: one table per principal.
+PRINCIPAL_KEYS: dict[str, Key] = {
+    "identity": Key("str"),
+    "roles": Key("str_list"),
+}
 
 
 @dataclass(frozen=True)
@@ -53,9 +148,13 @@ class Config:
     log_integrate_interval_ms: int = 200
     log_integrate_batch: int = 10_000
     log_lease_ms: int = 5_000
-    # Per-principal limits and stream bounds (docs/ISOLATION.md); the revocation list.
-    limits: LimitsConfig = field(default_factory=lambda: parse_limits({}, Path()))
+    # The certificate revocation list ([tls] revoked; docs/OPERATIONS.md).
     revoked: Path | None = None
+    # Per-principal limits and stream bounds ([limits], validated by limits.parse_limits;
+    # docs/ISOLATION.md).
+    limits: LimitsConfig = field(default_factory=lambda: parse_limits({}, Path()))
+    # Every validated value, defaults included: settings[section][key] (paths resolved).
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # HTTP/2 and connection limits of the gRPC server (server_options.py).
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
@@ -73,6 +172,122 @@ class Config:
         return self.base / self.storage_url.removeprefix("sqlite:").removeprefix("//")
 
 
+def _unknown(path: Path, what: str, name: str, known: list[str], fmt: str = "{!r}"
+             ) -> ConfigError:
+    near = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {fmt.format(near[0])}? " if near else ""
+    return ConfigError(f"{path}: unknown {what} {fmt.format(name)}: {hint}expected one of "
+                       f"{', '.join(fmt.format(k) for k in sorted(known))}")
+
+
+def _value(path: Path, where: str, key: Key, value: Any) -> Any:
+    """``value`` checked against ``key``; a one-line ConfigError otherwise."""
+    ok = True
+    if key.kind in ("str", "path"):
+        ok = isinstance(value, str) and (key.kind == "str" or bool(value))
+    elif key.kind == "bool":
+        ok = isinstance(value, bool)
+    elif key.kind == "str_list":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    elif key.kind in ("int", "float"):
+        types: tuple[type, ...] = (int,) if key.kind == "int" else (int, float)
+        ok = isinstance(value, types) and not isinstance(value, bool)
+        ok = ok and (key.lo is None or value >= key.lo) and (key.hi is None or value <= key.hi)
+        if ok and key.kind == "float":
+            value = float(value)
+    if not ok:
+        raise ConfigError(f"{path}: {where}: expected {key.expected()}, got {value!r}")
+    return value
+
+
+def _section(path: Path, name: str, raw: Any, decl: Mapping[str, Key]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table")
+    for k in raw:
+        if k not in decl:
+            raise _unknown(path, f"key in [{name}]", k, list(decl))
+    out: dict[str, Any] = {}
+    for k, key in decl.items():
+        if k not in raw:
+            if key.default is REQUIRED:
+                raise ConfigError(f"{path}: [{name}] {k} is required: expected {key.expected()}")
+            out[k] = key.default
+            continue
+        out[k] = _value(path, f"[{name}] {k}", key, raw[k])
+        if key.kind == "path":
+            out[k] = path.parent / out[k]
+    return out
+
+
+def _principals(path: Path, raw: Any) -> dict[str, Principal]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [principals] must be a table of [principals.NAME] tables")
+    principals: dict[str, Principal] = {}
+    for name, p in raw.items():
+        if not is_ident(name):
+            raise ConfigError(f"{path}: [principals.{name}]: expected a name of lower-case "
+                              "ASCII letters, digits, '.', '_', '-'")
+        s = _section(path, f"principals.{name}", p, PRINCIPAL_KEYS)
+        roles = s["roles"]
+        if not roles or not set(roles) <= ROLES:
+            raise ConfigError(f"{path}: [principals.{name}] roles: expected a non-empty "
+                              f"subset of {sorted(ROLES)}, got {roles!r}")
+        principals[name] = Principal(name, s["identity"], frozenset(roles))
+    seen: dict[str, str] = {}
+    for p in principals.values():
+        if p.identity in seen:
+            raise ConfigError(f"{path}: [principals.{p.name}] identity: expected a unique "
+                              f"identity, {seen[p.identity]!r} has the same")
+        seen[p.identity] = p.name
+    return principals
+
+
+def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
+    """Validate a parsed config.toml strictly; see the module docstring."""
+    for name in doc:
+        if name not in SCHEMA and name not in ("principals", "limits"):
+            raise _unknown(path, "section", name, [*SCHEMA, "principals", "limits"], "[{}]")
+    s = {name: _section(path, name, doc.get(name, {}), decl) for name, decl in SCHEMA.items()}
+    principals = _principals(path, doc.get("principals", {}))
+    try:
+        # The backend for the scheme; describe() parses the URL's own options too.
+        backend_for(s["storage"]["url"]).describe(s["storage"]["url"], path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    log = s["access_log"]
+    if log["lease_ms"] < 2 * log["integrate_interval_ms"]:
+        raise ConfigError(f"{path}: [access_log] lease_ms: expected at least twice "
+                          "integrate_interval_ms, or the sequencer loses its lease between steps")
+    server, tls, keys = s["server"], s["tls"], s["keys"]
+    return Config(
+        path=path,
+        listen=server["listen"],
+        health_listen=server["health_listen"],
+        metrics_listen=server["metrics_listen"],
+        max_concurrent_rpcs=server["max_concurrent_rpcs"],
+        max_message_bytes=server["max_message_bytes"],
+        grace_seconds=server["grace_seconds"],
+        tls_ca=tls["ca"],
+        tls_cert=tls["cert"],
+        tls_key=tls["key"],
+        storage_url=s["storage"]["url"],
+        keyring=keys["keyring"],
+        passphrase_file=keys["passphrase_file"],
+        passphrase_env=keys["passphrase_env"],
+        policy_file=s["policy"]["file"],
+        log_origin=log["origin"],
+        security_log=log["security_log"],
+        principals=principals,
+        log_integrate_interval_ms=log["integrate_interval_ms"],
+        log_integrate_batch=log["integrate_batch"],
+        log_lease_ms=log["lease_ms"],
+        revoked=tls["revoked"],
+        limits=parse_limits(doc.get("limits", {}), path),
+        settings=s,
+        connection_limits=ConnectionLimits.from_table(server, str(path)),
+    )
+
+
 def load_config(path: Path) -> Config:
     path = path.resolve()
     try:
@@ -81,74 +296,16 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    base = path.parent
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML: expected UTF-8 text") from None
+    return parse_config(path, doc)
 
-    def section(name: str) -> dict:
-        value = doc.get(name, {})
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: [{name}] must be a table")
-        return value
 
-    def req(sec: dict, key: str, where: str) -> str:
-        value = sec.get(key)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{path}: [{where}] {key} is required (a non-empty string)")
-        return value
-
-    server, tls, storage = section("server"), section("tls"), section("storage")
-    keys, policy, access_log = section("keys"), section("policy"), section("access_log")
-    principals: dict[str, Principal] = {}
-    for name, p in section("principals").items():
-        if not is_ident(name) or not isinstance(p, dict):
-            raise ConfigError(f"{path}: principal {name!r}: invalid name or not a table")
-        identity = req(p, "identity", f"principals.{name}")
-        roles = p.get("roles", [])
-        if not isinstance(roles, list) or not roles or not set(roles) <= ROLES:
-            raise ConfigError(
-                f"{path}: principals.{name}.roles must be a non-empty subset of {sorted(ROLES)}"
-            )
-        principals[name] = Principal(name, identity, frozenset(roles))
-    identities = [p.identity for p in principals.values()]
-    if len(set(identities)) != len(identities):
-        raise ConfigError(f"{path}: two principals share one identity")
-    passphrase_file = keys.get("passphrase_file")
-    security_log = access_log.get("security_log")
-
-    def positive(sec: dict, key: str, where: str, default: int) -> int:
-        value = sec.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{path}: [{where}] {key} must be a positive integer")
-        return value
-
-    interval_ms = positive(access_log, "integrate_interval_ms", "access_log", 200)
-    batch = positive(access_log, "integrate_batch", "access_log", 10_000)
-    lease_ms = positive(access_log, "lease_ms", "access_log", 5_000)
-    if lease_ms < 2 * interval_ms:
-        raise ConfigError(f"{path}: [access_log] lease_ms must be at least twice "
-                          "integrate_interval_ms, or the sequencer loses its lease between steps")
-    return Config(
-        path=path,
-        listen=str(server.get("listen", DEFAULT_LISTEN)),
-        health_listen=str(server.get("health_listen", "")),
-        metrics_listen=str(server.get("metrics_listen", "")),
-        max_concurrent_rpcs=int(server.get("max_concurrent_rpcs", 2000)),
-        max_message_bytes=int(server.get("max_message_bytes", 4 * 1024 * 1024)),
-        grace_seconds=float(server.get("grace_seconds", 10)),
-        tls_ca=base / req(tls, "ca", "tls"),
-        tls_cert=base / req(tls, "cert", "tls"),
-        tls_key=base / req(tls, "key", "tls"),
-        storage_url=req(storage, "url", "storage"),
-        keyring=base / req(keys, "keyring", "keys"),
-        passphrase_file=base / passphrase_file if passphrase_file else None,
-        passphrase_env=str(keys.get("passphrase_env", "SYMBOLSVC_PASSPHRASE")),
-        policy_file=base / req(policy, "file", "policy"),
-        log_origin=str(access_log.get("origin", "symbolsvc.local/access-log")),
-        security_log=base / security_log if security_log else None,
-        principals=principals,
-        log_integrate_interval_ms=interval_ms,
-        log_integrate_batch=batch,
-        log_lease_ms=lease_ms,
-        limits=parse_limits(doc.get("limits", {}), path),
-        revoked=base / tls["revoked"] if isinstance(tls.get("revoked"), str) else None,
-        connection_limits=ConnectionLimits.from_table(server, str(path)),
-    )
+def agencies_without_principal(policy: Policy, config: Config) -> list[str]:
+    """Agency IDs the permission table names (as requester or provider) that no principal
+    with the agency role has: a typo, or an agency not yet added."""
+    named = {r for r, _, _ in policy.providers}
+    for providers in policy.providers.values():
+        named |= providers
+    agencies = {p.name for p in config.principals.values() if "agency" in p.roles}
+    return sorted(named - agencies)

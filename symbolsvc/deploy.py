@@ -5,6 +5,7 @@
     DIR/pki/ca.crt, ca.key   the deployment CA (keep ca.key offline in production)
     DIR/pki/NAME.crt, .key   server, broker, portal, auditor and each agency
     DIR/pki/log.vkey         the access log's verifier key (signed-note vkey)
+    DIR/pki/revoked.txt      the certificate revocation list (empty; ``cert revoke``)
     DIR/keys/keyring.json    master secrets, wrapped under the passphrase
     DIR/secrets/passphrase   the dev passphrase (mode 0600; production keeps it
                              elsewhere and sets SYMBOLSVC_PASSPHRASE instead)
@@ -19,29 +20,60 @@ from .config import DEFAULT_LISTEN
 from .errors import ConfigError
 from .keys import Keyring
 from .log.checkpoint import vkey_string
-from .pki import TRUST_DOMAIN, issue_leaf, make_ca, spiffe_id, write_pair, write_private
+from .pki import (
+    TRUST_DOMAIN,
+    issue_leaf,
+    make_ca,
+    private_dir,
+    spiffe_id,
+    write_pair,
+    write_private,
+    write_public,
+)
 from .policy import is_ident
 
 DEFAULT_AGENCIES = ("city-chiyoda", "city-minato", "pension-service", "tax-office")
 SERVICE_PRINCIPALS = {"broker": ["broker"], "portal": ["portal", "agency"], "auditor": ["auditor"]}
 LOG_ORIGIN = "symbolsvc.local/access-log"
+RESERVED = ("server", "ca", "log", "revoked")
+# What makes a directory a deployment that init must never overwrite.
+DEPLOYMENT_MARKERS = ("config.toml", "keys/keyring.json", "pki/ca.key", "secrets/passphrase")
 
 
-def init_deployment(
-    directory: Path, agencies: list[str], *, listen: str = DEFAULT_LISTEN, force: bool = False
-) -> Path:
-    """Create the deployment; return the path of its config.toml."""
+def check_principal_name(name: str, what: str = "agency ID") -> str:
+    if not is_ident(name) or name in SERVICE_PRINCIPALS or name in RESERVED:
+        raise ConfigError(
+            f"{what} {name!r} is invalid or reserved (use lower-case ASCII letters, digits, "
+            "'.', '_', '-'; not server, broker, portal, auditor, ca, log or revoked)"
+        )
+    return name
+
+
+def existing_deployment(directory: Path) -> list[str]:
+    """What in ``directory`` holds keys or data (relative names); empty when nothing does."""
+    found = [m for m in DEPLOYMENT_MARKERS if (directory / m).exists()]
+    data = directory / "data"
+    if data.is_dir():
+        found += [f"data/{p.name}" for p in sorted(data.iterdir())]
+    return found
+
+
+def init_deployment(directory: Path, agencies: list[str], *, listen: str = DEFAULT_LISTEN
+                    ) -> Path:
+    """Create the deployment; return the path of its config.toml. Never overwrites one:
+    new keys over old data would orphan every holding and break the log's signatures."""
     agencies = list(dict.fromkeys(agencies or DEFAULT_AGENCIES))
     for a in agencies:
-        if not is_ident(a) or a in SERVICE_PRINCIPALS or a in ("server", "ca", "log"):
-            raise ConfigError(
-                f"agency ID {a!r} is invalid or reserved (use lower-case ASCII letters, digits, "
-                "'.', '_', '-'; not server, broker, portal, auditor, ca or log)"
-            )
+        check_principal_name(a)
+    found = existing_deployment(directory)
+    if found:
+        raise ConfigError(
+            f"{directory} already holds a deployment ({', '.join(found[:4])}); init never "
+            "overwrites keys or data: add agencies with `symbolsvc agency add`, reissue "
+            "certificates with `symbolsvc cert reissue`, or init a new, empty directory")
     config_path = directory / "config.toml"
-    if config_path.exists() and not force:
-        raise ConfigError(f"{config_path} exists; refusing to overwrite a deployment (--force)")
-    pki = directory / "pki"
+    private_dir(directory)
+    pki = private_dir(directory / "pki")
     ca = make_ca()
     write_pair(ca, pki, "ca")
     server = issue_leaf(ca, "symbolsvc server", f"spiffe://{TRUST_DOMAIN}/server", server=True,
@@ -59,13 +91,13 @@ def init_deployment(
     passphrase = secrets.token_urlsafe(32).encode()
     write_private(directory / "secrets" / "passphrase", passphrase + b"\n")
     write_private(directory / "keys" / "keyring.json", keyring.seal(passphrase))
-    (pki / "log.vkey").write_text(
-        vkey_string(LOG_ORIGIN, keyring.log_signing_key().public_key()) + "\n"
-    )
-    (directory / "data").mkdir(exist_ok=True)
-    (directory / "logs").mkdir(exist_ok=True)
-    (directory / "policy.toml").write_text(_policy(agencies))
-    config_path.write_text(_config(listen, principals))
+    write_public(pki / "log.vkey", (
+        vkey_string(LOG_ORIGIN, keyring.log_signing_key().public_key()) + "\n").encode())
+    write_public(pki / "revoked.txt", b"")  # format: docs/CONFIG.md, [tls] revoked
+    private_dir(directory / "data")
+    private_dir(directory / "logs")
+    write_public(directory / "policy.toml", _policy(agencies).encode())
+    write_public(config_path, _config(listen, principals).encode())
     return config_path
 
 
@@ -85,6 +117,7 @@ def _config(listen: str, principals: list[tuple[str, str, list[str]]]) -> str:
         'ca = "pki/ca.crt"',
         'cert = "pki/server.crt"',
         'key = "pki/server.key"',
+        'revoked = "pki/revoked.txt"  # certificates refused although they chain to the CA',
         "",
         "[storage]",
         'url = "sqlite:data/registry.db"',

@@ -91,9 +91,9 @@ def issue_leaf(
 
 
 def write_pair(issued: Issued, directory: Path, name: str) -> None:
-    """Write NAME.crt (PEM) and NAME.key (PKCS#8 PEM, mode 0600)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{name}.crt").write_bytes(issued.cert.public_bytes(serialization.Encoding.PEM))
+    """Write NAME.crt (PEM) and NAME.key (PKCS#8 PEM, mode 0600), each replaced atomically,
+    the key first (a crash in between leaves a new key whose certificate is reissued again)."""
+    private_dir(directory)
     write_private(
         directory / f"{name}.key",
         issued.key.private_bytes(
@@ -101,14 +101,42 @@ def write_pair(issued: Issued, directory: Path, name: str) -> None:
             serialization.NoEncryption(),
         ),
     )
+    write_public(directory / f"{name}.crt", issued.cert.public_bytes(serialization.Encoding.PEM))
+
+
+def private_dir(path: Path) -> Path:
+    """Make ``path`` (and missing parents) a directory only its owner may enter (0700)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _replace(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to a temporary file of ``mode`` beside ``path``, fsync, rename over it:
+    readers see the old or the new file, never a mix; an existing file's looser mode is gone."""
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)  # O_CREAT's mode does not apply to a leftover file
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Create a file readable by its owner only, before any secret is written into it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    """Create or replace a file readable by its owner only (0600), whether or not it existed."""
+    _replace(path, data, 0o600)
+
+
+def write_public(path: Path, data: bytes) -> None:
+    """Create or replace a non-secret file (a certificate, a verifier key): 0644."""
+    _replace(path, data, 0o644)
 
 
 def load_ca(directory: Path) -> Issued:

@@ -39,6 +39,7 @@ from .memguard import MemoryGuard
 from .policy import PolicyHolder
 from .registry import LogStore, Registry
 from .registry.backends import open_registry
+from .reload import reload_principals, warn_unknown_agencies
 from .revocation import PeerCheck
 from .server_options import probe_options, server_options
 from .services.audit import AuditService
@@ -135,6 +136,7 @@ async def run(
     check_secret_modes((config.keyring, config.passphrase_file, config.tls_key))
     check_fd_budget(fd_need(config.max_concurrent_rpcs, HEALTH_RESERVE, 16))
     app = build_app(config)
+    warn_unknown_agencies(app.policy.current, config.path)
     address = listen or config.listen
     try:
         peers = PeerCheck(config.tls_ca.read_bytes(), config.revoked)
@@ -142,7 +144,8 @@ async def run(
         raise ConfigError(f"cannot read the CA certificate: {exc}") from None
     limiter = Limiter(config.limits, config.max_concurrent_rpcs)
     server = grpc.aio.server(
-        interceptors=[GuardInterceptor(config.by_identity(), limiter=limiter, peers=peers)],
+        interceptors=[GuardInterceptor(identities := config.by_identity(), limiter=limiter,
+                                       peers=peers)],
         options=server_options(config.connection_limits, config.max_message_bytes,
                                reuseport=reuseport),
         # The limiter enforces max_concurrent_rpcs on everything but health; gRPC's own cap
@@ -181,7 +184,12 @@ async def run(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app.policy, peers))
+
+    def on_sighup() -> None:
+        _reload(app.policy, peers)
+        reload_principals(config.path, identities, app.policy.current)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     guard = MemoryGuard(config.connection_limits.max_rss_mib, stop.set)
     guard.start()
     host = address.rsplit(":", 1)[0]

@@ -114,7 +114,7 @@ def test_keyring_holds_no_secret_in_clear(deployment_template: Path) -> None:
             Keyring.unseal(data, wrong)
 
 
-def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+def test_init_refuses_a_directory_that_holds_a_deployment(tmp_path: Path) -> None:
     d = tmp_path / "dep"
     first = init_deployment_cli(d, ["alpha", "beta-2"])
     assert f"symbolsvc serve --config {d / 'config.toml'}" in first.stdout
@@ -125,14 +125,13 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
 
     again = init_deployment_cli(d, ["alpha"], check=False)
-    assert again.returncode != 0
-    assert "refusing to overwrite" in again.stderr and "--force" in again.stderr
+    assert again.returncode == 2
+    assert "already holds a deployment" in again.stderr and "never overwrites" in again.stderr
     assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
-
-    forced = init_deployment_cli(d, ["alpha"], "--force")
-    assert forced.returncode == 0
-    assert (d / "pki" / "ca.crt").read_bytes() != before[d / "pki" / "ca.crt"]
-    assert (d / "keys" / "keyring.json").read_bytes() != before[d / "keys" / "keyring.json"]
+    # There is no flag that keeps data under new keys.
+    forced = init_deployment_cli(d, ["alpha"], "--force", check=False)
+    assert forced.returncode == 2
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.parametrize("agency", ["broker", "City-Chiyoda", "city chiyoda", "ca"])

@@ -744,7 +744,7 @@ def test_remote_without_a_server_is_exit_2(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     from symbolsvc.deploy import init_deployment
 
-    init_deployment(tmp_path / "dep", ["city-a"], listen="127.0.0.1:1", force=False)
+    init_deployment(tmp_path / "dep", ["city-a"], listen="127.0.0.1:1")
     state = tmp_path / "state.json"
     rc = main(["audit", "verify", "--deployment", str(tmp_path / "dep"),
                "--target", "127.0.0.1:1", "--state", str(state)])
