@@ -49,9 +49,8 @@ from .log.checkpoint import (
     NoteError,
     VerifierKey,
     parse_checkpoint_body,
-    parse_vkey,
-    verify_checkpoint,
 )
+from .log.keychain import KeyChain, parse_vkeys
 from .log.merkle import EMPTY_ROOT, Frontier, ProofError, leaf_hash, verify_consistency
 from .records import AccessRecord, LeafError
 
@@ -86,14 +85,15 @@ class AuditError(Exception):
 # ------------------------------------------------------------------------- inputs
 
 
-def load_vkey(path: Path | str) -> VerifierKey:
-    """Read a signed-note verifier key file (``pki/log.vkey``: one line)."""
+def load_vkey(path: Path | str) -> KeyChain:
+    """Read the log's verifier key file (``pki/log.vkey``: one signed-note vkey per line,
+    oldest first; :mod:`symbolsvc.log.keychain`)."""
     try:
         text = Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise AuditError(f"cannot read verifier key {path}: {exc}") from None
     try:
-        return parse_vkey(text)
+        return KeyChain(parse_vkeys(text))
     except NoteError as exc:
         raise AuditError(f"{path}: not a verifier key: {exc}") from None
 
@@ -116,7 +116,7 @@ class TrustedState:
         }, indent=2) + "\n"
 
 
-def load_state(path: Path | str, vkey: VerifierKey) -> TrustedState | None:
+def load_state(path: Path | str, vkey: KeyChain | VerifierKey) -> TrustedState | None:
     """Read the state file; ``None`` if it does not exist yet (first verification).
 
     The saved note must still verify under ``vkey`` and agree with the saved
@@ -137,7 +137,7 @@ def load_state(path: Path | str, vkey: VerifierKey) -> TrustedState | None:
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise AuditError(f"state file {p} is malformed: {exc}") from None
     try:
-        cp = verify_checkpoint(state.checkpoint, vkey, state.origin)
+        cp = KeyChain.of(vkey).verify_any(state.checkpoint, state.origin)
     except (NoteError, CheckpointError) as exc:
         raise AuditError(f"state file {p}: its checkpoint does not verify: {exc}") from None
     if cp.size != state.size or cp.root_hash != state.root_hash:
@@ -233,11 +233,11 @@ def _note_label(note: object) -> str:
     return "checkpoint"
 
 
-def _verify_note(label: str, note: object, vkey: VerifierKey, origin: str) -> Checkpoint:
+def _verify_note(label: str, note: object, vkey: KeyChain, origin: str) -> Checkpoint:
     if not isinstance(note, str):
         raise _fail(f"{label}: note is not text")
     try:
-        return verify_checkpoint(note, vkey, origin)
+        return vkey.verify(note, origin)
     except NoteError as exc:
         raise _fail(f"{label}: bad signature ({exc})") from None
     except CheckpointError as exc:
@@ -343,7 +343,7 @@ def _load_nodes(conn: sqlite3.Connection, begin: int, end: int) -> dict[tuple[in
 class _StoredCheckpoints:
     """The ``checkpoints`` table in tree-size order, verified as the tree reaches each size."""
 
-    def __init__(self, conn: sqlite3.Connection, vkey: VerifierKey, origin: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, vkey: KeyChain, origin: str) -> None:
         self._rows: Iterator[tuple[Any, str, Any]] = iter(conn.execute(
             "SELECT tree_size, typeof(tree_size), note FROM checkpoints ORDER BY tree_size"))
         self._vkey = vkey
@@ -378,7 +378,7 @@ class _StoredCheckpoints:
 
 def verify_database(
     path: Path | str,
-    vkey: VerifierKey,
+    vkey: KeyChain | VerifierKey,
     *,
     origin: str | None = None,
     previous: TrustedState | None = None,
@@ -391,6 +391,7 @@ def verify_database(
     """
     if chunk < 1:
         raise ValueError("chunk must be positive")
+    vkey = KeyChain.of(vkey)
     origin = origin or vkey.name
     path = Path(path)
     conn = _connect_read_only(path)
@@ -411,7 +412,7 @@ def _latest_checkpoint_size(conn: sqlite3.Connection) -> int | None:
 def _verify_connection(
     conn: sqlite3.Connection,
     source: str,
-    vkey: VerifierKey,
+    vkey: KeyChain,
     origin: str,
     previous: TrustedState | None,
     chunk: int,
@@ -506,7 +507,7 @@ class AuditSource(Protocol):
 
 def verify_remote(
     client: AuditSource,
-    vkey: VerifierKey,
+    vkey: KeyChain | VerifierKey,
     *,
     origin: str | None = None,
     previous: TrustedState | None = None,
@@ -520,6 +521,7 @@ def verify_remote(
     """
     from symbolsvc_client.clients import CallError
 
+    vkey = KeyChain.of(vkey)
     origin = origin or vkey.name
     try:
         return _verify_remote(client, vkey, origin, previous, source)
@@ -527,9 +529,11 @@ def verify_remote(
         raise AuditError(f"{source}: {exc}") from None
 
 
-def _verify_remote(client: AuditSource, vkey: VerifierKey, origin: str,
+def _verify_remote(client: AuditSource, vkey: KeyChain, origin: str,
                    previous: TrustedState | None, source: str) -> AuditReport:
     note = client.checkpoint()
+    if previous is not None:
+        vkey.resume_from(previous.checkpoint)
     latest = _verify_note(_note_label(note), note, vkey, origin)
     label = f"checkpoint {latest.size}"
     _check_previous_size(previous, latest)

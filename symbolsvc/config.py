@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .keystore import HsmConfig, parse_provider
 from .policy import is_ident
 
 ROLES = frozenset({"agency", "broker", "portal", "auditor"})
@@ -51,6 +52,8 @@ class Config:
     log_integrate_interval_ms: int = 200
     log_integrate_batch: int = 10_000
     log_lease_ms: int = 5_000
+    # [keys] provider = "pkcs11": where the master secrets live (symbolsvc.keystore).
+    hsm: HsmConfig | None = None
 
     @property
     def base(self) -> Path:
@@ -141,4 +144,5 @@ def load_config(path: Path) -> Config:
         log_integrate_interval_ms=interval_ms,
         log_integrate_batch=batch,
         log_lease_ms=lease_ms,
+        hsm=parse_provider(keys, path),
     )

@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 
+from . import rotation
 from .errors import InvalidArgument, NotFound, PermissionDenied, SymbolsvcError
 from .numbers import validate_individual_number
 from .policy import PolicyHolder, is_ident
 from .records import AccessKind, AccessRecord
-from .registry import NewHolding, NewRecord, Registry, StoredRecord
+from .registry import NewRecord, Registry, StoredRecord
 from .symbols import Deriver, symbol_version
 
 MAX_BATCH = 1000
@@ -113,7 +115,7 @@ class Core:
         version = d.current_version
         out: list[Issued | SymbolsvcError] = []
         pending: list[int] = []
-        holdings: list[NewHolding] = []
+        sids: list[bytes] = []
         for i, number in enumerate(numbers):
             try:
                 raw = validate_individual_number(
@@ -122,19 +124,26 @@ class Core:
             except InvalidArgument as err:
                 out.append(err)
                 continue
-            sid = d.subject_id(raw)
-            symbol = d.symbol(agency, sid, version)
-            holdings.append(NewHolding(agency, symbol, d.seal(sid, agency, symbol)))
+            sids.append(d.subject_id(raw))
             pending.append(i)
             out.append(err_placeholder)
-        if holdings:
-            fresh = await self.registry.issue(holdings)
-            for i, h, new in zip(pending, holdings, fresh, strict=True):
-                out[i] = Issued(h.symbol, new, version)
+        if sids:
+            issued = await rotation.issue_subjects(d, self.registry, agency, sids)
+            for i, (symbol, new) in zip(pending, issued, strict=True):
+                out[i] = Issued(symbol, new, version)
         return out
 
+    async def upgrade_many(self, agency: str, symbols: Sequence[str]) -> list[str | SymbolsvcError]:
+        """UpgradeSymbols: move up to MAX_BATCH holdings to the current key version."""
+        check_batch(len(symbols), "symbols")
+        return await rotation.upgrade(self.deriver, self.registry, agency, symbols, self._unseal)
+
     async def release(self, agency: str, symbol: str) -> bool:
-        symbol_version(symbol)
+        self.deriver.version_of(symbol)
+        if self.deriver.older_versions:  # a holding may have rows under several versions
+            sealed = await self.registry.lookup(agency, symbol)
+            sid = None if sealed is None else self._unseal(sealed, agency, symbol)
+            return await rotation.release(self.deriver, self.registry, agency, symbol, sid)
         was_held = await self.registry.release(agency, symbol)
         if was_held is None:
             raise NotFound("NOT_ISSUED", "this agency was never issued that symbol", "symbol")
@@ -162,6 +171,7 @@ class Core:
             prefix = f"requests[{i}]." if batch else ""
             try:
                 _check_exchange(r, prefix)
+                self.deriver.version_of(r.symbol, prefix + "symbol")
                 _check_ident(r.provider_agency, prefix + "provider_agency")
                 if not policy.allows(r.requester_agency, r.office_work, r.info_item,
                                      r.provider_agency):
@@ -189,9 +199,10 @@ class Core:
         now = self._clock_us()
         provider_symbols: dict[int, str] = {}
         failed: dict[int, SymbolsvcError] = {}
+        versions = await self._provider_versions(reqs, todo)
         results = await self.registry.append_for_holdings(
             [((reqs[i].requester_agency, reqs[i].symbol), self._translation(reqs[i], i, now,
-              provider_symbols, failed)) for i in todo]
+              provider_symbols, failed, versions.get(i))) for i in todo]
         )
         for i, (held, rid) in zip(todo, results, strict=True):
             if not held:
@@ -208,9 +219,29 @@ class Core:
                 out[i] = Translated(provider_symbols[i], rid)
         return out
 
+    async def _provider_versions(
+        self, reqs: Sequence[TranslateRequest], todo: list[int]
+    ) -> dict[int, int]:
+        """While several key versions are accepted: per item, the version the provider holds
+        the subject at (its newest live row), read before the translation's write unit. A
+        holding that moves in between keeps its older row live, so the answer stays valid."""
+        if not self.deriver.older_versions:
+            return {}
+        sealed = await self.registry.lookup_many(
+            [(reqs[i].requester_agency, reqs[i].symbol) for i in todo])
+        asked: list[tuple[int, tuple[str, bytes]]] = []
+        for i, ref in zip(todo, sealed, strict=True):
+            if ref is not None:
+                with suppress(SymbolsvcError):
+                    sid = self._unseal(ref, reqs[i].requester_agency, reqs[i].symbol)
+                    asked.append((i, (reqs[i].provider_agency, sid)))
+        found = await rotation.newest_live(self.deriver, self.registry, [a for _, a in asked])
+        return {i: symbol_version(sym) for (i, _), sym in zip(asked, found, strict=True)
+                if sym is not None}
+
     def _translation(
         self, r: TranslateRequest, i: int, now: int, provider_symbols: dict[int, str],
-        failed: dict[int, SymbolsvcError],
+        failed: dict[int, SymbolsvcError], provider_version: int | None = None,
     ) -> Callable[[bytes], NewRecord | None]:
         """The record builder for one translation, run in the registry's writer with the
         requester's sealed reference: it never raises (errors go to ``failed``)."""
@@ -219,7 +250,7 @@ class Core:
             try:
                 sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
                 provider_symbol = self.deriver.symbol(
-                    r.provider_agency, sid, symbol_version(r.symbol))
+                    r.provider_agency, sid, provider_version or self.deriver.current_version)
                 record = self._record(
                     AccessKind.TRANSLATE, now, r.requester_agency, r.office_work, r.info_item,
                     r.exchange_id, (r.provider_agency,), sid,
@@ -236,6 +267,7 @@ class Core:
     async def resolve(self, r: ResolveRequest) -> Resolved:
         """SPEC §4 Resolve providers: permitted providers that hold the subject, logged."""
         _check_exchange(r, "")
+        self.deriver.version_of(r.symbol)
         permitted = self.policy.current.permitted_providers(
             r.requester_agency, r.office_work, r.info_item
         )
@@ -255,11 +287,9 @@ class Core:
         if sealed_ref is None:
             raise _requester_not_holding()
         sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
-        version = symbol_version(r.symbol)
         candidates = sorted(permitted)
-        live = await self.registry.lookup_many(
-            [(p, self.deriver.symbol(p, sid, version)) for p in candidates]
-        )
+        live = await rotation.newest_live(self.deriver, self.registry,
+                                          [(p, sid) for p in candidates])
         holders = tuple(p for p, s in zip(candidates, live, strict=True) if s is not None)
         record = self._record(
             AccessKind.RESOLVE, self._clock_us(), r.requester_agency, r.office_work,
@@ -274,7 +304,7 @@ class Core:
 
     async def subject_pseudonym(self, portal: str, symbol: str) -> bytes:
         """The log pseudonym of the subject the portal knows by ``symbol``."""
-        symbol_version(symbol)
+        self.deriver.version_of(symbol)
         sealed_ref = await self.registry.lookup(portal, symbol)
         if sealed_ref is None:
             raise NotFound("NOT_HOLDING", "the portal holds no subject with that symbol", "symbol")
@@ -303,26 +333,22 @@ class Core:
         return page, (str(rows[-1].id) if more else "")
 
     async def portal_symbols(self, portal: str, sealed: Sequence[bytes]) -> list[str | None]:
-        """For access records' sealed subjects: the portal's symbol (current key version)
-        for each record's subject when the portal holds that subject, else None.
+        """For access records' sealed subjects: the portal's symbol (under the newest key
+        version it holds the subject at) for each record's subject, else None.
 
         A record whose sealed subject fails authentication is reported to the
         operator and treated as not held, so one damaged row cannot stall a watch.
         """
-        version = self.deriver.current_version
-        symbols: list[str | None] = []
+        sids: list[bytes | None] = []
         for ref in sealed:
             try:
-                sid = self.deriver.unseal(ref, _LOG_SEAL_AGENCY, "")
+                sids.append(self.deriver.unseal(ref, _LOG_SEAL_AGENCY, ""))
             except ValueError:
                 log.error("an access record's sealed subject reference failed authentication")
-                symbols.append(None)
-                continue
-            symbols.append(self.deriver.symbol(portal, sid, version))
-        keys = [(portal, sym) for sym in symbols if sym is not None]
-        live = iter(await self.registry.lookup_many(keys)) if keys else iter(())
-        return [sym if sym is not None and next(live) is not None else None
-                for sym in symbols]
+                sids.append(None)
+        asked = [(portal, sid) for sid in sids if sid is not None]
+        found = iter(await rotation.newest_live(self.deriver, self.registry, asked))
+        return [None if sid is None else next(found) for sid in sids]
 
     # -- helpers ----------------------------------------------------------------
 

@@ -27,8 +27,8 @@ from .config import Config
 from .core import Core
 from .errors import ConfigError, Unavailable
 from .interceptor import GuardInterceptor
-from .keys import load_keyring, read_passphrase
-from .log.sequencer import LogNotifier, Sequencer, checkpoint_signer
+from .keyload import open_keys, reload_keys
+from .log.sequencer import LogNotifier, Sequencer
 from .log.service import AccessLog
 from .logsetup import setup_logging
 from .policy import PolicyHolder
@@ -38,7 +38,6 @@ from .services.audit import AuditService
 from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
 from .services.symbol import SymbolService
-from .symbols import Deriver
 from .v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
@@ -74,16 +73,15 @@ class App:
 
 
 def build_app(config: Config) -> App:
-    passphrase = read_passphrase(config.passphrase_env, config.passphrase_file)
-    keyring = load_keyring(config.keyring, passphrase)
+    _, deriver, sign = open_keys(config)
     policy = PolicyHolder(config.policy_file)
     registry = open_registry(config)
-    core = Core(Deriver(keyring), registry, policy)
+    core = Core(deriver, registry, policy)
     notifier = LogNotifier()
     sequencer = None
     if isinstance(registry, LogStore):
         sequencer = Sequencer(
-            registry, checkpoint_signer(config.log_origin, keyring.log_signing_key()), notifier,
+            registry, sign, notifier,
             interval_ms=config.log_integrate_interval_ms, batch=config.log_integrate_batch,
             lease_ms=config.log_lease_ms)
     else:
@@ -176,7 +174,8 @@ async def run(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload_policy(app.policy))
+    reloads: set[asyncio.Task[None]] = set()
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app, reloads))
     monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer))
     await stop.wait()
 
@@ -227,6 +226,14 @@ def _start_metrics(address: str) -> None:
         start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
     except (OSError, ValueError) as exc:
         raise ConfigError(f"[server] metrics_listen {address!r}: {exc}") from None
+
+
+def _reload(app: App, tasks: set[asyncio.Task[None]]) -> None:
+    """SIGHUP: the permission table now, the keyring in the background (keyload.py)."""
+    _reload_policy(app.policy)
+    task = asyncio.get_running_loop().create_task(reload_keys(app))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 def _reload_policy(policy: PolicyHolder) -> None:

@@ -28,6 +28,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -43,9 +44,12 @@ log = logging.getLogger("symbolsvc.log")
 _FINAL_STEPS = 100
 
 
-def checkpoint_signer(origin: str, private_key: Ed25519PrivateKey) -> SignFn:
+def checkpoint_signer(
+    origin: str, private_key: Ed25519PrivateKey | Sequence[Ed25519PrivateKey]
+) -> SignFn:
     """``sign_fn`` for :meth:`LogStore.integrate`: a C2SP signed checkpoint whose key name
-    is the origin (c2sp.org/tlog-checkpoint: the key name SHOULD match the origin)."""
+    is the origin (c2sp.org/tlog-checkpoint: the key name SHOULD match the origin). Several
+    keys (a log-key rotation's transition: old, then new) each sign it."""
 
     def sign(tree_size: int, root_hash: bytes) -> str:
         return sign_checkpoint(Checkpoint(origin, tree_size, root_hash), private_key)
@@ -125,6 +129,10 @@ class Sequencer:
         self._leader = False
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def set_signer(self, sign_fn: SignFn) -> None:
+        """Sign the next checkpoints with ``sign_fn`` (a reloaded keyring's log keys)."""
+        self._sign = sign_fn
 
     @property
     def leader(self) -> bool:

@@ -16,6 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from .keyversions import KeyVersionStore
+from .keyversions import Move as Move
+from .keyversions import VersionCount as VersionCount
+
 
 @dataclass(frozen=True, slots=True)
 class NewHolding:
@@ -150,7 +154,7 @@ class LogStore(Protocol):
         """Integrated records with leaf_index > ``after_leaf``, in leaf order."""
 
 
-class Registry(LogStore, Protocol):
+class Registry(LogStore, KeyVersionStore, Protocol):
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         """Register holdings; per item True when new (or re-created after release)."""
 

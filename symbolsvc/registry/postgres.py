@@ -49,6 +49,7 @@ from . import (
     StoredRecord,
     build_records,
 )
+from .keyversions import PgKeyVersions
 from .migrations import pg_version, require_current
 from .open import PgTarget
 
@@ -61,7 +62,7 @@ _MAX_ID = 2**63 - 1
 _OUTAGE_WAIT = 0.25  # seconds
 
 
-class PgRegistry:
+class PgRegistry(PgKeyVersions):
     """:class:`symbolsvc.registry.Registry` on PostgreSQL through a psycopg connection pool."""
 
     def __init__(self, target: PgTarget | str, *, timeout: float = 5.0,

@@ -32,6 +32,7 @@ from . import (
     build_records,
 )
 from .groupcommit import GroupCommitter
+from .keyversions import SqliteKeyVersions
 from .migrations import sqlite_migrate
 
 
@@ -44,7 +45,7 @@ def _open(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-class SqliteRegistry:
+class SqliteRegistry(SqliteKeyVersions):
     """:class:`symbolsvc.registry.Registry` on one SQLite file."""
 
     def __init__(self, path: Path, *, read_threads: int = 2) -> None:
