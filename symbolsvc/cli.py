@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import keyadmin
 from .config import DEFAULT_LISTEN, load_config
 from .errors import ConfigError
 
@@ -130,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     av.add_argument("--state", metavar="FILE",
                     help="the last verified checkpoint: checked against, updated on success")
     av.set_defaults(func=_audit_verify)
+
+    keyadmin.add_parser(sub)
     return parser
 
 
