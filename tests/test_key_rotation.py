@@ -9,10 +9,12 @@ and the old symbols then fail with KEY_VERSION_RETIRED.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -24,9 +26,11 @@ Code = grpc.StatusCode
 RULE = ("city-chiyoda", "tax-office", "resident-tax", "national-tax-income")
 
 
-def keys_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def keys_cli(config: Path, *args: str, env: Mapping[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "symbolsvc", "keys", args[0], "--config",
-                           str(config), *args[1:]], capture_output=True, text=True, timeout=120)
+                           str(config), *args[1:]], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
 
 
 def symbolctl(dep: Path, server: ServerProcess, *args: str, stdin: str = ""

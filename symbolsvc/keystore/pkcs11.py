@@ -18,7 +18,7 @@ from typing import Any
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11.exceptions import PKCS11Error
+from pkcs11.exceptions import PKCS11Error, UserAlreadyLoggedIn
 
 from ..errors import KeyringError
 from ..keys import hkdf_extract
@@ -53,7 +53,10 @@ def open_session(hsm: HsmConfig, *, rw: bool = False) -> Any:
     try:
         lib = pkcs11.lib(str(hsm.module))
         token = lib.get_token(token_label=hsm.token_label)
-        return token.open(user_pin=hsm.pin(), rw=rw)
+        try:
+            return token.open(user_pin=hsm.pin(), rw=rw)
+        except UserAlreadyLoggedIn:  # PKCS#11 logins are per process: a reload's session
+            return token.open(rw=rw)  # joins the login of the sessions still open
     except (PKCS11Error, RuntimeError, OSError) as exc:
         raise KeyringError(
             f"cannot open PKCS#11 token {hsm.token_label!r} with {hsm.module}: "
