@@ -137,9 +137,10 @@ def test_root_in_a_token_same_symbols_and_nowhere_in_memory(
     err = call_error(c.broker().translate, RULE[0], m, RULE[1], RULE[2], RULE[3], "hsm-3")
     assert err.reason == "PROVIDER_NOT_HOLDING"
 
-    # No master's bytes in the server's memory, nor anywhere in the deployment's files.
+    # No master's bytes in the server's memory, nor anywhere in the deployment's files: neither
+    # the root and symbol key nor the pseudorandom keys the token holds in their place.
     pid = server.proc.pid  # type: ignore[union-attr]
-    assert memory_contains(pid, secrets) == set()
+    assert memory_contains(pid, secrets + token_values) == set()
     assert files_contain(dep, secrets + token_values) == set()
 
     # A rotation generates the new symbol key inside the token.
