@@ -17,7 +17,8 @@ from typing import Any
 from .config import Config, load_config
 from .errors import ConfigError, KeyringError
 from .keys import Keyring, load_keyring, read_passphrase, save_keyring, symbol_master
-from .log.checkpoint import vkey_string
+from .keystore import pkcs11_module
+from .log.checkpoint import NoteError, VerifierKey, vkey_string
 from .log.keychain import parse_vkeys
 from .registry import VersionCount
 from .registry.open import open_registry
@@ -33,12 +34,18 @@ def vkey_path(config: Config) -> Path:
     return config.base / "pki" / "log.vkey"
 
 
+def _vkeys(config: Config) -> list[VerifierKey]:
+    try:
+        return parse_vkeys(vkey_path(config).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, NoteError) as exc:
+        raise ConfigError(f"cannot read the log's verifier keys {vkey_path(config)}: "
+                          f"{exc}") from None
+
+
 def _session(config: Config) -> Any:
     if config.hsm is None:
         raise ConfigError(f"{config.path}: [keys] provider is not \"pkcs11\"")
-    from .keystore.pkcs11 import open_session
-
-    return open_session(config.hsm, rw=True)
+    return pkcs11_module().open_session(config.hsm, rw=True)
 
 
 # -- symbol keys ------------------------------------------------------------------------
@@ -48,11 +55,9 @@ def rotate(config: Config) -> str:
     keyring, passphrase = _open(config)
     version = max([*keyring.versions, *keyring.retired, 0]) + 1
     if keyring.hsm_masters:
-        from .keystore.pkcs11 import generate_master
-
         session = _session(config)
         try:
-            generate_master(session, symbol_master(version))
+            pkcs11_module().generate_master(session, symbol_master(version))
         finally:
             session.close()
         keyring.hsm_masters.append(symbol_master(version))
@@ -88,7 +93,7 @@ def status(config: Config) -> str:
                  "hsm" if symbol_master(v) in keyring.hsm_masters else "keyring")
         lines.append(f"{v:>7}  {state:<8}  {c.live:>10}  {c.moved:>10}  {c.released:>10}  "
                      f"{where}")
-    log_keys = len(parse_vkeys(vkey_path(config).read_text(encoding="utf-8")))
+    log_keys = len(_vkeys(config))
     lines.append(f"log keys: {log_keys} in {vkey_path(config).name}"
                  + ("; rotation in transition (checkpoints signed by the previous and the "
                     "current key)" if keyring.previous_log_seed else ""))
@@ -121,11 +126,9 @@ def retire(config: Config, version: int) -> str:
     keyring.symbol_keys.pop(version, None)  # the secret is destroyed, not kept
     master = symbol_master(version)
     if master in keyring.hsm_masters:
-        from .keystore.pkcs11 import destroy_master
-
         session = _session(config)
         try:
-            destroy_master(session, master)
+            pkcs11_module().destroy_master(session, master)
         finally:
             session.close()
         keyring.hsm_masters.remove(master)
@@ -159,7 +162,7 @@ def rotate_log(config: Config, finish: bool) -> str:
             return "no log-key rotation is in transition"
         from .log.checkpoint import signed_by
 
-        current = parse_vkeys(vkeys.read_text(encoding="utf-8"))[-1]
+        current = _vkeys(config)[-1]
         note = asyncio.run(_latest_checkpoint(config))
         if note is None or not all(signed_by(note, [current])):
             raise ConfigError(
@@ -173,7 +176,7 @@ def rotate_log(config: Config, finish: bool) -> str:
     if keyring.previous_log_seed is not None:
         raise ConfigError("a log-key rotation is already in transition: finish it first "
                           "(`symbolsvc keys rotate-log --finish`)")
-    origin = parse_vkeys(vkeys.read_text(encoding="utf-8"))[0].name
+    origin = _vkeys(config)[0].name
     keyring.previous_log_seed = keyring.log_signing_seed
     keyring.log_signing_seed = os.urandom(32)
     line = vkey_string(origin, keyring.log_signing_key().public_key())
@@ -195,8 +198,7 @@ def import_to_hsm(config: Config) -> str:
     keyring, passphrase = _open(config)
     if keyring.hsm_masters:
         raise KeyringError("the keyring's master secrets are already in a token")
-    from .keystore.pkcs11 import import_master
-
+    import_master = pkcs11_module().import_master
     masters = {"root": keyring.root} | {
         symbol_master(v): k for v, k in keyring.symbol_keys.items()}
     session = _session(config)

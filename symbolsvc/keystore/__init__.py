@@ -80,6 +80,15 @@ def key_source(keyring: Keyring, hsm: HsmConfig | None) -> KeySource:
         raise KeyringError(
             "the keyring's master secrets are in a PKCS#11 token: set [keys] provider = "
             "\"pkcs11\" with pkcs11_module and token_label")
-    from .pkcs11 import TokenSource
+    return pkcs11_module().TokenSource.open(hsm, keyring.hsm_masters)
 
-    return TokenSource.open(hsm, keyring.hsm_masters)
+
+def pkcs11_module() -> Any:
+    """:mod:`symbolsvc.keystore.pkcs11`, or a one-line error when its binding is missing."""
+    try:
+        from . import pkcs11
+    except ImportError as exc:
+        raise KeyringError(
+            f"[keys] provider = \"pkcs11\" needs python-pkcs11 (pip install "
+            f"'symbolsvc[pkcs11]'): {exc}") from None
+    return pkcs11

@@ -65,31 +65,55 @@ class KeyVersionStore(Protocol):
 # -- SQLite: units run in the group-commit writer's transaction ------------------
 
 
-def _sqlite_moves(conn: sqlite3.Connection, moves: list[Move]) -> list[bool]:
-    out = []
+def _plan(moves: list[Move], live: set[tuple[str, str]]
+          ) -> tuple[list[bool], list[Move]]:
+    """Per move whether the holding is new (none of its rows live, counting earlier moves of
+    the same holding in this group as making it live), and the moves to apply."""
+    fresh, apply = [], []
+    seen: set[tuple[str, str]] = set()
     for m in moves:
-        agency = m.holding.agency
-        symbols = [m.holding.symbol, *m.older]
-        marks = ",".join("?" * len(symbols))
-        rows = conn.execute(
-            f"SELECT symbol, released FROM holdings WHERE agency = ? AND symbol IN ({marks})",  # noqa: S608
-            [agency, *symbols],
-        ).fetchall()
-        new = not any(released == 0 for _, released in rows)
-        out.append(new)
-        if new and not m.revive:
+        key = (m.holding.agency, m.holding.symbol)
+        rows = [(m.holding.agency, s) for s in (m.holding.symbol, *m.older)]
+        new = key not in seen and not any(r in live for r in rows)
+        fresh.append(new)
+        if m.revive or not new:
+            apply.append(m)
+            seen.add(key)
+    return fresh, apply
+
+
+_ROWS = 400  # holdings per statement (each move names a few rows; SQLite allows 32,766 vars)
+
+
+def _sqlite_moves(conn: sqlite3.Connection, moves: list[Move]) -> list[bool]:
+    """All of a group's moves in a few statements per chunk: read which rows are live, upsert
+    the current rows, mark the older rows moved (and live)."""
+    out: list[bool] = []
+    for i in range(0, len(moves), _ROWS):
+        chunk = moves[i:i + _ROWS]
+        keys = [(m.holding.agency, s) for m in chunk for s in (m.holding.symbol, *m.older)]
+        live = set(conn.execute(
+            "SELECT agency, symbol FROM holdings WHERE released = 0 AND (agency, symbol) IN "  # noqa: S608
+            "(VALUES " + ",".join(["(?, ?)"] * len(keys)) + ")",
+            [v for k in keys for v in k],
+        ).fetchall())
+        fresh, apply = _plan(chunk, live)
+        out.extend(fresh)
+        if not apply:
             continue
         conn.execute(
-            "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES (?, ?, ?) "
-            "ON CONFLICT (agency, symbol) DO UPDATE SET released = 0, moved = 0",
-            (agency, m.holding.symbol, m.holding.sealed_subject),
+            "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES "  # noqa: S608
+            + ",".join(["(?, ?, ?)"] * len(apply))
+            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = 0, moved = 0",
+            [v for m in apply for v in (m.holding.agency, m.holding.symbol,
+                                        m.holding.sealed_subject)],
         )
-        if m.older:
-            marks = ",".join("?" * len(m.older))
+        older = [(m.holding.agency, s) for m in apply for s in m.older]
+        if older:
             conn.execute(
-                f"UPDATE holdings SET moved = 1, released = 0 WHERE agency = ? "  # noqa: S608
-                f"AND symbol IN ({marks})",
-                [agency, *m.older],
+                "UPDATE holdings SET moved = 1, released = 0 WHERE (agency, symbol) IN "  # noqa: S608
+                "(VALUES " + ",".join(["(?, ?)"] * len(older)) + ")",
+                [v for k in older for v in k],
             )
     return out
 
@@ -159,33 +183,34 @@ class SqliteKeyVersions:
 
 
 async def _pg_moves(conn: Any, moves: list[Move]) -> list[bool]:
-    out = []
-    for m in moves:
-        agency = m.holding.agency
-        symbols = [m.holding.symbol, *m.older]
-        # Lock the holding's rows (in key order, as every writer does) before reading them.
-        cur = await conn.execute(
-            "SELECT symbol, released FROM holdings WHERE agency = %s AND symbol = ANY(%s) "
-            "ORDER BY symbol FOR UPDATE",
-            (agency, symbols),
-        )
-        rows = await cur.fetchall()
-        new = not any(not released for _, released in rows)
-        out.append(new)
-        if new and not m.revive:
-            continue
+    """As on SQLite: lock and read the group's rows (in key order, as every writer does),
+    upsert the current rows, mark the older rows moved."""
+    keys = sorted({(m.holding.agency, s) for m in moves for s in (m.holding.symbol, *m.older)})
+    cur = await conn.execute(
+        "SELECT agency, symbol, released FROM holdings WHERE (agency, symbol) IN "
+        "(SELECT * FROM unnest(%s::text[], %s::text[])) ORDER BY agency, symbol FOR UPDATE",
+        ([a for a, _ in keys], [s for _, s in keys]),
+    )
+    live = {(a, s) for a, s, released in await cur.fetchall() if not released}
+    fresh, apply = _plan(moves, live)
+    current = sorted({(m.holding.agency, m.holding.symbol): m.holding.sealed_subject
+                      for m in apply}.items())
+    if current:
         await conn.execute(
-            "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES (%s, %s, %s) "
+            "INSERT INTO holdings (agency, symbol, sealed_subject) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[]) "
             "ON CONFLICT (agency, symbol) DO UPDATE SET released = false, moved = false",
-            (agency, m.holding.symbol, m.holding.sealed_subject),
+            ([a for (a, _), _ in current], [s for (_, s), _ in current],
+             [sealed for _, sealed in current]),
         )
-        if m.older:
-            await conn.execute(
-                "UPDATE holdings SET moved = true, released = false "
-                "WHERE agency = %s AND symbol = ANY(%s)",
-                (agency, list(m.older)),
-            )
-    return out
+    older = sorted({(m.holding.agency, s) for m in apply for s in m.older})
+    if older:
+        await conn.execute(
+            "UPDATE holdings SET moved = true, released = false WHERE (agency, symbol) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+            ([a for a, _ in older], [s for _, s in older]),
+        )
+    return fresh
 
 
 async def _pg_release_all(conn: Any, agency: str, symbols: list[str]) -> bool:
