@@ -92,9 +92,12 @@ def _sqlite_moves(conn: sqlite3.Connection, moves: list[Move]) -> list[bool]:
     for i in range(0, len(moves), _ROWS):
         chunk = moves[i:i + _ROWS]
         keys = [(m.holding.agency, s) for m in chunk for s in (m.holding.symbol, *m.older)]
+        # A join on VALUES (not a row-value IN, which SQLite answers with a table scan).
         live = set(conn.execute(
-            "SELECT agency, symbol FROM holdings WHERE released = 0 AND (agency, symbol) IN "  # noqa: S608
-            "(VALUES " + ",".join(["(?, ?)"] * len(keys)) + ")",
+            "SELECT h.agency, h.symbol FROM (VALUES "  # noqa: S608
+            + ",".join(["(?, ?)"] * len(keys))
+            + ") AS v JOIN holdings h ON h.agency = v.column1 AND h.symbol = v.column2"
+            " WHERE h.released = 0",
             [v for k in keys for v in k],
         ).fetchall())
         fresh, apply = _plan(chunk, live)
@@ -110,10 +113,9 @@ def _sqlite_moves(conn: sqlite3.Connection, moves: list[Move]) -> list[bool]:
         )
         older = [(m.holding.agency, s) for m in apply for s in m.older]
         if older:
-            conn.execute(
-                "UPDATE holdings SET moved = 1, released = 0 WHERE (agency, symbol) IN "  # noqa: S608
-                "(VALUES " + ",".join(["(?, ?)"] * len(older)) + ")",
-                [v for k in older for v in k],
+            conn.executemany(
+                "UPDATE holdings SET moved = 1, released = 0 WHERE agency = ? AND symbol = ?",
+                older,
             )
     return out
 
