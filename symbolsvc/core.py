@@ -1,4 +1,4 @@
-"""The service core: issue, release, translate, resolve, disclose — no network.
+"""The service core: issue, release, translate, resolve — no network.
 
 The gRPC servicers are thin translations onto these methods, so everything
 here is testable in-process. Each method validates first and changes nothing
@@ -21,17 +21,14 @@ from .errors import InvalidArgument, NotFound, PermissionDenied, SymbolsvcError
 from .numbers import validate_individual_number
 from .policy import PolicyHolder, is_ident
 from .records import AccessKind, AccessRecord
-from .registry import NewRecord, Registry, StoredRecord
+from .registry import HoldingsStore, NewRecord
+from .subjects import seal_record_subject, unseal_holding
 from .symbols import Deriver, symbol_version
 
 MAX_BATCH = 1000
 MAX_EXCHANGE_ID = 128
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
-_LOG_SEAL_AGENCY = "@access-log"  # not a valid agency ID: no clash with holdings
 
 security_log = logging.getLogger("symbolsvc.security")
-log = logging.getLogger("symbolsvc.core")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +69,6 @@ class Resolved:
     record_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class DisclosedRecord:
-    id: int
-    record: AccessRecord
-    leaf_index: int | None = None  # None until the sequencer integrates the record
-
-
 Outcome = Issued | Translated | SymbolsvcError
 
 
@@ -88,7 +78,7 @@ class Core:
     def __init__(
         self,
         deriver: Deriver,
-        registry: Registry,
+        registry: HoldingsStore,
         policy: PolicyHolder,
         *,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
@@ -300,68 +290,10 @@ class Core:
             raise _requester_not_holding()
         return Resolved(holders, rid)
 
-    # -- disclosure -----------------------------------------------------------
-
-    async def subject_pseudonym(self, portal: str, symbol: str) -> bytes:
-        """The log pseudonym of the subject the portal knows by ``symbol``."""
-        self.deriver.version_of(symbol)
-        sealed_ref = await self.registry.lookup(portal, symbol)
-        if sealed_ref is None:
-            raise NotFound("NOT_HOLDING", "the portal holds no subject with that symbol", "symbol")
-        return self.deriver.log_pseudonym(self._unseal(sealed_ref, portal, symbol))
-
-    async def list_records(
-        self, portal: str, symbol: str, page_size: int, page_token: str
-    ) -> tuple[list[DisclosedRecord], str]:
-        """One page of the subject's records, newest first, and the next page token."""
-        if page_size < 0 or page_size > MAX_PAGE_SIZE:
-            raise InvalidArgument(
-                "BAD_PAGE_SIZE", f"page_size must be between 0 and {MAX_PAGE_SIZE}", "page_size"
-            )
-        before: int | None = None
-        if page_token:
-            if not page_token.isdigit() or len(page_token) > 19:
-                raise InvalidArgument("BAD_PAGE_TOKEN", "page_token is malformed", "page_token")
-            before = int(page_token)
-        pseudonym = await self.subject_pseudonym(portal, symbol)
-        size = page_size or DEFAULT_PAGE_SIZE
-        rows = await self.registry.records_for_subject(pseudonym, before, size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
-        page = [DisclosedRecord(row.id, AccessRecord.decode(row.leaf), row.leaf_index)
-                for row in rows]
-        return page, (str(rows[-1].id) if more else "")
-
-    async def portal_symbols(self, portal: str, sealed: Sequence[bytes]) -> list[str | None]:
-        """For access records' sealed subjects: the portal's symbol (under the newest key
-        version it holds the subject at) for each record's subject, else None.
-
-        A record whose sealed subject fails authentication is reported to the
-        operator and treated as not held, so one damaged row cannot stall a watch.
-        """
-        sids: list[bytes | None] = []
-        for ref in sealed:
-            try:
-                sids.append(self.deriver.unseal(ref, _LOG_SEAL_AGENCY, ""))
-            except ValueError:
-                log.error("an access record's sealed subject reference failed authentication")
-                sids.append(None)
-        asked = [(portal, sid) for sid in sids if sid is not None]
-        found = iter(await rotation.newest_live(self.deriver, self.registry, asked))
-        return [None if sid is None else next(found) for sid in sids]
-
     # -- helpers ----------------------------------------------------------------
 
     def _unseal(self, sealed_ref: bytes, agency: str, symbol: str) -> bytes:
-        try:
-            return self.deriver.unseal(sealed_ref, agency, symbol)
-        except ValueError:
-            log.error("a holding's sealed subject reference failed authentication",
-                      extra={"agency": agency})
-            raise SymbolsvcError(
-                "CORRUPT_HOLDING",
-                "the registry entry for this holding is damaged; the operator has been alerted",
-            ) from None
+        return unseal_holding(self.deriver, sealed_ref, agency, symbol)
 
     def _record(
         self, kind: AccessKind, now: int, requester: str, office_work: str, info_item: str,
@@ -371,7 +303,7 @@ class Core:
         pseudonym = self.deriver.log_pseudonym(sid)
         leaf = AccessRecord(kind, now, requester, office_work, info_item, exchange_id,
                             providers, pseudonym).encode()
-        return NewRecord(leaf, pseudonym, self.deriver.seal(sid, _LOG_SEAL_AGENCY, ""), require)
+        return NewRecord(leaf, pseudonym, seal_record_subject(self.deriver, sid), require)
 
 
 # A slot filled later in the same call; never returned to a caller.
@@ -421,12 +353,10 @@ def _requester_not_holding() -> NotFound:
 __all__ = [
     "MAX_BATCH",
     "Core",
-    "DisclosedRecord",
     "Issued",
     "Outcome",
     "ResolveRequest",
     "Resolved",
-    "StoredRecord",
     "TranslateRequest",
     "Translated",
 ]

@@ -19,7 +19,7 @@ from prometheus_client import Counter, Histogram
 from . import auth
 from .config import Principal
 from .errors import SymbolsvcError
-from .services.status import to_status
+from .status import to_status
 
 log = logging.getLogger("symbolsvc.server")
 

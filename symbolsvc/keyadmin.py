@@ -19,9 +19,9 @@ from .errors import ConfigError, KeyringError
 from .keys import Keyring, load_keyring, read_passphrase, save_keyring, symbol_master
 from .keystore import pkcs11_module
 from .log.checkpoint import NoteError, VerifierKey, vkey_string
-from .log.keychain import parse_vkeys
 from .registry import VersionCount
-from .registry.open import open_registry
+from .registry.backends import open_registry
+from .verify.keychain import parse_vkeys
 
 
 def _open(config: Config) -> tuple[Keyring, bytes]:
@@ -72,7 +72,7 @@ def rotate(config: Config) -> str:
 
 
 async def _counts(config: Config) -> list[VersionCount]:
-    registry = open_registry(config)
+    registry = open_registry(config.storage_url, config.base)
     try:
         return await registry.key_version_counts()
     finally:
@@ -101,7 +101,7 @@ def status(config: Config) -> str:
 
 
 async def _purge(config: Config, version: int) -> int:
-    registry = open_registry(config)
+    registry = open_registry(config.storage_url, config.base)
     try:
         return await registry.purge_key_version(version)
     finally:
@@ -146,7 +146,7 @@ def retire(config: Config, version: int) -> str:
 
 
 async def _latest_checkpoint(config: Config) -> str | None:
-    registry = open_registry(config)
+    registry = open_registry(config.storage_url, config.base)
     try:
         cp = await registry.latest_checkpoint()
         return None if cp is None else cp.note

@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
 from .config import Config
 from .errors import ConfigError
 from .keys import Keyring, load_keyring, read_passphrase
 from .keystore import key_source
-from .log.sequencer import checkpoint_signer
-from .registry import SignFn
+from .log.integrate import SignFn
+from .log.sequencer import Sequencer, checkpoint_signer
 from .symbols import Deriver
 
-if TYPE_CHECKING:
-    from .server import App
-
 log = logging.getLogger("symbolsvc.keys")
+
+
+class HasDeriver(Protocol):
+    deriver: Deriver
 
 
 def open_keys(config: Config) -> tuple[Keyring, Deriver, SignFn]:
@@ -36,17 +38,20 @@ def open_keys(config: Config) -> tuple[Keyring, Deriver, SignFn]:
     return keyring, deriver, checkpoint_signer(config.log_origin, keyring.log_signing_keys())
 
 
-async def reload_keys(app: App) -> None:
-    """SIGHUP: reopen the keyring (off the event loop: scrypt and the token are slow)."""
+async def reload_keys(config: Config, users: Sequence[HasDeriver],
+                      sequencer: Sequencer | None) -> None:
+    """SIGHUP: reopen the keyring (off the event loop: scrypt and the token are slow) and
+    hand the new deriver to ``users`` and the log keys to ``sequencer``."""
     try:
         keyring, deriver, sign = await asyncio.get_running_loop().run_in_executor(
-            None, open_keys, app.config)
+            None, open_keys, config)
     except ConfigError as exc:
         log.error("keyring NOT reloaded; keeping the previous keys: %s", exc)
         return
-    app.core.deriver = deriver
-    if app.sequencer is not None:
-        app.sequencer.set_signer(sign)
+    for user in users:
+        user.deriver = deriver
+    if sequencer is not None:
+        sequencer.set_signer(sign)
     log.info("keyring reloaded: symbol key version %d current, versions %s accepted%s",
              deriver.current_version, ", ".join(map(str, deriver.versions)),
              "; checkpoints signed by the previous and the new log key"

@@ -20,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from .errors import InvalidArgument, NotFound, SymbolsvcError
-from .registry import Move, NewHolding, Registry
+from .registry import HoldingsStore, NewHolding
+from .registry.keyversions import Holding, Move
 from .symbols import Deriver
 
 
 async def issue_subjects(
-    deriver: Deriver, registry: Registry, agency: str, sids: Sequence[bytes],
+    deriver: Deriver, registry: HoldingsStore, agency: str, sids: Sequence[bytes],
     *, revive: bool = True,
 ) -> list[tuple[str, bool]]:
     """Issue current-version holdings for subject ids; per item (symbol, newly registered).
@@ -38,14 +39,16 @@ async def issue_subjects(
     if not deriver.older_versions and revive:
         fresh = await registry.issue(holdings)
     else:
+        older = deriver.older_versions
         fresh = await registry.issue_moving([
-            Move(h, tuple(deriver.symbol(agency, sid, v) for v in deriver.older_versions), revive)
+            Move(Holding(h.agency, h.symbol, h.sealed_subject),
+                 tuple(deriver.symbol(agency, sid, v) for v in older), revive)
             for h, sid in zip(holdings, sids, strict=True)
         ])
     return [(h.symbol, new) for h, new in zip(holdings, fresh, strict=True)]
 
 
-async def release(deriver: Deriver, registry: Registry, agency: str, symbol: str,
+async def release(deriver: Deriver, registry: HoldingsStore, agency: str, symbol: str,
                   sid: bytes | None) -> bool:
     """Release all rows of the holding that ``symbol`` names (``sid``: its subject id when
     the holding is live, else None). Returns whether it was live."""
@@ -58,7 +61,7 @@ async def release(deriver: Deriver, registry: Registry, agency: str, symbol: str
 
 
 async def newest_live(
-    deriver: Deriver, registry: Registry, agency_sids: Sequence[tuple[str, bytes]]
+    deriver: Deriver, registry: HoldingsStore, agency_sids: Sequence[tuple[str, bytes]]
 ) -> list[str | None]:
     """Per (agency, subject id): the agency's symbol under the newest version it holds the
     subject at (its current row; moved rows are older), or None when it holds none."""
@@ -78,7 +81,7 @@ async def newest_live(
 
 
 async def upgrade(
-    deriver: Deriver, registry: Registry, agency: str, symbols: Sequence[str],
+    deriver: Deriver, registry: HoldingsStore, agency: str, symbols: Sequence[str],
     unseal: Callable[[bytes, str, str], bytes],
 ) -> list[str | SymbolsvcError]:
     """UpgradeSymbols: per symbol the caller's current-version symbol, or its error."""

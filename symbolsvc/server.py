@@ -15,7 +15,6 @@ import asyncio
 import ipaddress
 import logging
 import signal
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .config import Config
 from .core import Core
+from .disclosure import Disclosure
 from .errors import ConfigError, Unavailable
 from .interceptor import GuardInterceptor
 from .keyload import open_keys, reload_keys
@@ -33,7 +33,7 @@ from .log.service import AccessLog
 from .logsetup import setup_logging
 from .policy import PolicyHolder
 from .registry import LogStore, Registry
-from .registry.open import open_registry
+from .registry.backends import open_registry
 from .services.audit import AuditService
 from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
@@ -68,6 +68,7 @@ class App:
     policy: PolicyHolder
     registry: Registry
     access_log: AccessLog
+    disclosure: Disclosure
     notifier: LogNotifier
     sequencer: Sequencer | None  # None: the storage backend cannot sequence (yet)
 
@@ -75,7 +76,7 @@ class App:
 def build_app(config: Config) -> App:
     _, deriver, sign = open_keys(config)
     policy = PolicyHolder(config.policy_file)
-    registry = open_registry(config)
+    registry = open_registry(config.storage_url, config.base)
     core = Core(deriver, registry, policy)
     notifier = LogNotifier()
     sequencer = None
@@ -89,8 +90,10 @@ def build_app(config: Config) -> App:
                   "but are not integrated", type(registry).__name__)
     # A watcher polls the store this often for trees grown by another process's sequencer.
     poll = max(0.05, min(1.0, config.log_integrate_interval_ms / 1000))
-    access_log = AccessLog(core, registry, notifier, poll_seconds=poll)
-    return App(config, core, policy, registry, access_log, notifier, sequencer)
+    access_log = AccessLog(registry)
+    disclosure = Disclosure(core.deriver, registry, registry, access_log, notifier,
+                            poll_seconds=poll)
+    return App(config, core, policy, registry, access_log, disclosure, notifier, sequencer)
 
 
 def _options(config: Config, *, reuseport: bool = False) -> list[tuple[str, int]]:
@@ -137,7 +140,7 @@ async def run(
     symbol_service_pb2_grpc.add_SymbolServiceServicer_to_server(SymbolService(app.core), server)
     broker_service_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(app.core), server)
     disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(
-        DisclosureService(app.core, app.access_log), server)
+        DisclosureService(app.disclosure), server)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
         AuditService(app.access_log), server)
     health_servicer = health.aio.HealthServicer()
@@ -231,7 +234,8 @@ def _start_metrics(address: str) -> None:
 def _reload(app: App, tasks: set[asyncio.Task[None]]) -> None:
     """SIGHUP: the permission table now, the keyring in the background (keyload.py)."""
     _reload_policy(app.policy)
-    task = asyncio.get_running_loop().create_task(reload_keys(app))
+    task = asyncio.get_running_loop().create_task(
+        reload_keys(app.config, [app.core, app.disclosure], app.sequencer))
     tasks.add(task)
     task.add_done_callback(tasks.discard)
 
@@ -259,16 +263,3 @@ def _probe_server(address: str, servicer: health.aio.HealthServicer) -> grpc.aio
     if probe.add_insecure_port(address) == 0:
         raise ConfigError(f"cannot listen on {address}")
     return probe
-
-
-def main_serve(config: Config, listen: str | None, workers: int = 1) -> int:
-    if workers > 1:
-        from .workers import serve_workers
-
-        return serve_workers(config, listen or config.listen, workers)
-    try:
-        asyncio.run(run(config, listen))
-    except ConfigError as exc:
-        print(f"symbolsvc: {exc}", file=sys.stderr)
-        return 2
-    return 0

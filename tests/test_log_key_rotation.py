@@ -25,7 +25,7 @@ from symbolsvc.log.checkpoint import (
     sign_checkpoint,
     vkey_string,
 )
-from symbolsvc.log.keychain import KeyChain, parse_vkeys
+from symbolsvc.verify.keychain import KeyChain, parse_vkeys
 
 ORIGIN = "example.test/log"
 

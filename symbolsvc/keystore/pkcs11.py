@@ -22,7 +22,7 @@ from pkcs11.exceptions import PKCS11Error, UserAlreadyLoggedIn
 
 from ..errors import KeyringError
 from ..keys import hkdf_extract
-from . import HsmConfig
+from .config import HsmConfig
 
 LABEL_PREFIX = "symbolsvc-"
 

@@ -1,8 +1,13 @@
 """The registry: holdings and access records, behind one storage interface.
 
-The core talks only to :class:`Registry`; :mod:`.sqlite` is the embedded
-default and later backends (PostgreSQL) implement the same interface and pass
-the same conformance tests (tests/test_registry.py). The registry stores no
+Two halves, one object per backend: :class:`HoldingsStore` (who holds which
+symbol; the access records appended with each exchange) serves the core, and
+:class:`LogStore` (the integrated tree, checkpoints, the sequencer lease) serves
+the access log. :class:`Registry` is both. :mod:`.sqlite` is the embedded
+default, :mod:`.postgres` the production backend; both pass the same suite
+(tests/registry). :mod:`.backends` picks one by the URL's scheme. The registry
+holds no tree code: integration is planned by :mod:`symbolsvc.log.integrate`
+and only applied here. The registry stores no
 individual number and no value shared between one subject's rows for two
 agencies: holdings are keyed by (agency, symbol) and carry a sealed subject
 reference (see :mod:`symbolsvc.symbols`).
@@ -74,6 +79,49 @@ class Integration:
 
 
 @dataclass(frozen=True, slots=True)
+class LogState:
+    """The stored tree (``log_state``): its size and its serialised compact range."""
+
+    tree_size: int
+    frontier: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationInput:
+    """What a backend reads, under the lease, for one integration step.
+
+    ``state`` is None before the first leaf; ``latest_checkpoint`` the size of the
+    largest stored checkpoint (None before the first); ``queued`` the oldest
+    unsequenced records ``(id, leaf)``, in queue (id) order.
+    """
+
+    state: LogState | None
+    latest_checkpoint: int | None
+    queued: Sequence[tuple[int, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationPlan:
+    """What a backend writes, in the same transaction, for one integration step.
+
+    ``assign`` gives records their leaf indices ``(leaf_index, id)``; ``nodes`` are
+    the perfect tree nodes ``(level, index, hash)`` they complete; ``state`` the new
+    ``log_state`` (None: unchanged); ``checkpoint`` the ``(tree_size, note)`` to
+    publish (None: none). ``tree_size`` is the tree's size after the step.
+    """
+
+    assign: Sequence[tuple[int, int]]
+    nodes: Sequence[tuple[int, int, bytes]]
+    state: LogState | None
+    checkpoint: tuple[int, str] | None
+    tree_size: int
+
+
+PlanFn = Callable[[IntegrationInput], IntegrationPlan]
+"""``plan(input) -> plan``: pure; raises (and so rolls the step back) on damaged state."""
+
+
+@dataclass(frozen=True, slots=True)
 class LogStatus:
     """The stored tree size and who holds the sequencer lease until when (µs since epoch)."""
 
@@ -105,10 +153,6 @@ def build_records(
     return results, records, slots
 
 
-SignFn = Callable[[int, bytes], str]
-"""``sign_fn(tree_size, root_hash) -> signed checkpoint note``."""
-
-
 @runtime_checkable
 class LogStore(Protocol):
     """The access log's storage (docs/ACCESS_LOG.md): the integrated tree, its perfect
@@ -120,13 +164,13 @@ class LogStore(Protocol):
     """
 
     async def integrate(
-        self, batch: int, holder: str, lease_ms: int, sign_fn: SignFn
+        self, batch: int, holder: str, lease_ms: int, plan: PlanFn
     ) -> Integration:
         """One sequencer step, in ONE durable transaction: take or renew the lease for
         ``holder`` (re-checked inside the transaction, so a holder that lost it writes
-        nothing), give up to ``batch`` unsequenced records consecutive leaf indices in
-        queue order, store the perfect nodes they complete and the new frontier, and
-        sign and store a checkpoint when the size changed (or none exists yet)."""
+        nothing), read the stored state, the latest checkpoint's size and up to
+        ``batch`` unsequenced records in queue order, call ``plan`` on them, and
+        write what it returns. If ``plan`` raises, nothing is written."""
 
     async def release_lease(self, holder: str) -> None:
         """Let the lease expire now if ``holder`` holds it (graceful hand-over)."""
@@ -154,7 +198,11 @@ class LogStore(Protocol):
         """Integrated records with leaf_index > ``after_leaf``, in leaf order."""
 
 
-class Registry(LogStore, KeyVersionStore, Protocol):
+@runtime_checkable
+class HoldingsStore(KeyVersionStore, Protocol):
+    """Holdings and the appending and reading of access records (the core's side), and the
+    holdings' key versions (keyversions.py)."""
+
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         """Register holdings; per item True when new (or re-created after release)."""
 
@@ -194,3 +242,7 @@ class Registry(LogStore, KeyVersionStore, Protocol):
 
     async def close(self) -> None:
         """Finish queued writes and release resources."""
+
+
+class Registry(HoldingsStore, LogStore, Protocol):
+    """A backend's registry object: both halves on one database."""

@@ -18,20 +18,25 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from . import NewHolding
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
 class Move:
-    """Issue ``holding`` (the current version) and mark ``older`` (the same agency's symbols
-    for the same subject under older accepted versions) as moved to it."""
+    """Issue ``holding`` (the current version's row: agency, symbol, sealed subject) and mark
+    ``older`` (the same agency's symbols for the same subject under older accepted versions)
+    as moved to it."""
 
-    holding: NewHolding
+    holding: Holding
     older: tuple[str, ...]
     revive: bool = True  # False (an upgrade): change nothing unless a row is live
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    agency: str
+    symbol: str
+    sealed_subject: bytes
 
 
 @dataclass(frozen=True, slots=True)

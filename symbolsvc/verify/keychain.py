@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checkpoint import (
+from ..log.checkpoint import (
     Checkpoint,
     NoteError,
     VerifierKey,
