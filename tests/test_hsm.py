@@ -26,7 +26,9 @@ from helpers import Clients, NumberSource, call_error, config_with
 from symbolsvc_client import Deployment
 from test_key_rotation import RULE, keys_cli
 
+from symbolsvc.cli import main as symbolsvc_main
 from symbolsvc.keys import hkdf_extract, load_keyring, save_keyring
+from symbolsvc.v1 import broker_service_pb2 as broker_pb
 
 MODULES = ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
            "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so"]
@@ -136,6 +138,21 @@ def test_root_in_a_token_same_symbols_and_nowhere_in_memory(
     m = c.agency(RULE[0]).issue(released).symbol
     err = call_error(c.broker().translate, RULE[0], m, RULE[1], RULE[2], RULE[3], "hsm-3")
     assert err.reason == "PROVIDER_NOT_HOLDING"
+
+    # Batch issue and batch translate; the portal sees the subject's records; the log verifies.
+    batch = numbers.many(3)
+    issued = c.agency(RULE[0]).issue_batch(batch)
+    c.agency(RULE[1]).issue_batch(batch)
+    reqs = [broker_pb.TranslateSymbolRequest(
+        requester_agency=RULE[0], symbol=r.issued.symbol, provider_agency=RULE[1],
+        office_work=RULE[2], info_item=RULE[3], exchange_id=f"hsm-b{i}")
+        for i, r in enumerate(issued)]
+    assert all(r.WhichOneof("outcome") == "translated" for r in c.broker().translate_batch(reqs))
+    portal_symbol = c.agency("portal").issue(n).symbol
+    kinds = [r.kind for r in c.portal().all_records(portal_symbol)]
+    assert len(kinds) == 2  # the translation and the resolution about n
+    assert symbolsvc_main(["audit", "verify", "--deployment", str(dep), "--target",
+                           server.address]) == 0
 
     # No master's bytes in the server's memory, nor anywhere in the deployment's files: neither
     # the root and symbol key nor the pseudorandom keys the token holds in their place.

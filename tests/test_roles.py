@@ -88,6 +88,7 @@ RPCS = [
     _rpc(SYM, "BatchIssueSymbols", "agency"),
     _rpc(SYM, "StreamIssueSymbols", "agency"),
     _rpc(SYM, "ReleaseSymbol", "agency"),
+    _rpc(SYM, "UpgradeSymbols", "agency"),
     _rpc(BRK, "TranslateSymbol", "broker"),
     _rpc(BRK, "BatchTranslateSymbols", "broker"),
     _rpc(BRK, "ResolveProviders", "broker"),
@@ -149,6 +150,8 @@ def _invoke(rpc: Rpc, channel: grpc.Channel, subject: Subject, numbers: NumberSo
         ]), timeout=t)),
         "ReleaseSymbol": lambda: sym.ReleaseSymbol(
             symbol_pb.ReleaseSymbolRequest(symbol=own_symbol), timeout=t),
+        "UpgradeSymbols": lambda: sym.UpgradeSymbols(
+            symbol_pb.UpgradeSymbolsRequest(symbols=[subject.chiyoda]), timeout=t),
         "TranslateSymbol": lambda: brk.TranslateSymbol(translate, timeout=t),
         "BatchTranslateSymbols": lambda: brk.BatchTranslateSymbols(
             broker_pb.BatchTranslateSymbolsRequest(requests=[translate]), timeout=t),
