@@ -15,18 +15,21 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import TypeVar
 
 from . import rotation
 from .errors import InvalidArgument, NotFound, PermissionDenied, SymbolsvcError
 from .numbers import validate_individual_number
 from .policy import PolicyHolder, is_ident
 from .records import AccessKind, AccessRecord
-from .registry import HoldingsStore, NewRecord
+from .registry import Built, HoldingsStore, NewRecord
 from .subjects import seal_record_subject, unseal_holding
 from .symbols import Deriver, symbol_version
 
 MAX_BATCH = 1000
 MAX_EXCHANGE_ID = 128
+
+R = TypeVar("R")
 
 security_log = logging.getLogger("symbolsvc.security")
 
@@ -103,7 +106,7 @@ class Core:
         check_batch(len(numbers), field or "individual_number")
         d = self.deriver
         version = d.current_version
-        out: list[Issued | SymbolsvcError] = []
+        out: list[Issued | SymbolsvcError | None] = []
         pending: list[int] = []
         sids: list[bytes] = []
         for i, number in enumerate(numbers):
@@ -116,12 +119,12 @@ class Core:
                 continue
             sids.append(d.subject_id(raw))
             pending.append(i)
-            out.append(err_placeholder)
+            out.append(None)  # filled below
         if sids:
             issued = await rotation.issue_subjects(d, self.registry, agency, sids)
             for i, (symbol, new) in zip(pending, issued, strict=True):
                 out[i] = Issued(symbol, new, version)
-        return out
+        return _filled(out)
 
     async def upgrade_many(self, agency: str, symbols: Sequence[str]) -> list[str | SymbolsvcError]:
         """UpgradeSymbols: move up to MAX_BATCH holdings to the current key version."""
@@ -155,7 +158,7 @@ class Core:
         if batch:
             check_batch(len(reqs), "requests")
         policy = self.policy.current
-        out: list[Translated | SymbolsvcError] = []
+        out: list[Translated | SymbolsvcError | None] = []
         todo: list[int] = []
         for i, r in enumerate(reqs):
             prefix = f"requests[{i}]." if batch else ""
@@ -179,35 +182,35 @@ class Core:
             except SymbolsvcError as err:
                 out.append(err)
                 continue
-            out.append(err_placeholder)
+            out.append(None)  # filled below
             todo.append(i)
         if not todo:
-            return out
+            return _filled(out)
         # One writer unit per item, merged per group: read the requester's holding,
         # derive and build the record, append it under both holdings, in one
         # transaction (no read-pool hop, and no release can slip in between).
         now = self._clock_us()
-        provider_symbols: dict[int, str] = {}
-        failed: dict[int, SymbolsvcError] = {}
         versions = await self._provider_versions(reqs, todo)
         results = await self.registry.append_for_holdings(
-            [((reqs[i].requester_agency, reqs[i].symbol), self._translation(reqs[i], i, now,
-              provider_symbols, failed, versions.get(i))) for i in todo]
+            [((reqs[i].requester_agency, reqs[i].symbol),
+              self._translation(reqs[i], now, versions.get(i))) for i in todo]
         )
-        for i, (held, rid) in zip(todo, results, strict=True):
-            if not held:
+        for i, res in zip(todo, results, strict=True):
+            if not res.held:
                 out[i] = _requester_not_holding()
-            elif i in failed:
-                out[i] = failed[i]
-            elif rid is None:  # the requester's holding was live in the same transaction
+            elif isinstance(res.value, SymbolsvcError):
+                out[i] = res.value
+            elif res.record_id is None or res.value is None:
+                # the requester's holding was live in the same transaction: the provider's
+                # was not (the record required both)
                 out[i] = NotFound(
                     "PROVIDER_NOT_HOLDING",
                     f"the provider agency {reqs[i].provider_agency!r} holds no records "
                     "on this subject",
                 )
             else:
-                out[i] = Translated(provider_symbols[i], rid)
-        return out
+                out[i] = Translated(res.value, res.record_id)
+        return _filled(out)
 
     async def _provider_versions(
         self, reqs: Sequence[TranslateRequest], todo: list[int]
@@ -230,13 +233,14 @@ class Core:
                 if sym is not None}
 
     def _translation(
-        self, r: TranslateRequest, i: int, now: int, provider_symbols: dict[int, str],
-        failed: dict[int, SymbolsvcError], provider_version: int | None = None,
-    ) -> Callable[[bytes], NewRecord | None]:
-        """The record builder for one translation, run in the registry's writer with the
-        requester's sealed reference: it never raises (errors go to ``failed``)."""
+        self, r: TranslateRequest, now: int, provider_version: int | None = None
+    ) -> Callable[[bytes], Built[str | SymbolsvcError]]:
+        """The write unit's build step for one translation, run in the registry's writer
+        with the requester's sealed reference. It never raises: it returns the record and
+        the provider's symbol, or no record and the error. The provider's symbol is under
+        ``provider_version`` (the version it holds the subject at) or the current one."""
 
-        def build(sealed_ref: bytes) -> NewRecord | None:
+        def build(sealed_ref: bytes) -> Built[str | SymbolsvcError]:
             try:
                 sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
                 provider_symbol = self.deriver.symbol(
@@ -247,10 +251,8 @@ class Core:
                     ((r.requester_agency, r.symbol), (r.provider_agency, provider_symbol)),
                 )
             except SymbolsvcError as err:
-                failed[i] = err
-                return None
-            provider_symbols[i] = provider_symbol
-            return record
+                return Built(None, err)
+            return Built(record, provider_symbol)
 
         return build
 
@@ -306,8 +308,11 @@ class Core:
         return NewRecord(leaf, pseudonym, seal_record_subject(self.deriver, sid), require)
 
 
-# A slot filled later in the same call; never returned to a caller.
-err_placeholder = SymbolsvcError("PENDING", "internal placeholder")
+def _filled(out: Sequence[R | None]) -> list[R]:
+    """Per-item outcomes, every slot filled (a None left over is a bug, not a result)."""
+    if any(o is None for o in out):
+        raise AssertionError("an item was left without an outcome")
+    return [o for o in out if o is not None]
 
 
 def check_batch(n: int, field: str) -> None:

@@ -260,11 +260,12 @@ def test_translate_record_requires_both_holdings(env: Env) -> None:
     append_for_holdings = env.registry.append_for_holdings
     built: list[NewRecord | None] = []
 
-    async def spy(items: list[tuple[tuple[str, str], Any]]) -> list[tuple[bool, int | None]]:
+    async def spy(items: list[tuple[tuple[str, str], Any]]) -> list[Any]:
         def wrap(build: Any) -> Any:
-            def recorded(sealed: bytes) -> NewRecord | None:
-                built.append(build(sealed))
-                return built[-1]
+            def recorded(sealed: bytes) -> Any:
+                result = build(sealed)
+                built.append(result.record)
+                return result
             return recorded
         return await append_for_holdings([(key, wrap(b)) for key, b in items])
 

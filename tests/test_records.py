@@ -119,7 +119,7 @@ def _resolve_leaf(providers: list[str], *, kind: int = 2) -> bytes:
     return reference_encode(kind, 1, ["a", "b", "c", "d"], providers, b"\x11" * 32)
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_wrong_version_rejected(version: int) -> None:
     with pytest.raises(LeafError, match="version"):
         AccessRecord.decode(bytes([version]) + BASE_LEAF[1:])

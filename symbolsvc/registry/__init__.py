@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from .keyversions import KeyVersionStore
 from .keyversions import Move as Move
 from .keyversions import VersionCount as VersionCount
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,27 +132,61 @@ class LogStatus:
     lease_expires_us: int
 
 
-BuildRecord = Callable[[bytes], "NewRecord | None"]
-"""``build(sealed_subject) -> record to append, or None``; see append_for_holdings."""
+@dataclass(frozen=True, slots=True)
+class Built(Generic[T]):
+    """What a write unit's build step returns: the record to append (None: nothing) and
+    the caller's own result for the item (say, the provider's symbol, or an error)."""
+
+    record: NewRecord | None
+    value: T
+
+
+@dataclass(frozen=True, slots=True)
+class Appended(Generic[T]):
+    """One item's outcome in :meth:`HoldingsStore.append_for_holdings`.
+
+    ``held`` is False when the holding was not live (then nothing was built);
+    ``record_id`` is the appended record's id (None: nothing was appended, because
+    the build returned no record or a required holding was not live); ``value`` is
+    what the build returned (None when not held).
+    """
+
+    held: bool
+    record_id: int | None = None
+    value: T | None = None
+
+
+BuildRecord = Callable[[bytes], Built[T]]
+"""``build(sealed_subject) -> Built``; see :meth:`HoldingsStore.append_for_holdings`."""
+
 
 def build_records(
-    builds: Sequence[BuildRecord], sealed: Sequence[bytes | None]
-) -> tuple[list[tuple[bool, int | None]], list[NewRecord], list[int]]:
+    builds: Sequence[BuildRecord[T]], sealed: Sequence[bytes | None]
+) -> tuple[list[Appended[T]], list[NewRecord], list[int]]:
     """The backend-neutral middle of append_for_holdings: run each build whose holding
-    is live. Returns the per-item results so far (``held``, no id yet), the records
-    to append, and for each record the position of its item."""
-    results: list[tuple[bool, int | None]] = [(False, None)] * len(builds)
+    is live. Returns the per-item outcomes so far (no record ids yet), the records to
+    append, and for each record the position of its item."""
+    results: list[Appended[T]] = []
     records: list[NewRecord] = []
     slots: list[int] = []
     for j, (build, ref) in enumerate(zip(builds, sealed, strict=True)):
         if ref is None:
+            results.append(Appended(False))
             continue
-        results[j] = (True, None)
-        record = build(ref)
-        if record is not None:
-            records.append(record)
+        built = build(ref)
+        results.append(Appended(True, None, built.value))
+        if built.record is not None:
+            records.append(built.record)
             slots.append(j)
     return results, records, slots
+
+
+def with_ids(results: list[Appended[T]], slots: Sequence[int],
+             ids: Sequence[int | None]) -> list[Appended[T]]:
+    """``results`` with the appended records' ids filled in at ``slots``."""
+    for j, rid in zip(slots, ids, strict=True):
+        results[j] = Appended(True, rid, results[j].value)
+    return results
 
 
 @runtime_checkable
@@ -220,14 +256,14 @@ class HoldingsStore(KeyVersionStore, Protocol):
         required holdings is not live (then nothing is written for it)."""
 
     async def append_for_holdings(
-        self, items: Sequence[tuple[tuple[str, str], BuildRecord]]
-    ) -> list[tuple[bool, int | None]]:
+        self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]
+    ) -> list[Appended[T]]:
         """For each ``(holding, build)``, in ONE durable transaction per group: read the
         holding's sealed subject reference; when it is live, call ``build(sealed)`` (in
-        the writer, so it must be quick and must not raise) and append the record it
-        returns, if any, under that record's ``require``. Per item ``(held, id)``:
-        ``held`` False when the holding is not live (nothing built or written), ``id``
-        None when nothing was appended."""
+        the writer, so it must be quick and must not raise: it returns its errors as
+        its ``value``) and append the record it returns, if any, under that record's
+        ``require``. Per item an :class:`Appended`: whether the holding was live, the
+        record's id if one was appended, and the build's value."""
 
     async def records_for_subject(
         self, pseudonym: bytes, before_id: int | None, limit: int

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from . import (
+    Appended,
     BuildRecord,
     Integration,
     IntegrationInput,
@@ -24,6 +25,7 @@ from . import (
     StoredCheckpoint,
     StoredRecord,
     build_records,
+    with_ids,
 )
 
 T = TypeVar("T")
@@ -138,16 +140,15 @@ async def append(
 
 
 async def append_for(
-    conn: psycopg.AsyncConnection[Any], items: list[tuple[tuple[str, str], BuildRecord]]
-) -> list[tuple[bool, int | None]]:
+    conn: psycopg.AsyncConnection[Any], items: list[tuple[tuple[str, str], BuildRecord[T]]]
+) -> list[Appended[T]]:
     """append_for_holdings in the group's transaction: read the holdings, build, append
     (the append re-checks and share-locks every required holding)."""
     found = await lookup_many(conn, sorted({key for key, _ in items}))
     results, records, slots = build_records(
         [build for _, build in items], [found.get(key) for key, _ in items])
     if records:
-        for j, rid in zip(slots, await append(conn, records), strict=True):
-            results[j] = (True, rid)
+        with_ids(results, slots, await append(conn, records))
     return results
 
 

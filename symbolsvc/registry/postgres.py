@@ -40,6 +40,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import ConfigError, Unavailable
 from . import (
+    Appended,
     BuildRecord,
     Integration,
     LogStatus,
@@ -192,7 +193,7 @@ class PgRegistry(PgKeyVersions):
 
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         keys = [(h.agency, h.symbol) for h in items]
-        unique = {}
+        unique: dict[tuple[str, str], bytes] = {}
         for h in items:
             unique.setdefault((h.agency, h.symbol), h.sealed_subject)
         rows = sorted((a, s, sealed) for (a, s), sealed in unique.items())
@@ -231,8 +232,8 @@ class PgRegistry(PgKeyVersions):
         return await self._group.submit(lambda conn: sql.append(conn, recs))
 
     async def append_for_holdings(
-        self, items: Sequence[tuple[tuple[str, str], BuildRecord]]
-    ) -> list[tuple[bool, int | None]]:
+        self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]
+    ) -> list[Appended[T]]:
         todo = list(items)
         if not todo:
             return []

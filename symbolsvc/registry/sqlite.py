@@ -15,10 +15,11 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ConfigError, Unavailable
 from . import (
+    Appended,
     BuildRecord,
     Integration,
     LogStatus,
@@ -32,6 +33,8 @@ from . import sqlite_sql as sql
 from .groupcommit import GroupCommitter
 from .keyversions import SqliteKeyVersions
 from .migrations import Migration, sqlite_migrate, sqlite_version
+
+T = TypeVar("T")
 
 
 def _open(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -144,8 +147,8 @@ class SqliteRegistry(SqliteKeyVersions):
         return await self._write(sql.append_merged, list(records))
 
     async def append_for_holdings(
-        self, items: Sequence[tuple[tuple[str, str], BuildRecord]]
-    ) -> list[tuple[bool, int | None]]:
+        self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]
+    ) -> list[Appended[T]]:
         return await self._write(sql.append_for_merged, list(items))
 
     async def integrate(

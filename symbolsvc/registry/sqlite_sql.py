@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from . import (
+    Appended,
     BuildRecord,
     Integration,
     IntegrationInput,
@@ -22,6 +23,7 @@ from . import (
     StoredCheckpoint,
     StoredRecord,
     build_records,
+    with_ids,
 )
 
 _LIVE = "SELECT sealed_subject FROM holdings WHERE agency = ? AND symbol = ? AND released = 0"
@@ -144,8 +146,8 @@ def _live_sealed(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[
 
 
 def append_for_merged(
-    conn: sqlite3.Connection, calls: list[list[tuple[tuple[str, str], BuildRecord]]]
-) -> list[list[tuple[bool, int | None]]]:
+    conn: sqlite3.Connection, calls: list[list[tuple[tuple[str, str], BuildRecord[Any]]]]
+) -> list[list[Appended[Any]]]:
     """A group's append_for_holdings: one read of the holdings, the builds, then
     :func:`append_merged`, all in the writer's transaction."""
     items = [item for call in calls for item in call]
@@ -154,9 +156,8 @@ def append_for_merged(
         [build for _, build in items], [sealed.get(j) for j in range(len(items))])
     if records:
         (ids,) = append_merged(conn, [records])
-        for j, rid in zip(slots, ids, strict=True):
-            results[j] = (True, rid)
-    out: list[list[tuple[bool, int | None]]] = []
+        with_ids(results, slots, ids)
+    out: list[list[Appended[Any]]] = []
     pos = 0
     for call in calls:
         out.append(results[pos:pos + len(call)])

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from registry.store_target import Target
-from symbolsvc.registry import NewHolding, NewRecord, Registry, StoredRecord
+from symbolsvc.registry import Built, NewHolding, NewRecord, Registry, StoredRecord
 
 
 def _sym(i: int) -> str:
@@ -176,9 +176,9 @@ def test_append_for_holdings(registry: Registry, aio: asyncio.Runner) -> None:
         seen: list[bytes] = []
 
         def build(n: int, *require: tuple[str, str]) -> Any:
-            def make(sealed: bytes) -> NewRecord | None:
+            def make(sealed: bytes) -> Built[int]:
                 seen.append(sealed)
-                return _rec(n, P1, *require) if n >= 0 else None
+                return Built(_rec(n, P1, *require) if n >= 0 else None, n)
             return make
 
         out = await registry.append_for_holdings([
@@ -188,12 +188,14 @@ def test_append_for_holdings(registry: Registry, aio: asyncio.Runner) -> None:
             (("city-a", _sym(1)), build(3, ("city-a", _sym(1)), ("city-b", _sym(99)))),
             (("city-b", _sym(1)), build(-1)),                     # built nothing
         ])
-        assert [held for held, _ in out] == [True, False, False, True, True]
-        assert out[0][1] is not None and out[3][1] is None and out[4][1] is None
+        assert [a.held for a in out] == [True, False, False, True, True]
+        assert [a.value for a in out] == [0, None, None, 3, -1]  # each build's own result
+        assert out[0].record_id is not None
+        assert out[3].record_id is None and out[4].record_id is None
         assert seen == [_h("city-a", 1).sealed_subject, _h("city-a", 1).sealed_subject,
                         _h("city-b", 1).sealed_subject]
         rows = await registry.records_after(0, 100)
-        assert [(r.id, r.leaf) for r in rows] == [(out[0][1], b"leaf-0")]
+        assert [(r.id, r.leaf) for r in rows] == [(out[0].record_id, b"leaf-0")]
         assert await registry.append_for_holdings([]) == []
 
     aio.run(body())
