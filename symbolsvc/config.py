@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .keystore import HsmConfig, parse_provider
 from .policy import is_ident
+from .server_options import ConnectionLimits
 
 ROLES = frozenset({"agency", "broker", "portal", "auditor"})
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -52,6 +53,8 @@ class Config:
     log_integrate_interval_ms: int = 200
     log_integrate_batch: int = 10_000
     log_lease_ms: int = 5_000
+    # HTTP/2 and connection limits of the gRPC server (server_options.py).
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     # [keys] provider = "pkcs11": where the master secrets live (symbolsvc.keystore).
     hsm: HsmConfig | None = None
 
@@ -144,5 +147,6 @@ def load_config(path: Path) -> Config:
         log_integrate_interval_ms=interval_ms,
         log_integrate_batch=batch,
         log_lease_ms=lease_ms,
+        connection_limits=ConnectionLimits.from_table(server, str(path)),
         hsm=parse_provider(keys, path),
     )

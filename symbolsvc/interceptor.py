@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, cast
 
 import grpc
 from prometheus_client import Counter, Histogram
@@ -22,6 +22,12 @@ from .errors import SymbolsvcError
 from .status import to_status
 
 log = logging.getLogger("symbolsvc.server")
+
+# The behaviours of a grpc.aio RpcMethodHandler: coroutines and async generators (grpc's
+# type stubs describe only the synchronous server's plain functions).
+_Unary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+_Streaming = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+_AuthContext = Mapping[str, Sequence[bytes]]
 
 RPCS = Counter("symbolsvc_rpcs_total", "RPCs handled, by method and status code",
                ["method", "code"])
@@ -38,7 +44,8 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails],
+                               Awaitable[grpc.RpcMethodHandler | None]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
@@ -57,7 +64,9 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         ok = RPCS.labels(method, "OK")
 
         def enter(context: grpc.aio.ServicerContext) -> None:
-            p = auth.identify(context.auth_context(), self._principals, method)
+            # grpc.aio's stubs promise an iterable per key; it is a list of bytes
+            p = auth.identify(cast(_AuthContext, context.auth_context()), self._principals,
+                              method)
             auth.authorize(p, method)
             auth.set_principal(p)
 
@@ -74,7 +83,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                                 "been alerted (see the server log)")
 
         if not handler.request_streaming and not handler.response_streaming:
-            inner = handler.unary_unary
+            inner = cast(_Unary, handler.unary_unary)
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 start = time.perf_counter()
@@ -93,7 +102,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                 unary_unary, handler.request_deserializer, handler.response_serializer)
 
         if handler.request_streaming and not handler.response_streaming:
-            inner_su = handler.stream_unary
+            inner_su = cast(_Unary, handler.stream_unary)
 
             async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
@@ -108,7 +117,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             return grpc.stream_unary_rpc_method_handler(
                 stream_unary, handler.request_deserializer, handler.response_serializer)
 
-        streaming = handler.unary_stream or handler.stream_stream
+        streaming = cast(_Streaming, handler.unary_stream or handler.stream_stream)
         factory = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
                    else grpc.stream_stream_rpc_method_handler)
 

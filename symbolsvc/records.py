@@ -111,10 +111,10 @@ class AccessRecord:
             if version not in (LEAF_VERSION, LEAF_VERSION_EXT):
                 raise LeafError(f"unknown leaf version {version}")
             pos = _HEAD.size
-            fields = []
-            for _ in range(4):
-                s, pos = _get_str(leaf, pos)
-                fields.append(s)
+            requester, pos = _get_str(leaf, pos)
+            office_work, pos = _get_str(leaf, pos)
+            info_item, pos = _get_str(leaf, pos)
+            exchange_id, pos = _get_str(leaf, pos)
             (count,) = _U16.unpack_from(leaf, pos)
             pos += 2
             providers = []
@@ -128,7 +128,8 @@ class AccessRecord:
             ext = _get_ext(leaf, pos) if version == LEAF_VERSION_EXT else ()
             if version == LEAF_VERSION and pos != len(leaf):
                 raise LeafError("leaf has trailing bytes")
-            record = cls(AccessKind(kind), time_us, *fields, tuple(providers), pseudonym, ext)
+            record = cls(AccessKind(kind), time_us, requester, office_work, info_item,
+                         exchange_id, tuple(providers), pseudonym, ext)
         except (struct.error, UnicodeDecodeError, ValueError) as exc:
             if isinstance(exc, LeafError):
                 raise

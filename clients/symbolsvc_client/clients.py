@@ -1,4 +1,4 @@
-"""One client class per role (SPEC §3), over a channel from :mod:`.channel`."""
+"""One client class per role (CONTRACT §3), over a channel from :mod:`.channel`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf import any_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
@@ -36,7 +37,8 @@ class CallError(Exception):
     def from_rpc_error(cls, err: grpc.RpcError) -> CallError:
         reason = field = ""
         status = rpc_status.from_call(err) if isinstance(err, grpc.Call) else None
-        for detail in status.details if status else ():
+        details: Sequence[any_pb2.Any] = status.details if status else ()
+        for detail in details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
@@ -64,8 +66,9 @@ class _Client:
 
     def health(self, service: str = "") -> int:
         """The serving status (health_pb2.HealthCheckResponse.ServingStatus)."""
-        reply = _call(self._health.Check, health_pb2.HealthCheckRequest(service=service),
-                      self.timeout)
+        check = self._health.Check  # type: ignore[attr-defined]  # the stub's HealthStub
+        # declares no methods
+        reply = _call(check, health_pb2.HealthCheckRequest(service=service), self.timeout)
         return reply.status
 
     def close(self) -> None:
