@@ -132,11 +132,12 @@ class Core:
         return await rotation.upgrade(self.deriver, self.registry, agency, symbols, self._unseal)
 
     async def release(self, agency: str, symbol: str) -> bool:
-        self.deriver.version_of(symbol)
-        if self.deriver.older_versions:  # a holding may have rows under several versions
+        d = self.deriver  # one deriver for the whole call (a SIGHUP may swap it)
+        d.version_of(symbol)
+        if d.older_versions:  # a holding may have rows under several versions
             sealed = await self.registry.lookup(agency, symbol)
             sid = None if sealed is None else self._unseal(sealed, agency, symbol)
-            return await rotation.release(self.deriver, self.registry, agency, symbol, sid)
+            return await rotation.release(d, self.registry, agency, symbol, sid)
         was_held = await self.registry.release(agency, symbol)
         if was_held is None:
             raise NotFound("NOT_ISSUED", "this agency was never issued that symbol", "symbol")
@@ -190,10 +191,13 @@ class Core:
         # derive and build the record, append it under both holdings, in one
         # transaction (no read-pool hop, and no release can slip in between).
         now = self._clock_us()
-        versions = await self._provider_versions(reqs, todo)
+        # One deriver for the whole call: a SIGHUP may swap in a rotated keyring meanwhile.
+        d = self.deriver
+        versions = await self._provider_versions(d, reqs, todo)
         results = await self.registry.append_for_holdings(
             [((reqs[i].requester_agency, reqs[i].symbol),
-              self._translation(reqs[i], now, versions.get(i))) for i in todo]
+              self._translation(d, reqs[i], now, versions.get(i, d.current_version)))
+             for i in todo]
         )
         for i, res in zip(todo, results, strict=True):
             if not res.held:
@@ -213,12 +217,12 @@ class Core:
         return _filled(out)
 
     async def _provider_versions(
-        self, reqs: Sequence[TranslateRequest], todo: list[int]
+        self, d: Deriver, reqs: Sequence[TranslateRequest], todo: list[int]
     ) -> dict[int, int]:
         """While several key versions are accepted: per item, the version the provider holds
         the subject at (its newest live row), read before the translation's write unit. A
         holding that moves in between keeps its older row live, so the answer stays valid."""
-        if not self.deriver.older_versions:
+        if not d.older_versions:
             return {}
         sealed = await self.registry.lookup_many(
             [(reqs[i].requester_agency, reqs[i].symbol) for i in todo])
@@ -228,23 +232,22 @@ class Core:
                 with suppress(SymbolsvcError):
                     sid = self._unseal(ref, reqs[i].requester_agency, reqs[i].symbol)
                     asked.append((i, (reqs[i].provider_agency, sid)))
-        found = await rotation.newest_live(self.deriver, self.registry, [a for _, a in asked])
+        found = await rotation.newest_live(d, self.registry, [a for _, a in asked])
         return {i: symbol_version(sym) for (i, _), sym in zip(asked, found, strict=True)
                 if sym is not None}
 
     def _translation(
-        self, r: TranslateRequest, now: int, provider_version: int | None = None
+        self, d: Deriver, r: TranslateRequest, now: int, provider_version: int
     ) -> Callable[[bytes], Built[str | SymbolsvcError]]:
         """The write unit's build step for one translation, run in the registry's writer
         with the requester's sealed reference. It never raises: it returns the record and
         the provider's symbol, or no record and the error. The provider's symbol is under
-        ``provider_version`` (the version it holds the subject at) or the current one."""
+        ``provider_version`` (the version it holds the subject at, else d's current one)."""
 
         def build(sealed_ref: bytes) -> Built[str | SymbolsvcError]:
             try:
                 sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
-                provider_symbol = self.deriver.symbol(
-                    r.provider_agency, sid, provider_version or self.deriver.current_version)
+                provider_symbol = d.symbol(r.provider_agency, sid, provider_version)
                 record = self._record(
                     AccessKind.TRANSLATE, now, r.requester_agency, r.office_work, r.info_item,
                     r.exchange_id, (r.provider_agency,), sid,
