@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import keyadmin
 from .admin.commands import register as register_admin
 from .config import DEFAULT_LISTEN, load_config
 from .errors import ConfigError
@@ -205,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the last verified checkpoint: checked against, updated on success")
     av.set_defaults(func=_audit_verify)
     register_admin(sub)
+
+    keyadmin.add_parser(sub)
     return parser
 
 

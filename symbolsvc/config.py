@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .keystore import HsmConfig, parse_provider
 from .limits import LimitsConfig, parse_limits
 from .policy import Policy, is_ident
 from .registry.backends import backend_for
@@ -96,6 +97,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "keyring": Key("path"),
         "passphrase_env": Key("str", "SYMBOLSVC_PASSPHRASE"),
         "passphrase_file": Key("path", None),
+        # the root secret's home: "file" (the wrapped keyring) or "pkcs11" (docs/KEYS.md),
+        # validated together by keystore.parse_provider
+        "provider": Key("str", "file"),
+        "pkcs11_module": Key("str", None),
+        "token_label": Key("str", None),
+        "pin_env": Key("str", None),
+        "pin_file": Key("str", None),
     },
     "policy": {
         "file": Key("path"),
@@ -157,6 +165,8 @@ class Config:
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # HTTP/2 and connection limits of the gRPC server (server_options.py).
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    # [keys] provider = "pkcs11": where the master secrets live (symbolsvc.keystore).
+    hsm: HsmConfig | None = None
 
     @property
     def base(self) -> Path:
@@ -283,6 +293,7 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         log_lease_ms=log["lease_ms"],
         revoked=tls["revoked"],
         limits=parse_limits(doc.get("limits", {}), path),
+        hsm=parse_provider(doc.get("keys", {}), path),
         settings=s,
         connection_limits=ConnectionLimits.from_table(server, str(path)),
     )

@@ -14,14 +14,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TypeVar
 
+from . import rotation
 from .errors import InvalidArgument, NotFound, PermissionDenied, SymbolsvcError
 from .numbers import validate_individual_number
 from .policy import PolicyHolder, is_ident
 from .records import AccessKind, AccessRecord
-from .registry import Built, HoldingsStore, NewHolding, NewRecord
+from .registry import Built, HoldingsStore, NewRecord
 from .subjects import seal_record_subject, unseal_holding
 from .symbols import Deriver, symbol_version
 
@@ -109,7 +111,7 @@ class Core:
         version = d.current_version
         out: list[Issued | SymbolsvcError | None] = []
         pending: list[int] = []
-        holdings: list[NewHolding] = []
+        sids: list[bytes] = []
         for i, number in enumerate(numbers):
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # a 1,000-number batch must not stall other callers
@@ -120,19 +122,27 @@ class Core:
             except InvalidArgument as err:
                 out.append(err)
                 continue
-            sid = d.subject_id(raw)
-            symbol = d.symbol(agency, sid, version)
-            holdings.append(NewHolding(agency, symbol, d.seal(sid, agency, symbol)))
+            sids.append(d.subject_id(raw))
             pending.append(i)
             out.append(None)  # filled below
-        if holdings:
-            fresh = await self.registry.issue(holdings)
-            for i, h, new in zip(pending, holdings, fresh, strict=True):
-                out[i] = Issued(h.symbol, new, version)
+        if sids:
+            issued = await rotation.issue_subjects(d, self.registry, agency, sids)
+            for i, (symbol, new) in zip(pending, issued, strict=True):
+                out[i] = Issued(symbol, new, version)
         return _filled(out)
 
+    async def upgrade_many(self, agency: str, symbols: Sequence[str]) -> list[str | SymbolsvcError]:
+        """UpgradeSymbols: move up to MAX_BATCH holdings to the current key version."""
+        check_batch(len(symbols), "symbols")
+        return await rotation.upgrade(self.deriver, self.registry, agency, symbols, self._unseal)
+
     async def release(self, agency: str, symbol: str) -> bool:
-        symbol_version(symbol)
+        d = self.deriver  # one deriver for the whole call (a SIGHUP may swap it)
+        d.version_of(symbol)
+        if d.older_versions:  # a holding may have rows under several versions
+            sealed = await self.registry.lookup(agency, symbol)
+            sid = None if sealed is None else self._unseal(sealed, agency, symbol)
+            return await rotation.release(d, self.registry, agency, symbol, sid)
         was_held = await self.registry.release(agency, symbol)
         if was_held is None:
             raise NotFound("NOT_ISSUED", "this agency was never issued that symbol", "symbol")
@@ -160,6 +170,7 @@ class Core:
             prefix = f"requests[{i}]." if batch else ""
             try:
                 _check_exchange(r, prefix)
+                self.deriver.version_of(r.symbol, prefix + "symbol")
                 _check_ident(r.provider_agency, prefix + "provider_agency")
                 if not policy.allows(r.requester_agency, r.office_work, r.info_item,
                                      r.provider_agency):
@@ -185,8 +196,12 @@ class Core:
         # derive and build the record, append it under both holdings, in one
         # transaction (no read-pool hop, and no release can slip in between).
         now = self._clock_us()
+        # One deriver for the whole call: a SIGHUP may swap in a rotated keyring meanwhile.
+        d = self.deriver
+        versions = await self._provider_versions(d, reqs, todo)
         results = await self.registry.append_for_holdings(
-            [((reqs[i].requester_agency, reqs[i].symbol), self._translation(reqs[i], now))
+            [((reqs[i].requester_agency, reqs[i].symbol),
+              self._translation(d, reqs[i], now, versions.get(i, d.current_version)))
              for i in todo]
         )
         for i, res in zip(todo, results, strict=True):
@@ -206,18 +221,38 @@ class Core:
                 out[i] = Translated(res.value, res.record_id)
         return _filled(out)
 
+    async def _provider_versions(
+        self, d: Deriver, reqs: Sequence[TranslateRequest], todo: list[int]
+    ) -> dict[int, int]:
+        """While several key versions are accepted: per item, the version the provider holds
+        the subject at (its newest live row), read before the translation's write unit. A
+        holding that moves in between keeps its older row live, so the answer stays valid."""
+        if not d.older_versions:
+            return {}
+        sealed = await self.registry.lookup_many(
+            [(reqs[i].requester_agency, reqs[i].symbol) for i in todo])
+        asked: list[tuple[int, tuple[str, bytes]]] = []
+        for i, ref in zip(todo, sealed, strict=True):
+            if ref is not None:
+                with suppress(SymbolsvcError):
+                    sid = self._unseal(ref, reqs[i].requester_agency, reqs[i].symbol)
+                    asked.append((i, (reqs[i].provider_agency, sid)))
+        found = await rotation.newest_live(d, self.registry, [a for _, a in asked])
+        return {i: symbol_version(sym) for (i, _), sym in zip(asked, found, strict=True)
+                if sym is not None}
+
     def _translation(
-        self, r: TranslateRequest, now: int
+        self, d: Deriver, r: TranslateRequest, now: int, provider_version: int
     ) -> Callable[[bytes], Built[str | SymbolsvcError]]:
         """The write unit's build step for one translation, run in the registry's writer
         with the requester's sealed reference. It never raises: it returns the record and
-        the provider's symbol, or no record and the error."""
+        the provider's symbol, or no record and the error. The provider's symbol is under
+        ``provider_version`` (the version it holds the subject at, else d's current one)."""
 
         def build(sealed_ref: bytes) -> Built[str | SymbolsvcError]:
             try:
                 sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
-                provider_symbol = self.deriver.symbol(
-                    r.provider_agency, sid, symbol_version(r.symbol))
+                provider_symbol = d.symbol(r.provider_agency, sid, provider_version)
                 record = self._record(
                     AccessKind.TRANSLATE, now, r.requester_agency, r.office_work, r.info_item,
                     r.exchange_id, (r.provider_agency,), sid,
@@ -232,6 +267,7 @@ class Core:
     async def resolve(self, r: ResolveRequest) -> Resolved:
         """CONTRACT §4 Resolve providers: permitted providers that hold the subject, logged."""
         _check_exchange(r, "")
+        self.deriver.version_of(r.symbol)
         permitted = self.policy.current.permitted_providers(
             r.requester_agency, r.office_work, r.info_item
         )
@@ -251,11 +287,9 @@ class Core:
         if sealed_ref is None:
             raise _requester_not_holding()
         sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
-        version = symbol_version(r.symbol)
         candidates = sorted(permitted)
-        live = await self.registry.lookup_many(
-            [(p, self.deriver.symbol(p, sid, version)) for p in candidates]
-        )
+        live = await rotation.newest_live(self.deriver, self.registry,
+                                          [(p, sid) for p in candidates])
         holders = tuple(p for p, s in zip(candidates, live, strict=True) if s is not None)
         record = self._record(
             AccessKind.RESOLVE, self._clock_us(), r.requester_agency, r.office_work,

@@ -27,8 +27,9 @@ from .log.sequencer import LogNotifier
 from .log.service import AccessLog
 from .records import AccessRecord, LeafError
 from .registry import HoldingsStore, LogStore, StoredRecord
+from .rotation import newest_live
 from .subjects import unseal_holding, unseal_record_subject
-from .symbols import Deriver, symbol_version
+from .symbols import Deriver
 
 log = logging.getLogger("symbolsvc.log")
 
@@ -103,7 +104,7 @@ class Disclosure:
 
     async def subject_pseudonym(self, portal: str, symbol: str) -> bytes:
         """The log pseudonym of the subject the portal knows by ``symbol``."""
-        symbol_version(symbol)
+        self.deriver.version_of(symbol)
         sealed_ref = await self._holdings.lookup(portal, symbol)
         if sealed_ref is None:
             raise NotFound("NOT_HOLDING", "the portal holds no subject with that symbol", "symbol")
@@ -135,21 +136,16 @@ class Disclosure:
         return page, (str(rows[-1].id) if more else "")
 
     async def portal_symbols(self, portal: str, sealed: Sequence[bytes]) -> list[str | None]:
-        """For access records' sealed subjects: the portal's symbol (current key version)
-        for each record's subject when the portal holds that subject, else None.
+        """For access records' sealed subjects: the portal's symbol (under the newest key
+        version it holds the subject at) for each record's subject, else None.
 
         A record whose sealed subject fails authentication is reported to the
         operator and treated as not held, so one damaged row cannot stall a watch.
         """
-        version = self.deriver.current_version
-        symbols: list[str | None] = []
-        for ref in sealed:
-            sid = unseal_record_subject(self.deriver, ref)
-            symbols.append(None if sid is None else self.deriver.symbol(portal, sid, version))
-        keys = [(portal, sym) for sym in symbols if sym is not None]
-        live = iter(await self._holdings.lookup_many(keys)) if keys else iter(())
-        return [sym if sym is not None and next(live) is not None else None
-                for sym in symbols]
+        sids = [unseal_record_subject(self.deriver, ref) for ref in sealed]
+        asked = [(portal, sid) for sid in sids if sid is not None]
+        found = iter(await newest_live(self.deriver, self._holdings, asked))
+        return [None if sid is None else next(found) for sid in sids]
 
     async def watch(self, portal: str, cursor: str) -> AsyncIterator[WatchItem]:
         """Integrated records about subjects ``portal`` holds, in leaf order, from

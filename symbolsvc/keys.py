@@ -20,9 +20,10 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -43,15 +44,56 @@ def hkdf(secret: bytes, info: bytes, length: int = 32) -> bytes:
     )
 
 
+def hkdf_extract(secret: bytes) -> bytes:
+    """HKDF-Extract with the project's salt: the pseudorandom key an HSM holds in place of
+    ``secret`` (HKDF-Expand is one HMAC under it, so a token derives with CKM_SHA256_HMAC)."""
+    h = hmac.HMAC(_HKDF_SALT, hashes.SHA256())
+    h.update(secret)
+    return h.finalize()
+
+
+def hkdf_expand(prk: bytes, info: bytes) -> bytes:
+    """HKDF-Expand for one 32-byte block: HMAC-SHA256(prk, info || 0x01)."""
+    h = hmac.HMAC(prk, hashes.SHA256())
+    h.update(info + b"\x01")
+    return h.finalize()
+
+
+ROOT = "root"
+"""The master-secret name of the root (subject ids, sealing, log pseudonyms)."""
+
+
+def symbol_master(version: int) -> str:
+    """The master-secret name of symbol-key version ``version``."""
+    return f"symbol-v{version}"
+
+
+class KeySource(Protocol):
+    """Where the master secrets live: ``derive(master, info)`` is HKDF-SHA256 of the named
+    master with ``info`` (32 bytes), computed wherever the master is kept."""
+
+    def derive(self, master: str, info: bytes) -> bytes: ...
+
+
 @dataclass
 class Keyring:
-    """The plaintext secrets, held in memory only by the server process."""
+    """The secrets and key metadata, held in memory only by the server process.
+
+    ``root`` and ``symbol_keys`` are empty when the masters live in a PKCS#11
+    token (``hsm_masters`` then names them); the rest is always here.
+    """
 
     root: bytes
     symbol_keys: dict[int, bytes]
     current_version: int
     log_signing_seed: bytes
     extra: dict[str, str] = field(default_factory=dict)
+    retired: set[int] = field(default_factory=set)
+    # The log key being rotated away from: checkpoints carry its signature too
+    # until `keys rotate-log --finish` drops it (docs/KEYS.md).
+    previous_log_seed: bytes | None = None
+    # Masters ("root", "symbol-v<n>") that live in the HSM rather than here.
+    hsm_masters: list[str] = field(default_factory=list)
 
     @classmethod
     def generate(cls) -> Keyring:
@@ -63,20 +105,48 @@ class Keyring:
             log_signing_seed=os.urandom(32),
         )
 
+    @property
+    def versions(self) -> list[int]:
+        """Every symbol-key version that is not retired, oldest first."""
+        held = set(self.symbol_keys) | {
+            int(m.removeprefix("symbol-v")) for m in self.hsm_masters if m.startswith("symbol-v")
+        }
+        return sorted(held - self.retired)
+
     def log_signing_key(self) -> Ed25519PrivateKey:
         return Ed25519PrivateKey.from_private_bytes(self.log_signing_seed)
 
+    def log_signing_keys(self) -> list[Ed25519PrivateKey]:
+        """The keys that sign the next checkpoint: the previous one first while a log-key
+        rotation is in its transition, then the current one."""
+        seeds = [self.previous_log_seed] if self.previous_log_seed else []
+        return [Ed25519PrivateKey.from_private_bytes(s) for s in [*seeds, self.log_signing_seed]]
+
+    def derive(self, master: str, info: bytes) -> bytes:
+        """:class:`KeySource` over the masters in this keyring (the file provider)."""
+        if master == ROOT and self.root:
+            return hkdf(self.root, info)
+        if master.startswith("symbol-v"):
+            key = self.symbol_keys.get(int(master.removeprefix("symbol-v")))
+            if key is not None:
+                return hkdf(key, info)
+        raise KeyringError(f"the keyring does not hold the master secret {master!r}")
+
     def _plaintext(self) -> bytes:
         b64 = base64.b64encode
-        return json.dumps(
-            {
-                "root": b64(self.root).decode(),
-                "symbol_keys": {str(v): b64(k).decode() for v, k in self.symbol_keys.items()},
-                "current_version": self.current_version,
-                "log_signing_seed": b64(self.log_signing_seed).decode(),
-            },
-            sort_keys=True,
-        ).encode()
+        doc: dict[str, object] = {
+            "root": b64(self.root).decode(),
+            "symbol_keys": {str(v): b64(k).decode() for v, k in self.symbol_keys.items()},
+            "current_version": self.current_version,
+            "log_signing_seed": b64(self.log_signing_seed).decode(),
+        }
+        if self.retired:
+            doc["retired_versions"] = sorted(self.retired)
+        if self.previous_log_seed:
+            doc["previous_log_signing_seed"] = b64(self.previous_log_seed).decode()
+        if self.hsm_masters:
+            doc["hsm_masters"] = sorted(self.hsm_masters)
+        return json.dumps(doc, sort_keys=True).encode()
 
     def seal(self, passphrase: bytes) -> bytes:
         """Return the keyring file's bytes: the secrets wrapped under the passphrase."""
@@ -116,11 +186,15 @@ class Keyring:
             raise KeyringError(f"keyring file is malformed: {exc}") from None
         secrets = json.loads(pt)
         b64d = base64.b64decode
+        prev = secrets.get("previous_log_signing_seed")
         return cls(
             root=b64d(secrets["root"]),
             symbol_keys={int(v): b64d(k) for v, k in secrets["symbol_keys"].items()},
             current_version=int(secrets["current_version"]),
             log_signing_seed=b64d(secrets["log_signing_seed"]),
+            retired={int(v) for v in secrets.get("retired_versions", [])},
+            previous_log_seed=b64d(prev) if prev else None,
+            hsm_masters=[str(m) for m in secrets.get("hsm_masters", [])],
         )
 
 
@@ -143,6 +217,23 @@ def read_passphrase(env_name: str | None, file: Path | None) -> bytes:
         f"no keyring passphrase: set ${env_name or 'SYMBOLSVC_PASSPHRASE'} "
         "or [keys] passphrase_file in config.toml"
     )
+
+
+def save_keyring(path: Path, keyring: Keyring, passphrase: bytes) -> None:
+    """Replace the keyring file atomically (a crash leaves the old or the new file), 0600."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, keyring.seal(passphrase))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 def load_keyring(path: Path, passphrase: bytes) -> Keyring:

@@ -29,9 +29,9 @@ from .disclosure import Disclosure
 from .errors import ConfigError, ResourceExhausted, Unavailable
 from .hostlimits import check_fd_budget, check_secret_modes, fd_need
 from .interceptor import GuardInterceptor
-from .keys import load_keyring, read_passphrase
+from .keyload import open_keys, reload_keys
 from .limits import Limiter
-from .log.sequencer import LogNotifier, Sequencer, checkpoint_signer
+from .log.sequencer import LogNotifier, Sequencer
 from .log.service import AccessLog
 from .logsetup import setup_logging
 from .memguard import EXIT_STATUS as MEMORY_EXIT_STATUS
@@ -46,7 +46,6 @@ from .services.audit import AuditService
 from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
 from .services.symbol import SymbolService
-from .symbols import Deriver
 from .v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
@@ -88,16 +87,15 @@ class App:
 
 
 def build_app(config: Config) -> App:
-    passphrase = read_passphrase(config.passphrase_env, config.passphrase_file)
-    keyring = load_keyring(config.keyring, passphrase)
+    _, deriver, sign = open_keys(config)
     policy = PolicyHolder(config.policy_file)
     registry = open_registry(config.storage_url, config.base)
-    core = Core(Deriver(keyring), registry, policy)
+    core = Core(deriver, registry, policy)
     notifier = LogNotifier()
     sequencer = None
     if isinstance(registry, LogStore):
         sequencer = Sequencer(
-            registry, checkpoint_signer(config.log_origin, keyring.log_signing_key()), notifier,
+            registry, sign, notifier,
             interval_ms=config.log_integrate_interval_ms, batch=config.log_integrate_batch,
             lease_ms=config.log_lease_ms)
     else:
@@ -184,9 +182,10 @@ async def run(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
 
     def on_sighup() -> None:
-        _reload(app.policy, peers)
+        _reload(app, reloads, peers)
         reload_principals(config.path, identities, app.policy.current)
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
@@ -269,14 +268,20 @@ def _start_metrics(address: str) -> None:
         raise ConfigError(f"[server] metrics_listen {address!r}: {exc}") from None
 
 
-def _reload(policy: PolicyHolder, peers: PeerCheck) -> None:
-    _reload_policy(policy)
+def _reload(app: App, tasks: set[asyncio.Task[None]], peers: PeerCheck) -> None:
+    """SIGHUP: the permission table and the revocation list now, the keyring in the
+    background (keyload.py)."""
+    _reload_policy(app.policy)
     try:
         revoked = peers.reload()
     except ConfigError as exc:
         log.error("revocation list NOT reloaded; keeping the previous one: %s", exc)
-        return
-    log.info("revocation list reloaded: %d entries", revoked)
+    else:
+        log.info("revocation list reloaded: %d entries", revoked)
+    task = asyncio.get_running_loop().create_task(
+        reload_keys(app.config, [app.core, app.disclosure], app.sequencer))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 def _reload_policy(policy: PolicyHolder) -> None:

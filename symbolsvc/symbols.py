@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 
 from .errors import InvalidArgument
-from .keys import Keyring, hkdf
+from .keys import ROOT, Keyring, KeySource, symbol_master
 
 SUBJECT_ID_LEN = 32
 _SEAL_VERSION = 1
@@ -37,25 +37,56 @@ MAX_SYMBOL_LEN = 64
 
 
 class Deriver:
-    """All keyed derivations, with per-agency keys derived once and cached."""
+    """All keyed derivations, with per-agency keys derived once and cached.
 
-    def __init__(self, keyring: Keyring) -> None:
+    ``source`` computes HKDF of the master secrets: the keyring itself (file
+    provider) or a PKCS#11 token that holds them (:mod:`symbolsvc.keystore`).
+    """
+
+    def __init__(self, keyring: Keyring, source: KeySource | None = None) -> None:
         self._keyring = keyring
+        self._source: KeySource = source if source is not None else keyring
         self.current_version = keyring.current_version
-        self._subject = hmac.HMAC(hkdf(keyring.root, b"subject-id"), hashes.SHA256())
-        self._log = hmac.HMAC(hkdf(keyring.root, b"log-pseudonym"), hashes.SHA256())
-        self._seal = AESGCMSIV(hkdf(keyring.root, b"seal subject-ref v1"))
+        self.versions = tuple(keyring.versions)
+        # Versions before the current one that symbols may still carry (oldest first).
+        self.older_versions = tuple(v for v in self.versions if v < self.current_version)
+        self._retired = frozenset(keyring.retired)
+        src = self._source
+        self._subject = hmac.HMAC(src.derive(ROOT, b"subject-id"), hashes.SHA256())
+        self._log = hmac.HMAC(src.derive(ROOT, b"log-pseudonym"), hashes.SHA256())
+        self._seal = AESGCMSIV(src.derive(ROOT, b"seal subject-ref v1"))
         self._agency_mac = lru_cache(maxsize=65536)(self._make_agency_mac)
 
     def _make_agency_mac(self, agency: str, version: int) -> hmac.HMAC:
-        key = self._keyring.symbol_keys.get(version)
-        if key is None:
+        self.check_version(version)
+        key = self._source.derive(symbol_master(version), b"agency-symbol\x00" + agency.encode())
+        return hmac.HMAC(key, hashes.SHA256())
+
+    def check_version(self, version: int, field: str = "symbol") -> int:
+        """``version`` if symbols of it are accepted; else INVALID_ARGUMENT
+        (KEY_VERSION_RETIRED, or UNKNOWN_KEY_VERSION for a version never issued)."""
+        if version in self._retired:
+            raise InvalidArgument(
+                "KEY_VERSION_RETIRED",
+                f"symbol key version {version} is retired: upgrade symbols before retiring "
+                "their version (UpgradeSymbols), or issue again",
+                field,
+            )
+        if version not in self.versions:
             raise InvalidArgument(
                 "UNKNOWN_KEY_VERSION",
                 f"symbol key version {version} is not in the keyring",
-                "symbol",
+                field,
             )
-        return hmac.HMAC(hkdf(key, b"agency-symbol\x00" + agency.encode()), hashes.SHA256())
+        return version
+
+    def version_of(self, symbol: str, field: str = "symbol") -> int:
+        """Validate a client's symbol: syntax, then a version that is still accepted."""
+        return self.check_version(symbol_version(symbol, field), field)
+
+    def symbols_all_versions(self, agency: str, subject_id: bytes) -> list[str]:
+        """The agency's symbol for the subject under every accepted version, oldest first."""
+        return [self.symbol(agency, subject_id, v) for v in self.versions]
 
     def subject_id(self, number: bytes) -> bytes:
         """The keyed subject id of a validated 12-digit number."""

@@ -23,6 +23,7 @@ _IDEMPOTENT = [
     {"service": "symbolsvc.v1.SymbolService", "method": "IssueSymbol"},
     {"service": "symbolsvc.v1.SymbolService", "method": "BatchIssueSymbols"},
     {"service": "symbolsvc.v1.SymbolService", "method": "ReleaseSymbol"},
+    {"service": "symbolsvc.v1.SymbolService", "method": "UpgradeSymbols"},
     {"service": "symbolsvc.v1.DisclosureService", "method": "ListAccessRecords"},
     {"service": "symbolsvc.v1.DisclosureService", "method": "GetRecordProof"},
     {"service": "symbolsvc.v1.AuditService"},

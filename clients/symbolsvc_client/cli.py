@@ -24,7 +24,7 @@ from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 
 from .channel import DEFAULT_TARGET, Deployment
-from .clients import CallError
+from .clients import AgencyClient, CallError
 
 
 def _out(msg: Message) -> None:
@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> None:
     elif cmd == "release":
         print("released" if dep.agency(args.as_, targets).release(args.symbol)
               else "already released")
+    elif cmd == "upgrade":
+        _upgrade(dep.agency(args.as_, targets), args.symbols)
     elif cmd == "translate":
         _out(dep.broker(targets, args.as_).translate(
             args.requester, args.symbol, args.provider, args.office_work, args.info_item,
@@ -84,6 +86,16 @@ def run(args: argparse.Namespace) -> None:
             _out(record)
     elif cmd == "checkpoint":
         print(dep.auditor(targets, args.as_).checkpoint(), end="")
+
+
+def _upgrade(agency: AgencyClient, symbols: list[str]) -> None:
+    """One line per symbol, in input order: ``OLD<TAB>NEW``, or ``OLD<TAB>error: ...``."""
+    for chunk in _chunks(_numbers(symbols)):
+        for old, result in zip(chunk, agency.upgrade(chunk), strict=True):
+            if result.WhichOneof("outcome") == "symbol":
+                print(f"{old}\t{result.symbol}")
+            else:
+                print(f"{old}\terror: {result.error.reason}: {result.error.message}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("numbers", nargs="+")
     r = sub.add_parser("release", help="release a holding (agency)")
     r.add_argument("symbol")
+    u = sub.add_parser("upgrade", help="move holdings to the current key version (agency); "
+                       "'-' reads symbols from stdin; prints OLD<TAB>NEW per symbol")
+    u.add_argument("symbols", nargs="+")
     for name in ("translate", "resolve"):
         t = sub.add_parser(name, help=f"{name} (broker)")
         t.add_argument("--requester", required=True)
@@ -124,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.as_ is None:
         if args.command not in _DEFAULT_PRINCIPAL:
-            print("symbolctl: --as AGENCY is required for issue and release", file=sys.stderr)
+            print("symbolctl: --as AGENCY is required for issue, release and upgrade",
+                  file=sys.stderr)
             return 2
         args.as_ = _DEFAULT_PRINCIPAL[args.command]
     try:

@@ -114,6 +114,13 @@ class AgencyClient(_Client):
         return _call(self.stub.ReleaseSymbol, symbol_pb.ReleaseSymbolRequest(symbol=symbol),
                      self.timeout).was_held
 
+    def upgrade(self, symbols: Sequence[str]) -> list[symbol_pb.UpgradeResult]:
+        """Move up to 1,000 holdings to the current key version; ``results[i]`` carries the
+        current-version symbol for ``symbols[i]`` or its error."""
+        reply = _call(self.stub.UpgradeSymbols, symbol_pb.UpgradeSymbolsRequest(symbols=symbols),
+                      self.timeout)
+        return list(reply.results)
+
 
 class BrokerClient(_Client):
     """The broker: translates symbols and resolves providers."""

@@ -26,6 +26,7 @@ import binascii
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -51,6 +52,7 @@ __all__ = [
     "parse_vkey",
     "sign_checkpoint",
     "sign_note",
+    "signed_by",
     "signer_key_string",
     "verify_checkpoint",
     "verify_note",
@@ -261,8 +263,13 @@ def parse_signer_key(skey: str) -> tuple[str, Ed25519PrivateKey]:
 # ---------------------------------------------------------------------------- notes
 
 
-def sign_note(body: str, name: str, private_key: Ed25519PrivateKey) -> str:
+def sign_note(
+    body: str, name: str, private_key: Ed25519PrivateKey | Sequence[Ed25519PrivateKey]
+) -> str:
     """Sign ``body`` with Ed25519 and return the c2sp.org/signed-note text.
+
+    Several keys give one signature line each, in the order given (a log-key
+    rotation signs with the old key and the new one: docs/KEYS.md).
 
     ``body`` must be non-empty UTF-8 text ending in ``\\n`` without control
     characters other than newline; ``name`` must be a valid key name (no
@@ -272,10 +279,16 @@ def sign_note(body: str, name: str, private_key: Ed25519PrivateKey) -> str:
         raise NoteError("note text must end with a newline")
     _check_note_chars(body)
     _check_key_name(name)
-    signature = private_key.sign(body.encode("utf-8"))
-    kid = key_id(name, private_key.public_key())
-    encoded = base64.b64encode(kid + signature).decode("ascii")
-    return f"{body}\n{_SIG_PREFIX}{name} {encoded}\n"
+    keys = [private_key] if isinstance(private_key, Ed25519PrivateKey) else list(private_key)
+    if not 0 < len(keys) <= MAX_SIGNATURES:
+        raise NoteError(f"a note carries 1 to {MAX_SIGNATURES} signatures")
+    lines = []
+    for key in keys:
+        signature = key.sign(body.encode("utf-8"))
+        kid = key_id(name, key.public_key())
+        encoded = base64.b64encode(kid + signature).decode("ascii")
+        lines.append(f"{_SIG_PREFIX}{name} {encoded}\n")
+    return f"{body}\n" + "".join(lines)
 
 
 def verify_note(note_text: str | bytes, verifier_key: str | VerifierKey) -> str:
@@ -337,13 +350,27 @@ def verify_note(note_text: str | bytes, verifier_key: str | VerifierKey) -> str:
 
 
 def sign_checkpoint(
-    checkpoint: Checkpoint, private_key: Ed25519PrivateKey, name: str | None = None
+    checkpoint: Checkpoint, private_key: Ed25519PrivateKey | Sequence[Ed25519PrivateKey],
+    name: str | None = None,
 ) -> str:
     """Return the signed note for ``checkpoint``; the key name defaults to its origin.
 
     (c2sp.org/tlog-checkpoint: the log's key name SHOULD match the origin line.)
     """
     return sign_note(format_checkpoint_body(checkpoint), name or checkpoint.origin, private_key)
+
+
+def signed_by(note_text: str | bytes, keys: Sequence[VerifierKey]) -> list[bool]:
+    """Per key of ``keys``: whether the note carries a valid signature by it."""
+    out = []
+    for key in keys:
+        try:
+            verify_note(note_text, key)
+        except NoteError:
+            out.append(False)
+        else:
+            out.append(True)
+    return out
 
 
 def verify_checkpoint(

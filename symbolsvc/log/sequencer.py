@@ -29,6 +29,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -45,9 +46,12 @@ log = logging.getLogger("symbolsvc.log")
 _FINAL_STEPS = 100
 
 
-def checkpoint_signer(origin: str, private_key: Ed25519PrivateKey) -> SignFn:
-    """The sequencer's signer: a C2SP signed checkpoint whose key name
-    is the origin (c2sp.org/tlog-checkpoint: the key name SHOULD match the origin)."""
+def checkpoint_signer(
+    origin: str, private_key: Ed25519PrivateKey | Sequence[Ed25519PrivateKey]
+) -> SignFn:
+    """The sequencer's signer: a C2SP signed checkpoint whose key name is the origin
+    (c2sp.org/tlog-checkpoint: the key name SHOULD match the origin). Several keys (a
+    log-key rotation's transition: old, then new) each sign it."""
 
     def sign(tree_size: int, root_hash: bytes) -> str:
         return sign_checkpoint(Checkpoint(origin, tree_size, root_hash), private_key)
@@ -128,6 +132,10 @@ class Sequencer:
         self._leader = False
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def set_signer(self, sign_fn: SignFn) -> None:
+        """Sign the next checkpoints with ``sign_fn`` (a reloaded keyring's log keys)."""
+        self._plan = planner(sign_fn)
 
     @property
     def leader(self) -> bool:

@@ -22,6 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
+from .keyversions import KeyVersionStore
+from .keyversions import Move as Move
+from .keyversions import VersionCount as VersionCount
+
 T = TypeVar("T")
 
 
@@ -232,8 +236,9 @@ class LogStore(Protocol):
 
 
 @runtime_checkable
-class HoldingsStore(Protocol):
-    """Holdings and the appending and reading of access records (the core's side)."""
+class HoldingsStore(KeyVersionStore, Protocol):
+    """Holdings and the appending and reading of access records (the core's side), and the
+    holdings' key versions (keyversions.py)."""
 
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         """Register holdings; per item True when new (or re-created after release)."""

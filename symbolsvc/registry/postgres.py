@@ -51,6 +51,7 @@ from . import (
     StoredRecord,
 )
 from . import pg_sql as sql
+from .keyversions import PgKeyVersions
 from .migrations import Migration, pg_migrate, pg_version, require_current
 from .pg_group import GroupWriter
 from .pg_pools import TIMEOUTS, Pools, saturation_error, timeout_error
@@ -64,7 +65,7 @@ _MAX_ID = 2**63 - 1
 _OUTAGE_WAIT = 0.25  # seconds
 
 
-class PgRegistry:
+class PgRegistry(PgKeyVersions):
     """:class:`symbolsvc.registry.Registry` on PostgreSQL through a psycopg connection pool."""
 
     def __init__(self, target: PgTarget | str, *, timeout: float = 5.0,

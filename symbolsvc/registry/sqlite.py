@@ -34,6 +34,7 @@ from . import (
 )
 from . import sqlite_sql as sql
 from .groupcommit import GroupCommitter
+from .keyversions import SqliteKeyVersions
 from .migrations import Migration, sqlite_migrate, sqlite_version
 
 T = TypeVar("T")
@@ -67,7 +68,7 @@ def _open(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-class SqliteRegistry:
+class SqliteRegistry(SqliteKeyVersions):
     """:class:`symbolsvc.registry.Registry` on one SQLite file."""
 
     def __init__(self, path: Path, *, read_threads: int = 2) -> None:

@@ -62,3 +62,13 @@ class SymbolService(pb_grpc.SymbolServiceServicer):
     ) -> pb.ReleaseSymbolResponse:
         was_held = await self._core.release(principal().name, request.symbol)
         return pb.ReleaseSymbolResponse(was_held=was_held)
+
+    async def UpgradeSymbols(
+        self, request: pb.UpgradeSymbolsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpgradeSymbolsResponse:
+        outcomes = await self._core.upgrade_many(principal().name, request.symbols)
+        return pb.UpgradeSymbolsResponse(results=[
+            pb.UpgradeResult(error=item_error(o)) if isinstance(o, SymbolsvcError)
+            else pb.UpgradeResult(symbol=o)
+            for o in outcomes
+        ])

@@ -70,3 +70,23 @@ class ReleaseSymbolResponse(_message.Message):
     WAS_HELD_FIELD_NUMBER: _ClassVar[int]
     was_held: bool
     def __init__(self, was_held: _Optional[bool] = ...) -> None: ...
+
+class UpgradeSymbolsRequest(_message.Message):
+    __slots__ = ("symbols",)
+    SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    symbols: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, symbols: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpgradeSymbolsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[UpgradeResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[UpgradeResult, _Mapping]]] = ...) -> None: ...
+
+class UpgradeResult(_message.Message):
+    __slots__ = ("symbol", "error")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    error: _common_pb2.ItemError
+    def __init__(self, symbol: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.ItemError, _Mapping]] = ...) -> None: ...

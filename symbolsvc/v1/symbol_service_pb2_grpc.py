@@ -63,6 +63,11 @@ class SymbolServiceStub:
                 request_serializer=symbolsvc_dot_v1_dot_symbol__service__pb2.ReleaseSymbolRequest.SerializeToString,
                 response_deserializer=symbolsvc_dot_v1_dot_symbol__service__pb2.ReleaseSymbolResponse.FromString,
                 _registered_method=True)
+        self.UpgradeSymbols = channel.unary_unary(
+                '/symbolsvc.v1.SymbolService/UpgradeSymbols',
+                request_serializer=symbolsvc_dot_v1_dot_symbol__service__pb2.UpgradeSymbolsRequest.SerializeToString,
+                response_deserializer=symbolsvc_dot_v1_dot_symbol__service__pb2.UpgradeSymbolsResponse.FromString,
+                _registered_method=True)
 
 
 class SymbolServiceServicer:
@@ -132,6 +137,26 @@ class SymbolServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpgradeSymbols(self, request, context):
+        """UpgradeSymbols moves up to 1,000 of the caller's holdings to the current
+        symbol-key version and returns, per item, the caller's current-version
+        symbol (the same symbol IssueSymbol now returns for that subject). An
+        agency runs it over the symbols it stores after a key rotation, so the
+        old version can be retired. Idempotent: a current-version symbol comes
+        back unchanged. The moves are durable before the reply; the old symbol
+        stays accepted until its version is retired.
+
+        Per-item errors (nothing is changed for the item): INVALID_ARGUMENT for a
+        malformed symbol (BAD_SYMBOL), a retired version (KEY_VERSION_RETIRED) or
+        an unknown one (UNKNOWN_KEY_VERSION); NOT_FOUND (NOT_HOLDING) when the
+        caller does not hold a live holding under that symbol. More than 1,000
+        symbols, or none, is INVALID_ARGUMENT for the whole call (BATCH_TOO_LARGE /
+        EMPTY_BATCH).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SymbolServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +179,11 @@ def add_SymbolServiceServicer_to_server(servicer, server):
                     servicer.ReleaseSymbol,
                     request_deserializer=symbolsvc_dot_v1_dot_symbol__service__pb2.ReleaseSymbolRequest.FromString,
                     response_serializer=symbolsvc_dot_v1_dot_symbol__service__pb2.ReleaseSymbolResponse.SerializeToString,
+            ),
+            'UpgradeSymbols': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpgradeSymbols,
+                    request_deserializer=symbolsvc_dot_v1_dot_symbol__service__pb2.UpgradeSymbolsRequest.FromString,
+                    response_serializer=symbolsvc_dot_v1_dot_symbol__service__pb2.UpgradeSymbolsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -273,6 +303,33 @@ class SymbolService:
             '/symbolsvc.v1.SymbolService/ReleaseSymbol',
             symbolsvc_dot_v1_dot_symbol__service__pb2.ReleaseSymbolRequest.SerializeToString,
             symbolsvc_dot_v1_dot_symbol__service__pb2.ReleaseSymbolResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpgradeSymbols(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/symbolsvc.v1.SymbolService/UpgradeSymbols',
+            symbolsvc_dot_v1_dot_symbol__service__pb2.UpgradeSymbolsRequest.SerializeToString,
+            symbolsvc_dot_v1_dot_symbol__service__pb2.UpgradeSymbolsResponse.FromString,
             options,
             channel_credentials,
             insecure,

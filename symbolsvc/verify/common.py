@@ -10,14 +10,13 @@ from ..log.checkpoint import (
     Checkpoint,
     CheckpointError,
     NoteError,
-    VerifierKey,
     parse_checkpoint_body,
-    verify_checkpoint,
 )
 from ..log.compact import Frontier
 from ..log.hashing import EMPTY_ROOT, leaf_hash
 from ..records import AccessRecord, LeafError
 from .errors import AuditFailure
+from .keychain import KeyChain
 from .state import TrustedState
 
 
@@ -88,11 +87,12 @@ def note_label(note: object) -> str:
     return "checkpoint"
 
 
-def verify_note(label: str, note: object, vkey: VerifierKey, origin: str) -> Checkpoint:
+def verify_note(label: str, note: object, vkey: KeyChain, origin: str) -> Checkpoint:
+    """Verify the next checkpoint in log order against the key chain (keychain.py)."""
     if not isinstance(note, str):
         raise fail(f"{label}: note is not text")
     try:
-        return verify_checkpoint(note, vkey, origin)
+        return vkey.verify(note, origin)
     except NoteError as exc:
         raise fail(f"{label}: bad signature ({exc})") from None
     except CheckpointError as exc:

@@ -27,6 +27,7 @@ from .common import (
     verify_note,
 )
 from .errors import AuditError
+from .keychain import KeyChain
 from .state import TrustedState
 
 __all__ = ["DEFAULT_CHUNK", "verify_database"]
@@ -98,7 +99,7 @@ def _load_nodes(conn: sqlite3.Connection, begin: int, end: int) -> dict[tuple[in
 class _StoredCheckpoints:
     """The ``checkpoints`` table in tree-size order, verified as the tree reaches each size."""
 
-    def __init__(self, conn: sqlite3.Connection, vkey: VerifierKey, origin: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, vkey: KeyChain, origin: str) -> None:
         self._rows: Iterator[tuple[Any, str, Any]] = iter(conn.execute(
             "SELECT tree_size, typeof(tree_size), note FROM checkpoints ORDER BY tree_size"))
         self._vkey = vkey
@@ -133,7 +134,7 @@ class _StoredCheckpoints:
 
 def verify_database(
     path: Path | str,
-    vkey: VerifierKey,
+    vkey: KeyChain | VerifierKey,
     *,
     origin: str | None = None,
     previous: TrustedState | None = None,
@@ -146,6 +147,7 @@ def verify_database(
     """
     if chunk < 1:
         raise ValueError("chunk must be positive")
+    vkey = KeyChain.of(vkey)
     origin = origin or vkey.name
     path = Path(path)
     conn = _connect_read_only(path)
@@ -166,7 +168,7 @@ def _latest_checkpoint_size(conn: sqlite3.Connection) -> int | None:
 def _verify_connection(
     conn: sqlite3.Connection,
     source: str,
-    vkey: VerifierKey,
+    vkey: KeyChain,
     origin: str,
     previous: TrustedState | None,
     chunk: int,

@@ -22,6 +22,7 @@ from .common import (
     verify_note,
 )
 from .errors import AuditError
+from .keychain import KeyChain
 from .state import TrustedState
 
 __all__ = ["AuditSource", "verify_remote"]
@@ -39,7 +40,7 @@ class AuditSource(Protocol):
 
 def verify_remote(
     client: AuditSource,
-    vkey: VerifierKey,
+    vkey: KeyChain | VerifierKey,
     *,
     origin: str | None = None,
     previous: TrustedState | None = None,
@@ -53,6 +54,7 @@ def verify_remote(
     """
     from symbolsvc_client.clients import CallError
 
+    vkey = KeyChain.of(vkey)
     origin = origin or vkey.name
     try:
         return _verify_remote(client, vkey, origin, previous, source)
@@ -60,9 +62,11 @@ def verify_remote(
         raise AuditError(f"{source}: {exc}") from None
 
 
-def _verify_remote(client: AuditSource, vkey: VerifierKey, origin: str,
+def _verify_remote(client: AuditSource, vkey: KeyChain, origin: str,
                    previous: TrustedState | None, source: str) -> AuditReport:
     note = client.checkpoint()
+    if previous is not None:
+        vkey.resume_from(previous.checkpoint)
     latest = verify_note(note_label(note), note, vkey, origin)
     label = f"checkpoint {latest.size}"
     check_previous_size(previous, latest)

@@ -15,20 +15,22 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..log.checkpoint import CheckpointError, NoteError, VerifierKey, parse_vkey, verify_checkpoint
+from ..log.checkpoint import CheckpointError, NoteError, VerifierKey
 from .errors import AuditError
+from .keychain import KeyChain, parse_vkeys
 
 __all__ = ["TrustedState", "load_state", "load_vkey", "save_state"]
 
 
-def load_vkey(path: Path | str) -> VerifierKey:
-    """Read a signed-note verifier key file (``pki/log.vkey``: one line)."""
+def load_vkey(path: Path | str) -> KeyChain:
+    """Read the log's verifier key file (``pki/log.vkey``: one signed-note vkey per line,
+    oldest first; keychain.py)."""
     try:
         text = Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise AuditError(f"cannot read verifier key {path}: {exc}") from None
     try:
-        return parse_vkey(text)
+        return KeyChain(parse_vkeys(text))
     except NoteError as exc:
         raise AuditError(f"{path}: not a verifier key: {exc}") from None
 
@@ -51,7 +53,7 @@ class TrustedState:
         }, indent=2) + "\n"
 
 
-def load_state(path: Path | str, vkey: VerifierKey) -> TrustedState | None:
+def load_state(path: Path | str, vkey: KeyChain | VerifierKey) -> TrustedState | None:
     """Read the state file; ``None`` if it does not exist yet (first verification).
 
     The saved note must still verify under ``vkey`` and agree with the saved
@@ -72,7 +74,7 @@ def load_state(path: Path | str, vkey: VerifierKey) -> TrustedState | None:
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise AuditError(f"state file {p} is malformed: {exc}") from None
     try:
-        cp = verify_checkpoint(state.checkpoint, vkey, state.origin)
+        cp = KeyChain.of(vkey).verify_any(state.checkpoint, state.origin)
     except (NoteError, CheckpointError) as exc:
         raise AuditError(f"state file {p}: its checkpoint does not verify: {exc}") from None
     if cp.size != state.size or cp.root_hash != state.root_hash:

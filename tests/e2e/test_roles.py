@@ -88,6 +88,7 @@ RPCS = [
     _rpc(SYM, "BatchIssueSymbols", "agency"),
     _rpc(SYM, "StreamIssueSymbols", "agency"),
     _rpc(SYM, "ReleaseSymbol", "agency"),
+    _rpc(SYM, "UpgradeSymbols", "agency"),
     _rpc(BRK, "TranslateSymbol", "broker"),
     _rpc(BRK, "BatchTranslateSymbols", "broker"),
     _rpc(BRK, "ResolveProviders", "broker"),
@@ -113,7 +114,7 @@ def test_rpc_table_covers_every_rpc_of_the_proto() -> None:
             declared |= {(service.full_name, m.name) for m in service.methods}
     listed = {(r.service, r.method) for r in RPCS if r.service.startswith("symbolsvc.")}
     assert listed == declared
-    assert len(declared) == 14  # CONTRACT §3: 4 + 3 + 3 + 4
+    assert len(declared) == 15  # CONTRACT §3: 4 + 3 + 3 + 4, and §9's UpgradeSymbols
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +150,8 @@ def _invoke(rpc: Rpc, channel: grpc.Channel, subject: Subject, numbers: NumberSo
         ]), timeout=t)),
         "ReleaseSymbol": lambda: sym.ReleaseSymbol(
             symbol_pb.ReleaseSymbolRequest(symbol=own_symbol), timeout=t),
+        "UpgradeSymbols": lambda: sym.UpgradeSymbols(
+            symbol_pb.UpgradeSymbolsRequest(symbols=[subject.chiyoda]), timeout=t),
         "TranslateSymbol": lambda: brk.TranslateSymbol(translate, timeout=t),
         "BatchTranslateSymbols": lambda: brk.BatchTranslateSymbols(
             broker_pb.BatchTranslateSymbolsRequest(requests=[translate]), timeout=t),
