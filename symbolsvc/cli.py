@@ -21,6 +21,9 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .metrics_http import ensure_multiprocess_dir
+
+    ensure_multiprocess_dir()  # before prometheus-client is imported (metrics_http)
     from .server import main_serve
 
     return main_serve(load_config(Path(args.config)), args.listen, args.workers)
@@ -68,12 +71,22 @@ def _positive(text: str) -> int:
     return value
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("symbolsvc")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="symbolsvc",
         description="Per-agency symbols for individual numbers, brokered translation and a "
         "tamper-evident access log.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("init", help="write a ready-to-serve deployment directory")

@@ -51,6 +51,11 @@ class Config:
     log_integrate_interval_ms: int = 200
     log_integrate_batch: int = 10_000
     log_lease_ms: int = 5_000
+    # Observability (docs/OBSERVABILITY.md): the server log's format ("json" or "text");
+    # OpenTelemetry tracing, off unless [tracing] otlp_endpoint is set.
+    log_format: str = "json"
+    otlp_endpoint: str = ""
+    trace_service_name: str = "symbolsvc"
 
     @property
     def base(self) -> Path:
@@ -90,6 +95,10 @@ def load_config(path: Path) -> Config:
 
     server, tls, storage = section("server"), section("tls"), section("storage")
     keys, policy, access_log = section("keys"), section("policy"), section("access_log")
+    tracing = section("tracing")
+    log_format = str(server.get("log_format", "json"))
+    if log_format not in ("json", "text"):
+        raise ConfigError(f"{path}: [server] log_format must be \"json\" or \"text\"")
     principals: dict[str, Principal] = {}
     for name, p in section("principals").items():
         if not is_ident(name) or not isinstance(p, dict):
@@ -141,4 +150,7 @@ def load_config(path: Path) -> Config:
         log_integrate_interval_ms=interval_ms,
         log_integrate_batch=batch,
         log_lease_ms=lease_ms,
+        log_format=log_format,
+        otlp_endpoint=str(tracing.get("otlp_endpoint", "")),
+        trace_service_name=str(tracing.get("service_name", "symbolsvc")),
     )

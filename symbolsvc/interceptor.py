@@ -1,4 +1,7 @@
-"""The one server interceptor: authenticate, authorise, map errors, count — for every RPC.
+"""The guard interceptor: authenticate, authorise, map errors — for every RPC.
+
+Metrics and the per-call logging context are their own interceptor
+(:mod:`.metrics`), composed outside this one in :mod:`.server`.
 
 A grpc.aio interceptor sees only the method name, not the servicer context,
 so it wraps the RpcMethodHandler that ``continuation`` returns; the wrapper
@@ -9,12 +12,10 @@ hands the principal to the servicer through a contextvar (:mod:`.auth`).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
-from prometheus_client import Counter, Histogram
 
 from . import auth
 from .config import Principal
@@ -22,11 +23,6 @@ from .errors import SymbolsvcError
 from .services.status import to_status
 
 log = logging.getLogger("symbolsvc.server")
-
-RPCS = Counter("symbolsvc_rpcs_total", "RPCs handled, by method and status code",
-               ["method", "code"])
-LATENCY = Histogram("symbolsvc_rpc_seconds", "RPC handling time, by method", ["method"],
-                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
 
 
 class GuardInterceptor(grpc.aio.ServerInterceptor):
@@ -52,10 +48,6 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        # Pre-bound per method so the per-call path does no look-ups.
-        latency = LATENCY.labels(method)
-        ok = RPCS.labels(method, "OK")
-
         def enter(context: grpc.aio.ServicerContext) -> None:
             p = auth.identify(context.auth_context(), self._principals, method)
             auth.authorize(p, method)
@@ -65,11 +57,9 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             if isinstance(exc, grpc.aio.AbortError):
                 raise exc  # the servicer already chose a status
             if isinstance(exc, SymbolsvcError):
-                RPCS.labels(method, exc.code.name).inc()
                 status = to_status(exc)
                 await context.abort(status.code, status.details, status.trailing_metadata)
             log.exception("unexpected error in %s", method)
-            RPCS.labels(method, "INTERNAL").inc()
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; the operator has "
                                 "been alerted (see the server log)")
 
@@ -77,17 +67,12 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             inner = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                start = time.perf_counter()
                 try:
                     enter(context)
-                    reply = await inner(request, context)
+                    return await inner(request, context)
                 except Exception as exc:
                     await fail(context, exc)
                     raise
-                finally:
-                    latency.observe(time.perf_counter() - start)
-                ok.inc()
-                return reply
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, handler.request_deserializer, handler.response_serializer)
@@ -98,12 +83,10 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
                     enter(context)
-                    reply = await inner_su(requests, context)
+                    return await inner_su(requests, context)
                 except Exception as exc:
                     await fail(context, exc)
                     raise
-                ok.inc()
-                return reply
 
             return grpc.stream_unary_rpc_method_handler(
                 stream_unary, handler.request_deserializer, handler.response_serializer)
@@ -120,6 +103,5 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             except Exception as exc:
                 await fail(context, exc)
                 raise
-            ok.inc()
 
         return factory(streamed, handler.request_deserializer, handler.response_serializer)

@@ -103,6 +103,12 @@ def _prepare_storage(config: Config) -> None:
 
 
 def _supervise(config: Config, address: str, n: int, worker: WorkerMain) -> int:
+    from . import metrics_http
+
+    metrics_dir = None
+    if config.metrics_listen:  # multiprocess mode: set up before any worker exists
+        metrics_dir = metrics_http.prepare_multiprocess()
+        metrics_http.serve_multiprocess(config.metrics_listen, metrics_dir)
     ctx = multiprocessing.get_context("spawn")
     procs: list[multiprocessing.process.BaseProcess] = []
     pending: dict[Connection, int] = {}
@@ -128,6 +134,10 @@ def _supervise(config: Config, address: str, n: int, worker: WorkerMain) -> int:
               file=sys.stderr, flush=True)
         wait([p.sentinel for p in procs])  # the first worker to exit ends the set
         _stop_all(procs)
+        if metrics_dir is not None:
+            for p in procs:
+                if p.pid is not None:
+                    metrics_http.worker_exited(p.pid, metrics_dir)
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
