@@ -61,6 +61,12 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return run_verify(args)
 
 
+def _probe(args: argparse.Namespace) -> int:
+    from .probe import probe
+
+    return probe(args.address, args.service, args.timeout, args.alive)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -106,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve with N processes on one port (SO_REUSEPORT), sharing the "
                         "registry (default 1)")
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser("probe", help="check health on the plaintext loopback health port "
+                                     "(container and kubelet probes); exit 0 when SERVING")
+    p.add_argument("--address", default="127.0.0.1:50052",
+                   help="the [server] health_listen address (default 127.0.0.1:50052)")
+    p.add_argument("--service", default="", help="a service name (default: the server)")
+    p.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS")
+    p.add_argument("--alive", action="store_true",
+                   help="exit 0 on any answer (liveness: NOT_SERVING while the database is "
+                        "down is still alive)")
+    p.set_defaults(func=_probe)
 
     p = sub.add_parser("db", help="create, migrate or check the registry database")
     dsub = p.add_subparsers(dest="db_command", required=True)
