@@ -144,9 +144,13 @@ def _final_code(context: grpc.aio.ServicerContext, exc: BaseException | None) ->
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts and times every RPC; sets the per-call logging context (:mod:`.requestctx`)."""
+    """Counts and times every RPC; sets the per-call logging context (:mod:`.requestctx`).
 
-    def __init__(self) -> None:
+    ``count=False`` (no ``metrics_listen``: nothing would read them) keeps only the
+    logging context, so a deployment without metrics pays nothing for them."""
+
+    def __init__(self, count: bool = True) -> None:
+        self._count = count
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
@@ -160,7 +164,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         cached = self._wrapped.get(details.method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        wrapped = _wrap(details.method, handler)
+        wrapped = _wrap(details.method, handler) if self._count else _context_only(handler)
         self._wrapped[details.method] = (handler, wrapped)
         return wrapped
 
@@ -228,6 +232,30 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             finish(context, start, exc)
             raise
         finish(context, start, None)
+
+    factory = (grpc.unary_stream_rpc_method_handler if kind == "server_stream"
+               else grpc.stream_stream_rpc_method_handler)
+    return factory(streamed, handler.request_deserializer, handler.response_serializer)
+
+
+def _context_only(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    kind = _kind(handler)
+    if kind in ("unary", "client_stream"):
+        inner = handler.unary_unary if kind == "unary" else handler.stream_unary
+
+        async def unary_reply(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            requestctx.begin(context)
+            return await inner(request, context)
+
+        factory = (grpc.unary_unary_rpc_method_handler if kind == "unary"
+                   else grpc.stream_unary_rpc_method_handler)
+        return factory(unary_reply, handler.request_deserializer, handler.response_serializer)
+    streaming = handler.unary_stream if kind == "server_stream" else handler.stream_stream
+
+    async def streamed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        requestctx.begin(context)
+        async for reply in streaming(request, context):
+            yield reply
 
     factory = (grpc.unary_stream_rpc_method_handler if kind == "server_stream"
                else grpc.stream_stream_rpc_method_handler)

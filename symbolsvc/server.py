@@ -139,7 +139,7 @@ async def run(
     tracing = Tracing(config)
     server = grpc.aio.server(
         # Outermost first: tracing spans, then metrics and the logging context, then the guard.
-        interceptors=[*tracing.interceptors, MetricsInterceptor(),
+        interceptors=[*tracing.interceptors, MetricsInterceptor(bool(config.metrics_listen)),
                       GuardInterceptor(config.by_identity())],
         options=_options(config, reuseport=reuseport),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
