@@ -193,3 +193,41 @@ def test_resume_after_kill(fresh_deployment: Path, start_server, numbers: Number
         r = subprocess.run(args, stdin=stdin, capture_output=True, text=True, timeout=60,
                            check=False)
     assert r.returncode == 2 and "same input" in r.stderr
+
+
+def test_bulk_translate_and_release(fresh_deployment: Path, start_server,
+                                    numbers: NumberSource, tmp_path: Path) -> None:
+    server = start_server(fresh_deployment)
+    dep = server.deployment
+    subjects = numbers.many(30)
+    with dep.agency(AGENCY, server.address) as chiyoda, \
+            dep.agency("tax-office", server.address) as tax:
+        mine = [chiyoda.issue(n).symbol for n in subjects]
+        theirs = [tax.issue(n).symbol for n in subjects[:20]]  # 10 not held by the provider
+    src = tmp_path / "symbols.txt"
+    src.write_text("\n".join([*mine[:15], "", *mine[15:], "not-a-symbol"]) + "\n")
+    r = symbolctl(server, "translate", "--requester", AGENCY, "--provider", "tax-office",
+                  "--office-work", "resident-tax", "--info-item", "national-tax-income",
+                  "--input", str(src))
+    assert r.returncode == 1, r.stderr
+    out = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [d["line"] for d in out] == list(range(1, 33))
+    keys = {"line", "status", "provider_symbol", "record_id", "exchange_id", "error"}
+    assert all(set(d) == keys for d in out)
+    translated = [d for d in out if d["status"] == "translated"]
+    assert [d["provider_symbol"] for d in translated] == theirs
+    assert out[15]["status"] == "skipped"
+    failed = [d for d in out if d["status"] == "failed"]
+    assert len(failed) == 11 and {d["error"]["code"] for d in failed} == {"NOT_FOUND",
+                                                                           "INVALID_ARGUMENT"}
+    assert len({d["exchange_id"] for d in out if d["exchange_id"]}) == 31
+
+    rel = tmp_path / "release.txt"
+    rel.write_text("\n".join([mine[0], mine[1], mine[0]]) + "\n")
+    r = symbolctl(server, "--as", AGENCY, "release", "--input", str(rel))
+    assert r.returncode == 0, r.stderr
+    statuses = [json.loads(x)["status"] for x in r.stdout.splitlines()]
+    assert statuses[1] == "released"
+    # Lines 1 and 3 name one holding and run concurrently: one ends it, the other finds
+    # it ended, in either order.
+    assert sorted([statuses[0], statuses[2]]) == ["already_released", "released"]
