@@ -10,7 +10,7 @@
 * ``test_inclusion_proof`` / ``test_consistency_proof`` — the AuditService path
   (:class:`symbolsvc.log.service.AccessLog`: latest checkpoint, node ids, one
   ``tree_nodes`` read, combine) for a random leaf of a tree of N leaves. The
-  tree is built directly with :class:`~symbolsvc.log.merkle.Frontier` into a
+  tree is built directly with :class:`~symbolsvc.log.compact.Frontier` into a
   registry file (cached per size under the pytest cache directory); the figure
   should grow with log2(N), not N. Sizes default to 1M and 4M (building 10M
   takes minutes and ~1.5 GB here); set SYMBOLSVC_BENCH_LOG_SIZES to change them.
@@ -29,8 +29,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from symbolsvc.log.merkle import Frontier, inclusion_proof_nodes
-from symbolsvc.log.sequencer import LogNotifier, checkpoint_signer
+from symbolsvc.log.compact import Frontier
+from symbolsvc.log.integrate import planner
+from symbolsvc.log.proofs import inclusion_proof_nodes
+from symbolsvc.log.sequencer import checkpoint_signer
 from symbolsvc.log.service import AccessLog
 from symbolsvc.registry import NewRecord
 from symbolsvc.registry.sqlite import SqliteRegistry
@@ -79,7 +81,8 @@ def test_integrate_batch(benchmark, registry: SqliteRegistry,  # type: ignore[no
         return (), {}
 
     def integrate() -> None:
-        result = loop.run_until_complete(registry.integrate(batch, "bench", 60_000, SIGN))
+        result = loop.run_until_complete(
+            registry.integrate(batch, "bench", 60_000, planner(SIGN)))
         assert result.integrated == batch
 
     benchmark.pedantic(integrate, setup=setup, rounds=8, iterations=1, warmup_rounds=1)
@@ -132,7 +135,7 @@ def big_log(request: pytest.FixtureRequest) -> tuple[int, Path]:
 
 def _access_log(path: Path) -> tuple[AccessLog, SqliteRegistry]:
     reg = SqliteRegistry(path)
-    return AccessLog(None, reg, LogNotifier()), reg  # type: ignore[arg-type]  # audit needs no core
+    return AccessLog(reg), reg
 
 
 def test_inclusion_proof(benchmark, big_log: tuple[int, Path],  # type: ignore[no-untyped-def]

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import DEFAULT_LISTEN, load_config
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from . import verify
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -24,9 +28,21 @@ def _serve(args: argparse.Namespace) -> int:
     from .metrics_http import ensure_multiprocess_dir
 
     ensure_multiprocess_dir()  # before prometheus-client is imported (metrics_http)
-    from .server import main_serve
+    config = load_config(Path(args.config))
+    if args.workers > 1:
+        from .workers import serve_workers
 
-    return main_serve(load_config(Path(args.config)), args.listen, args.workers)
+        return serve_workers(config, args.listen or config.listen, args.workers)
+    import asyncio
+
+    from .server import run
+
+    try:
+        asyncio.run(run(config, args.listen))
+    except ConfigError as exc:
+        print(f"symbolsvc: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _policy_check(args: argparse.Namespace) -> int:
@@ -56,9 +72,49 @@ def _db(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from .audit import run_verify
+    """``symbolsvc audit verify``: 0 verified, 1 failed verification, 2 could not verify."""
+    from . import verify
 
-    return run_verify(args)
+    try:
+        report = _audit_run(args)
+    except verify.AuditFailure as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    except verify.AuditError as exc:
+        print(f"symbolsvc audit verify: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0
+
+
+def _audit_run(args: argparse.Namespace) -> verify.AuditReport:
+    from . import verify
+
+    if args.db:
+        if not args.vkey:
+            raise verify.AuditError("--db needs --vkey FILE (the deployment's pki/log.vkey)")
+        vkey = verify.load_vkey(args.vkey)
+        previous = verify.load_state(args.state, vkey) if args.state else None
+        report = verify.verify_database(args.db, vkey, origin=args.origin, previous=previous)
+    else:
+        from symbolsvc_client.channel import Deployment
+
+        deployment = Deployment(args.deployment)
+        vkey = verify.load_vkey(args.vkey or deployment.pki / "log.vkey")
+        previous = verify.load_state(args.state, vkey) if args.state else None
+        try:
+            client = deployment.auditor(args.target, name=args.principal)
+        except OSError as exc:
+            raise verify.AuditError(f"cannot load the {args.principal} identity: {exc}") from None
+        with client:
+            report = verify.verify_remote(client, vkey, origin=args.origin, previous=previous,
+                                          source=args.target)
+    if args.state:
+        try:
+            verify.save_state(args.state, report.state)
+        except OSError as exc:
+            raise verify.AuditError(f"verified, but cannot write the state file: {exc}") from None
+    return report
 
 
 def _probe(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""The service core: issue, release, translate, resolve, disclose — no network.
+"""The service core: issue, release, translate, resolve — no network.
 
 The gRPC servicers are thin translations onto these methods, so everything
 here is testable in-process. Each method validates first and changes nothing
@@ -14,22 +14,22 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .errors import InvalidArgument, NotFound, PermissionDenied, SymbolsvcError
 from .numbers import validate_individual_number
 from .policy import PolicyHolder, is_ident
 from .records import AccessKind, AccessRecord
-from .registry import NewHolding, NewRecord, Registry, StoredRecord
+from .registry import Built, HoldingsStore, NewHolding, NewRecord
+from .subjects import seal_record_subject, unseal_holding
 from .symbols import Deriver, symbol_version
 
 MAX_BATCH = 1000
 MAX_EXCHANGE_ID = 128
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
-_LOG_SEAL_AGENCY = "@access-log"  # not a valid agency ID: no clash with holdings
+
+R = TypeVar("R")
 
 security_log = logging.getLogger("symbolsvc.security")
-log = logging.getLogger("symbolsvc.core")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +70,6 @@ class Resolved:
     record_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class DisclosedRecord:
-    id: int
-    record: AccessRecord
-    leaf_index: int | None = None  # None until the sequencer integrates the record
-
-
 Outcome = Issued | Translated | SymbolsvcError
 
 
@@ -86,7 +79,7 @@ class Core:
     def __init__(
         self,
         deriver: Deriver,
-        registry: Registry,
+        registry: HoldingsStore,
         policy: PolicyHolder,
         *,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
@@ -111,7 +104,7 @@ class Core:
         check_batch(len(numbers), field or "individual_number")
         d = self.deriver
         version = d.current_version
-        out: list[Issued | SymbolsvcError] = []
+        out: list[Issued | SymbolsvcError | None] = []
         pending: list[int] = []
         holdings: list[NewHolding] = []
         for i, number in enumerate(numbers):
@@ -126,12 +119,12 @@ class Core:
             symbol = d.symbol(agency, sid, version)
             holdings.append(NewHolding(agency, symbol, d.seal(sid, agency, symbol)))
             pending.append(i)
-            out.append(err_placeholder)
+            out.append(None)  # filled below
         if holdings:
             fresh = await self.registry.issue(holdings)
             for i, h, new in zip(pending, holdings, fresh, strict=True):
                 out[i] = Issued(h.symbol, new, version)
-        return out
+        return _filled(out)
 
     async def release(self, agency: str, symbol: str) -> bool:
         symbol_version(symbol)
@@ -156,7 +149,7 @@ class Core:
         if batch:
             check_batch(len(reqs), "requests")
         policy = self.policy.current
-        out: list[Translated | SymbolsvcError] = []
+        out: list[Translated | SymbolsvcError | None] = []
         todo: list[int] = []
         for i, r in enumerate(reqs):
             prefix = f"requests[{i}]." if batch else ""
@@ -179,43 +172,43 @@ class Core:
             except SymbolsvcError as err:
                 out.append(err)
                 continue
-            out.append(err_placeholder)
+            out.append(None)  # filled below
             todo.append(i)
         if not todo:
-            return out
+            return _filled(out)
         # One writer unit per item, merged per group: read the requester's holding,
         # derive and build the record, append it under both holdings, in one
         # transaction (no read-pool hop, and no release can slip in between).
         now = self._clock_us()
-        provider_symbols: dict[int, str] = {}
-        failed: dict[int, SymbolsvcError] = {}
         results = await self.registry.append_for_holdings(
-            [((reqs[i].requester_agency, reqs[i].symbol), self._translation(reqs[i], i, now,
-              provider_symbols, failed)) for i in todo]
+            [((reqs[i].requester_agency, reqs[i].symbol), self._translation(reqs[i], now))
+             for i in todo]
         )
-        for i, (held, rid) in zip(todo, results, strict=True):
-            if not held:
+        for i, res in zip(todo, results, strict=True):
+            if not res.held:
                 out[i] = _requester_not_holding()
-            elif i in failed:
-                out[i] = failed[i]
-            elif rid is None:  # the requester's holding was live in the same transaction
+            elif isinstance(res.value, SymbolsvcError):
+                out[i] = res.value
+            elif res.record_id is None or res.value is None:
+                # the requester's holding was live in the same transaction: the provider's
+                # was not (the record required both)
                 out[i] = NotFound(
                     "PROVIDER_NOT_HOLDING",
                     f"the provider agency {reqs[i].provider_agency!r} holds no records "
                     "on this subject",
                 )
             else:
-                out[i] = Translated(provider_symbols[i], rid)
-        return out
+                out[i] = Translated(res.value, res.record_id)
+        return _filled(out)
 
     def _translation(
-        self, r: TranslateRequest, i: int, now: int, provider_symbols: dict[int, str],
-        failed: dict[int, SymbolsvcError],
-    ) -> Callable[[bytes], NewRecord | None]:
-        """The record builder for one translation, run in the registry's writer with the
-        requester's sealed reference: it never raises (errors go to ``failed``)."""
+        self, r: TranslateRequest, now: int
+    ) -> Callable[[bytes], Built[str | SymbolsvcError]]:
+        """The write unit's build step for one translation, run in the registry's writer
+        with the requester's sealed reference. It never raises: it returns the record and
+        the provider's symbol, or no record and the error."""
 
-        def build(sealed_ref: bytes) -> NewRecord | None:
+        def build(sealed_ref: bytes) -> Built[str | SymbolsvcError]:
             try:
                 sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
                 provider_symbol = self.deriver.symbol(
@@ -226,10 +219,8 @@ class Core:
                     ((r.requester_agency, r.symbol), (r.provider_agency, provider_symbol)),
                 )
             except SymbolsvcError as err:
-                failed[i] = err
-                return None
-            provider_symbols[i] = provider_symbol
-            return record
+                return Built(None, err)
+            return Built(record, provider_symbol)
 
         return build
 
@@ -270,72 +261,10 @@ class Core:
             raise _requester_not_holding()
         return Resolved(holders, rid)
 
-    # -- disclosure -----------------------------------------------------------
-
-    async def subject_pseudonym(self, portal: str, symbol: str) -> bytes:
-        """The log pseudonym of the subject the portal knows by ``symbol``."""
-        symbol_version(symbol)
-        sealed_ref = await self.registry.lookup(portal, symbol)
-        if sealed_ref is None:
-            raise NotFound("NOT_HOLDING", "the portal holds no subject with that symbol", "symbol")
-        return self.deriver.log_pseudonym(self._unseal(sealed_ref, portal, symbol))
-
-    async def list_records(
-        self, portal: str, symbol: str, page_size: int, page_token: str
-    ) -> tuple[list[DisclosedRecord], str]:
-        """One page of the subject's records, newest first, and the next page token."""
-        if page_size < 0 or page_size > MAX_PAGE_SIZE:
-            raise InvalidArgument(
-                "BAD_PAGE_SIZE", f"page_size must be between 0 and {MAX_PAGE_SIZE}", "page_size"
-            )
-        before: int | None = None
-        if page_token:
-            if not page_token.isdigit() or len(page_token) > 19:
-                raise InvalidArgument("BAD_PAGE_TOKEN", "page_token is malformed", "page_token")
-            before = int(page_token)
-        pseudonym = await self.subject_pseudonym(portal, symbol)
-        size = page_size or DEFAULT_PAGE_SIZE
-        rows = await self.registry.records_for_subject(pseudonym, before, size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
-        page = [DisclosedRecord(row.id, AccessRecord.decode(row.leaf), row.leaf_index)
-                for row in rows]
-        return page, (str(rows[-1].id) if more else "")
-
-    async def portal_symbols(self, portal: str, sealed: Sequence[bytes]) -> list[str | None]:
-        """For access records' sealed subjects: the portal's symbol (current key version)
-        for each record's subject when the portal holds that subject, else None.
-
-        A record whose sealed subject fails authentication is reported to the
-        operator and treated as not held, so one damaged row cannot stall a watch.
-        """
-        version = self.deriver.current_version
-        symbols: list[str | None] = []
-        for ref in sealed:
-            try:
-                sid = self.deriver.unseal(ref, _LOG_SEAL_AGENCY, "")
-            except ValueError:
-                log.error("an access record's sealed subject reference failed authentication")
-                symbols.append(None)
-                continue
-            symbols.append(self.deriver.symbol(portal, sid, version))
-        keys = [(portal, sym) for sym in symbols if sym is not None]
-        live = iter(await self.registry.lookup_many(keys)) if keys else iter(())
-        return [sym if sym is not None and next(live) is not None else None
-                for sym in symbols]
-
     # -- helpers ----------------------------------------------------------------
 
     def _unseal(self, sealed_ref: bytes, agency: str, symbol: str) -> bytes:
-        try:
-            return self.deriver.unseal(sealed_ref, agency, symbol)
-        except ValueError:
-            log.error("a holding's sealed subject reference failed authentication",
-                      extra={"agency": agency})
-            raise SymbolsvcError(
-                "CORRUPT_HOLDING",
-                "the registry entry for this holding is damaged; the operator has been alerted",
-            ) from None
+        return unseal_holding(self.deriver, sealed_ref, agency, symbol)
 
     def _record(
         self, kind: AccessKind, now: int, requester: str, office_work: str, info_item: str,
@@ -345,11 +274,14 @@ class Core:
         pseudonym = self.deriver.log_pseudonym(sid)
         leaf = AccessRecord(kind, now, requester, office_work, info_item, exchange_id,
                             providers, pseudonym).encode()
-        return NewRecord(leaf, pseudonym, self.deriver.seal(sid, _LOG_SEAL_AGENCY, ""), require)
+        return NewRecord(leaf, pseudonym, seal_record_subject(self.deriver, sid), require)
 
 
-# A slot filled later in the same call; never returned to a caller.
-err_placeholder = SymbolsvcError("PENDING", "internal placeholder")
+def _filled(out: Sequence[R | None]) -> list[R]:
+    """Per-item outcomes, every slot filled (a None left over is a bug, not a result)."""
+    if any(o is None for o in out):
+        raise AssertionError("an item was left without an outcome")
+    return [o for o in out if o is not None]
 
 
 def check_batch(n: int, field: str) -> None:
@@ -395,12 +327,10 @@ def _requester_not_holding() -> NotFound:
 __all__ = [
     "MAX_BATCH",
     "Core",
-    "DisclosedRecord",
     "Issued",
     "Outcome",
     "ResolveRequest",
     "Resolved",
-    "StoredRecord",
     "TranslateRequest",
     "Translated",
 ]

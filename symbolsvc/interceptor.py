@@ -20,7 +20,7 @@ import grpc
 from . import auth
 from .config import Principal
 from .errors import SymbolsvcError
-from .services.status import to_status
+from .status import to_status
 
 log = logging.getLogger("symbolsvc.server")
 

@@ -26,15 +26,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
 from . import requestctx
-
-if TYPE_CHECKING:
-    from .server import App
+from .log.sequencer import LogNotifier, Sequencer
+from .policy import PolicyHolder
 
 _LABELS = ("grpc_type", "grpc_service", "grpc_method")
 STARTED = Counter("grpc_server_started_total", "RPCs started on the server.", _LABELS)
@@ -262,19 +261,20 @@ def _context_only(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     return factory(streamed, handler.request_deserializer, handler.response_serializer)
 
 
-async def sample_domain(app: App, interval: float = 1.0) -> None:
+async def sample_domain(notifier: LogNotifier, sequencer: Sequencer | None,
+                        policies: PolicyHolder, interval: float = 1.0) -> None:
     """Sample the access log's and the permission table's state every ``interval`` s."""
     last_size, policy = -1, None
     while True:
-        size = app.notifier.size
+        size = notifier.size
         LOG_TREE_SIZE.set(size)
         if size != last_size:
             LOG_GROWN_AT.set(time.time())
             last_size = size
         LOG_PENDING.set(max(0, _max_record_id + 1 - size))
-        SEQUENCER_LEADER.set(1 if app.sequencer is not None and app.sequencer.leader else 0)
-        if app.policy.current is not policy:
-            policy = app.policy.current
+        SEQUENCER_LEADER.set(1 if sequencer is not None and sequencer.leader else 0)
+        if policies.current is not policy:
+            policy = policies.current
             POLICY_RULES.set(policy.rules)
             POLICY_LOADED.set(time.time())
             version = getattr(policy, "version", None)

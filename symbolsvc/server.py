@@ -16,7 +16,6 @@ import ipaddress
 import logging
 import signal
 import socket
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from . import metrics_http, stderr_bridge
 from .config import Config
 from .core import Core
+from .disclosure import Disclosure
 from .errors import ConfigError, Unavailable
 from .interceptor import GuardInterceptor
 from .keys import load_keyring, read_passphrase
@@ -36,7 +36,7 @@ from .logsetup import setup_logging
 from .metrics import MetricsInterceptor, sample_domain
 from .policy import PolicyHolder
 from .registry import LogStore, Registry
-from .registry.open import open_registry
+from .registry.backends import open_registry
 from .services.audit import AuditService
 from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
@@ -73,6 +73,7 @@ class App:
     policy: PolicyHolder
     registry: Registry
     access_log: AccessLog
+    disclosure: Disclosure
     notifier: LogNotifier
     sequencer: Sequencer | None  # None: the storage backend cannot sequence (yet)
 
@@ -81,7 +82,7 @@ def build_app(config: Config) -> App:
     passphrase = read_passphrase(config.passphrase_env, config.passphrase_file)
     keyring = load_keyring(config.keyring, passphrase)
     policy = PolicyHolder(config.policy_file)
-    registry = open_registry(config)
+    registry = open_registry(config.storage_url, config.base)
     core = Core(Deriver(keyring), registry, policy)
     notifier = LogNotifier()
     sequencer = None
@@ -95,8 +96,10 @@ def build_app(config: Config) -> App:
                   "but are not integrated", type(registry).__name__)
     # A watcher polls the store this often for trees grown by another process's sequencer.
     poll = max(0.05, min(1.0, config.log_integrate_interval_ms / 1000))
-    access_log = AccessLog(core, registry, notifier, poll_seconds=poll)
-    return App(config, core, policy, registry, access_log, notifier, sequencer)
+    access_log = AccessLog(registry)
+    disclosure = Disclosure(core.deriver, registry, registry, access_log, notifier,
+                            poll_seconds=poll)
+    return App(config, core, policy, registry, access_log, disclosure, notifier, sequencer)
 
 
 def _options(config: Config, *, reuseport: bool = False) -> list[tuple[str, int]]:
@@ -147,7 +150,7 @@ async def run(
     symbol_service_pb2_grpc.add_SymbolServiceServicer_to_server(SymbolService(app.core), server)
     broker_service_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(app.core), server)
     disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(
-        DisclosureService(app.core, app.access_log), server)
+        DisclosureService(app.disclosure), server)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
         AuditService(app.access_log), server)
     health_servicer = health.aio.HealthServicer()
@@ -191,7 +194,7 @@ async def run(
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload_policy(app.policy))
     monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer))
-    sampler = asyncio.create_task(sample_domain(app))
+    sampler = asyncio.create_task(sample_domain(app.notifier, app.sequencer, app.policy))
     await stop.wait()
 
     log.info("stopping: finishing in-flight calls (grace %.0f s)", config.grace_seconds)
@@ -282,16 +285,3 @@ def check_bindable(address: str) -> None:
                 sock.bind(sockaddr)
             except OSError as exc:
                 raise ConfigError(f"cannot listen on {address}: {exc.strerror}") from None
-
-
-def main_serve(config: Config, listen: str | None, workers: int = 1) -> int:
-    if workers > 1:
-        from .workers import serve_workers
-
-        return serve_workers(config, listen or config.listen, workers)
-    try:
-        asyncio.run(run(config, listen))
-    except ConfigError as exc:
-        print(f"symbolsvc: {exc}", file=sys.stderr)
-        return 2
-    return 0

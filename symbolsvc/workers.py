@@ -94,10 +94,10 @@ def serve_workers(config: Config, listen: str, workers: int, *,
 
 def _prepare_storage(config: Config) -> None:
     """Create (SQLite) or check (PostgreSQL) the registry's schema once, before the workers."""
-    from .registry.open import open_registry
+    from .registry.backends import open_registry
 
     async def init() -> None:
-        await open_registry(config).close()
+        await open_registry(config.storage_url, config.base).close()
 
     asyncio.run(init())
 

@@ -406,9 +406,9 @@ def set_storage_url(directory: Path, url: str) -> None:
 
 def registry_backend(where: Path) -> str:
     """``"sqlite"`` or ``"postgres"``: the registry a deployment (or config file) uses."""
-    from symbolsvc.registry.open import backend_of
+    from symbolsvc.registry.backends import backend_for
 
-    return backend_of(storage_url(where))
+    return backend_for(storage_url(where)).name
 
 
 def _sqlite_file(where: Path) -> Path:
@@ -432,17 +432,12 @@ class RegistryReader:
     """
 
     def __init__(self, where: Path) -> None:
-        self.backend = registry_backend(where)
-        self._sqlite: sqlite3.Connection | None = None
-        self._pg: Any = None
-        if self.backend == "sqlite":
-            self._sqlite = open_readonly(_sqlite_file(where))
-        else:
-            from symbolsvc.registry.open import PgTarget
-            from symbolsvc.registry.postgres import connect_sync
+        from symbolsvc.registry.backends import backend_for
 
-            self._pg = connect_sync(PgTarget.parse(storage_url(where)))
-            self._pg.read_only = True
+        url = storage_url(where)
+        backend = backend_for(url)
+        self.backend = backend.name
+        self._db = backend.inspect(url, _config_file(where).parent)
 
     def __enter__(self) -> RegistryReader:
         return self
@@ -451,21 +446,12 @@ class RegistryReader:
         self.close()
 
     def close(self) -> None:
-        if self._sqlite is not None:
-            self._sqlite.close()
-        if self._pg is not None:
-            self._pg.close()
+        self._db.close()
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()
                 ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Column names and rows."""
-        if self._sqlite is not None:
-            cur = self._sqlite.execute(sql, params)
-            return [d[0] for d in cur.description or ()], cur.fetchall()
-        cur = self._pg.execute(sql.replace("?", "%s"), params)
-        rows = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
-                for r in cur.fetchall()]
-        return [d.name for d in cur.description or ()], rows
+        return self._db.execute(sql, params)
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.execute(sql, params)[1]
@@ -475,12 +461,7 @@ class RegistryReader:
         return row
 
     def tables(self) -> list[str]:
-        if self._sqlite is not None:
-            sql = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-        else:
-            sql = ("SELECT table_name FROM information_schema.tables WHERE table_schema = "
-                   "current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name")
-        return [r[0] for r in self.query(sql)]
+        return self._db.tables()
 
     def rows(self, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         return self.execute(f'SELECT * FROM "{table}"')  # noqa: S608 - names from tables()
@@ -513,7 +494,7 @@ def registry_dump(where: Path) -> dict[str, bytes]:
     """
     if registry_backend(where) == "sqlite":
         return registry_bytes(_sqlite_file(where))
-    from symbolsvc.registry.open import PgTarget
+    from symbolsvc.registry.url import PgTarget
 
     target = PgTarget.parse(storage_url(where))
     env = {**os.environ, **({"PGPASSWORD": target.password} if target.password else {})}
@@ -551,7 +532,7 @@ class RegistrySnapshot:
         else:
             from postgres_fixtures import clone_database
 
-            from symbolsvc.registry.open import PgTarget
+            from symbolsvc.registry.url import PgTarget
 
             self._live = PgTarget.parse(storage_url(directory)).dbname
             self._clone: str | None = clone_database(self._live)

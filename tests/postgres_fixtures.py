@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from symbolsvc.registry.migrations import pg_migrate
-from symbolsvc.registry.open import PgTarget
-from symbolsvc.registry.postgres import PgRegistry, connect_sync
+from symbolsvc.registry.postgres import connect_sync
+from symbolsvc.registry.url import PgTarget
 
 PG_ENV = "SYMBOLSVC_TEST_PG_URL"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -121,20 +121,6 @@ def _url_of(target: PgTarget) -> str:
 
     user, host = rest.split("@", 1) if "@" in rest else ("", rest)
     return f"{scheme}://{user}:{quote(target.password, safe='')}@{host}"
-
-
-class ThrowawayPgRegistry(PgRegistry):
-    """A :class:`PgRegistry` on its own fresh database, dropped by :meth:`close`."""
-
-    def __init__(self) -> None:
-        self._db = fresh_database()
-        super().__init__(self._db.__enter__())
-
-    async def close(self) -> None:
-        try:
-            await super().close()
-        finally:
-            self._db.__exit__(None, None, None)
 
 
 def pg_available() -> bool:

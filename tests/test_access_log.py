@@ -1,7 +1,7 @@
 """The access log end to end: a real `symbolsvc serve` over mTLS (docs/ACCESS_LOG.md).
 
 Checkpoints verify with the production verifier and with the independent one of
-tests/test_checkpoint.py; proofs verify with symbolsvc.log.merkle's RFC 9162
+tests/test_checkpoint.py; proofs verify with symbolsvc.log.verification's RFC 9162
 verifiers; the leaves ListEntries returns hash to the checkpoint's root. Crash
 recovery (kill -9), the portal's watch across reconnects and restarts, roles,
 and two server processes (two sequencers) on one registry. Every test runs on both
@@ -27,12 +27,8 @@ from symbolsvc_client.clients import AuditorClient, CallError, PortalClient
 from test_checkpoint import independent_verify
 
 from symbolsvc.log.checkpoint import parse_checkpoint_body, verify_checkpoint
-from symbolsvc.log.merkle import (
-    leaf_hash,
-    root_from_leaf_hashes,
-    verify_consistency,
-    verify_inclusion,
-)
+from symbolsvc.log.hashing import leaf_hash, root_from_leaf_hashes
+from symbolsvc.log.verification import verify_consistency, verify_inclusion
 from symbolsvc.records import AccessRecord
 from symbolsvc.v1 import disclosure_service_pb2 as disclosure_pb
 

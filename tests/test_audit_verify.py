@@ -25,9 +25,16 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from memory_tree import MemoryTree
 from symbolsvc_client.channel import Deployment
 
-from symbolsvc.audit import (
+from symbolsvc.cli import main
+from symbolsvc.log.checkpoint import Checkpoint, parse_vkey, sign_checkpoint, vkey_string
+from symbolsvc.log.compact import Frontier
+from symbolsvc.log.hashing import leaf_hash, node_hash
+from symbolsvc.log.proofs import consistency_proof
+from symbolsvc.records import AccessKind, AccessRecord
+from symbolsvc.verify import (
     AuditFailure,
     TrustedState,
     load_state,
@@ -36,10 +43,6 @@ from symbolsvc.audit import (
     verify_database,
     verify_remote,
 )
-from symbolsvc.cli import main
-from symbolsvc.log.checkpoint import Checkpoint, parse_vkey, sign_checkpoint, vkey_string
-from symbolsvc.log.merkle import Frontier, MemoryTree, consistency_proof, leaf_hash, node_hash
-from symbolsvc.records import AccessKind, AccessRecord
 
 ORIGIN = "symbolsvc.local/access-log"
 

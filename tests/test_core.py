@@ -260,11 +260,12 @@ def test_translate_record_requires_both_holdings(env: Env) -> None:
     append_for_holdings = env.registry.append_for_holdings
     built: list[NewRecord | None] = []
 
-    async def spy(items: list[tuple[tuple[str, str], Any]]) -> list[tuple[bool, int | None]]:
+    async def spy(items: list[tuple[tuple[str, str], Any]]) -> list[Any]:
         def wrap(build: Any) -> Any:
-            def recorded(sealed: bytes) -> NewRecord | None:
-                built.append(build(sealed))
-                return built[-1]
+            def recorded(sealed: bytes) -> Any:
+                result = build(sealed)
+                built.append(result.record)
+                return result
             return recorded
         return await append_for_holdings([(key, wrap(b)) for key, b in items])
 
@@ -412,6 +413,12 @@ def test_resolve_check_order(env: Env) -> None:
 
 
 def test_list_records_newest_first_paged(env: Env) -> None:
+    from symbolsvc.disclosure import Disclosure
+    from symbolsvc.log.sequencer import LogNotifier
+    from symbolsvc.log.service import AccessLog
+
+    disclosure = Disclosure(env.deriver, env.registry, env.registry, AccessLog(env.registry),
+                            LogNotifier())
     portal = env.issue("portal", N1)
     requester = env.issue("pension-service", N1)
     other = env.issue("pension-service", N2)
@@ -421,22 +428,22 @@ def test_list_records_newest_first_paged(env: Env) -> None:
         env.run.run(env.core.translate(env.tr(requester, exchange_id=f"n1-{k}")))
         env.run.run(env.core.translate(env.tr(other, exchange_id=f"n2-{k}")))
     env.run.run(env.core.resolve(env.rs(requester, exchange_id="n1-r")))
-    page, token = env.run.run(env.core.list_records("portal", portal, 4, ""))
+    page, token = env.run.run(disclosure.list_records("portal", portal, 4, ""))
     seen = [r.record.exchange_id for r in page]
     while token:
-        page, token = env.run.run(env.core.list_records("portal", portal, 4, token))
+        page, token = env.run.run(disclosure.list_records("portal", portal, 4, token))
         seen += [r.record.exchange_id for r in page]
     assert seen == ["n1-r", "n1-4", "n1-3", "n1-2", "n1-1", "n1-0"]
-    everything, token = env.run.run(env.core.list_records("portal", portal, 0, ""))
+    everything, token = env.run.run(disclosure.list_records("portal", portal, 0, ""))
     assert token == "" and len(everything) == 6
     for bad in ("x", "-1", "1" * 20):
-        _raises(env, env.core.list_records("portal", portal, 4, bad), InvalidArgument,
+        _raises(env, disclosure.list_records("portal", portal, 4, bad), InvalidArgument,
                 "BAD_PAGE_TOKEN")
-    _raises(env, env.core.list_records("portal", portal, -1, ""), InvalidArgument,
+    _raises(env, disclosure.list_records("portal", portal, -1, ""), InvalidArgument,
             "BAD_PAGE_SIZE")
-    _raises(env, env.core.list_records("portal", portal, 501, ""), InvalidArgument,
+    _raises(env, disclosure.list_records("portal", portal, 501, ""), InvalidArgument,
             "BAD_PAGE_SIZE")
-    _raises(env, env.core.list_records("portal", requester, 4, ""), NotFound, "NOT_HOLDING")
+    _raises(env, disclosure.list_records("portal", requester, 4, ""), NotFound, "NOT_HOLDING")
 
 
 # -- no individual number anywhere ----------------------------------------------------------------

@@ -9,23 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from memory_tree import MemoryTree
 
-from symbolsvc.log.merkle import (
-    EMPTY_ROOT,
-    Frontier,
-    MemoryTree,
-    NodeID,
-    ProofError,
+from symbolsvc.log.compact import Frontier, range_node_ids
+from symbolsvc.log.errors import ProofError
+from symbolsvc.log.hashing import EMPTY_ROOT, NodeID, leaf_hash, node_hash, root_from_leaf_hashes
+from symbolsvc.log.proofs import (
     consistency_proof,
     consistency_proof_nodes,
     inclusion_proof,
     inclusion_proof_nodes,
-    leaf_hash,
-    node_hash,
-    range_node_ids,
-    root_from_inclusion_proof,
-    root_from_leaf_hashes,
     tree_root,
+)
+from symbolsvc.log.verification import (
+    root_from_inclusion_proof,
     verify_consistency,
     verify_inclusion,
 )

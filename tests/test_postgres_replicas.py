@@ -32,8 +32,8 @@ from unit_fixtures import number_for
 
 from symbolsvc.records import AccessRecord
 from symbolsvc.registry.migrations import pg_migrate
-from symbolsvc.registry.open import PgTarget
 from symbolsvc.registry.postgres import connect_sync
+from symbolsvc.registry.url import PgTarget
 
 AGENCIES = ["city-a", "city-b"]
 SERVING = health_pb2.HealthCheckResponse.SERVING

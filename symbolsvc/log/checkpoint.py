@@ -35,6 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from .errors import VerificationError
+
 __all__ = [
     "MAX_SIGNATURES",
     "SIGNATURE_TYPE_ED25519",
@@ -70,7 +72,7 @@ _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 _KEY_HASH = re.compile(r"[0-9a-f]{8}")
 
 
-class NoteError(ValueError):
+class NoteError(VerificationError):
     """A signed note or key is malformed, or not validly signed by the expected key.
 
     Do not use the note's text: the signed-note spec says it MUST be ignored
@@ -78,7 +80,7 @@ class NoteError(ValueError):
     """
 
 
-class CheckpointError(ValueError):
+class CheckpointError(VerificationError):
     """A checkpoint body does not follow c2sp.org/tlog-checkpoint; reject the checkpoint."""
 
 

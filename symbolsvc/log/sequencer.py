@@ -5,7 +5,8 @@ records to the queue (``access_records`` with ``leaf_index`` NULL) in the
 durable commit that precedes their reply; this loop, one per server process,
 integrates them. Of all the processes of a deployment only the holder of the
 sequencer lease integrates: every step takes or renews the lease and re-checks
-it inside the integration transaction (:meth:`symbolsvc.registry.LogStore.integrate`),
+it inside the integration transaction (:meth:`symbolsvc.registry.LogStore.integrate`,
+which applies the plan of :mod:`.integrate`),
 so a process that lost its lease writes nothing, and a crash anywhere leaves
 the whole integration or none of it.
 
@@ -33,8 +34,9 @@ from contextlib import suppress
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..errors import SymbolsvcError
-from ..registry import Integration, LogStore, SignFn
+from ..registry import Integration, LogStore
 from .checkpoint import Checkpoint, sign_checkpoint
+from .integrate import SignFn, planner
 
 log = logging.getLogger("symbolsvc.log")
 
@@ -44,7 +46,7 @@ _FINAL_STEPS = 100
 
 
 def checkpoint_signer(origin: str, private_key: Ed25519PrivateKey) -> SignFn:
-    """``sign_fn`` for :meth:`LogStore.integrate`: a C2SP signed checkpoint whose key name
+    """The sequencer's signer: a C2SP signed checkpoint whose key name
     is the origin (c2sp.org/tlog-checkpoint: the key name SHOULD match the origin)."""
 
     def sign(tree_size: int, root_hash: bytes) -> str:
@@ -121,7 +123,7 @@ class Sequencer:
         self.interval = interval_ms / 1000
         self.batch = batch
         self.lease_ms = lease_ms
-        self._sign = sign_fn
+        self._plan = planner(sign_fn)
         self._leader = False
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -141,7 +143,7 @@ class Sequencer:
             self._set_leader(False, status.lease_holder)
             self.notifier.advance(status.tree_size)
             return None
-        result = await self.store.integrate(self.batch, self.holder, self.lease_ms, self._sign)
+        result = await self.store.integrate(self.batch, self.holder, self.lease_ms, self._plan)
         self._set_leader(result.leader, None)
         self.notifier.advance(result.tree_size)
         if result.integrated:

@@ -1,87 +1,37 @@
-"""Serving the access log: audit reads, proofs, the portal's watch and record proofs.
+"""Serving the access log: checkpoints, proofs and exact leaves (the auditor's reads).
 
-The behaviour of AuditService and of DisclosureService's log RPCs
-(docs/ACCESS_LOG.md, "Serving"), without gRPC: the servicers translate
-protobuf to these methods and back. Every proof is built from stored perfect
-nodes (``tree_nodes``) with the pure functions of :mod:`.merkle`, so it costs
-O(log n) reads, and is bounded by the latest checkpoint: nothing is proved
-about a tree that has not been signed.
+The behaviour of AuditService (docs/ACCESS_LOG.md, "Serving"), without gRPC:
+the servicer translates protobuf to these methods and back. The portal's view
+(:mod:`symbolsvc.disclosure`) uses :meth:`AccessLog.inclusion_hashes` for its
+record proofs. Every proof is built from stored perfect nodes (``tree_nodes``)
+with the pure functions of :mod:`.proofs`, so it costs O(log n) reads, and is
+bounded by the latest checkpoint: nothing is proved about a tree that has not
+been signed.
 
-Errors: malformed sizes, indices and cursors raise
+Errors: malformed sizes and indices raise
 :class:`~symbolsvc.errors.InvalidArgument` (``ProofError`` / ``ValueError``
-from :mod:`.merkle` never reach the caller as such).
+from the tree code never reach the caller as such).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-import re
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from ..core import Core, DisclosedRecord
-from ..errors import FailedPrecondition, InvalidArgument, NotFound, SymbolsvcError, Unavailable
-from ..records import AccessRecord, LeafError
+from ..errors import FailedPrecondition, InvalidArgument, SymbolsvcError
 from ..registry import LogStore, StoredCheckpoint
-from .merkle import (
-    NodeID,
-    NodeSpec,
-    ProofError,
-    consistency_proof_nodes,
-    inclusion_proof_nodes,
-    resolve_nodes,
-)
-from .sequencer import LogNotifier
+from .errors import ProofError
+from .hashing import NodeID
+from .proofs import NodeSpec, consistency_proof_nodes, inclusion_proof_nodes, resolve_nodes
 
 log = logging.getLogger("symbolsvc.log")
 
 MAX_ENTRIES = 1000
 """Most leaves one ListEntries call returns."""
-WATCH_SCAN = 500
-"""Leaves one watch step examines (one read, one holdings look-up per subject)."""
-_MAX_INDEX = (1 << 63) - 1  # leaf indices and sizes are signed 64-bit in storage
-_CURSOR = re.compile(r"L(0|[1-9][0-9]{0,18})")
-
-
-@dataclass(frozen=True, slots=True)
-class WatchItem:
-    """One watch message: a record for the portal, or (``record`` None) progress only.
-
-    ``cursor`` resumes after this point; see :func:`format_cursor`.
-    """
-
-    record: DisclosedRecord | None
-    subject_symbol: str
-    cursor: str
-
-
-@dataclass(frozen=True, slots=True)
-class RecordProof:
-    leaf: bytes
-    leaf_index: int
-    checkpoint: str
-    hashes: list[bytes]
-
-
-def format_cursor(last_leaf_index: int) -> str:
-    """The watch cursor after leaf ``last_leaf_index``: opaque to clients."""
-    return f"L{last_leaf_index}"
-
-
-def parse_cursor(cursor: str) -> int:
-    """The last leaf index a cursor covers; -1 for the empty cursor (the log's start)."""
-    if not cursor:
-        return -1
-    m = _CURSOR.fullmatch(cursor)
-    if m is None or int(m.group(1)) > _MAX_INDEX:
-        raise InvalidArgument("BAD_CURSOR", "cursor is malformed: pass back a cursor this "
-                              "service returned, or empty to start at the beginning", "cursor")
-    return int(m.group(1))
 
 
 class _Fetched:
-    """A :class:`~.merkle.NodeReader` over nodes already read for exactly these ids."""
+    """A :class:`~.compact.NodeReader` over nodes already read for exactly these ids."""
 
     def __init__(self, ids: list[NodeID], hashes: list[bytes]) -> None:
         self._ids, self._hashes = ids, hashes
@@ -95,13 +45,8 @@ class _Fetched:
 class AccessLog:
     """Read side of the access log over a :class:`~symbolsvc.registry.LogStore`."""
 
-    def __init__(
-        self, core: Core, store: LogStore, notifier: LogNotifier, *, poll_seconds: float = 1.0
-    ) -> None:
-        self._core = core
+    def __init__(self, store: LogStore) -> None:
         self._store = store
-        self._notifier = notifier
-        self._poll = poll_seconds
 
     # -- audit ------------------------------------------------------------------
 
@@ -163,50 +108,10 @@ class AccessLog:
                                  "the operator has been alerted") from None
         return resolve_nodes(specs, _Fetched(ids, hashes))
 
-    # -- disclosure ------------------------------------------------------------
-
-    async def watch(self, portal: str, cursor: str) -> AsyncIterator[WatchItem]:
-        """Integrated records about subjects ``portal`` holds, in leaf order, from
-        ``cursor`` on, forever. After examining leaves the portal may not see, a
-        progress item (no record) carries the cursor past them."""
-        after = parse_cursor(cursor)
-        while not self._notifier.closed:
-            rows = await self._store.integrated_after(after, WATCH_SCAN)
-            if rows:
-                labels = await self._core.portal_symbols(portal,
-                                                         [r.sealed_subject for r in rows])
-                for row, label in zip(rows, labels, strict=True):
-                    if label is None or row.leaf_index is None:
-                        continue
-                    record = DisclosedRecord(row.id, AccessRecord.decode(row.leaf),
-                                             row.leaf_index)
-                    yield WatchItem(record, label, format_cursor(row.leaf_index))
-                last = rows[-1].leaf_index
-                if last is None:  # integrated_after returns integrated rows only
-                    raise SymbolsvcError("LOG_DAMAGED", "the access log returned an "
-                                         "unintegrated record as integrated")
-                if labels[-1] is None:
-                    yield WatchItem(None, "", format_cursor(last))
-                after = last
-                if len(rows) == WATCH_SCAN:
-                    continue
-            await self._notifier.wait_for_growth(after + 1, self._poll)
-        raise _shutting_down()
-
-    async def record_proof(self, portal: str, symbol: str, record_id: int) -> RecordProof:
-        """The record's leaf and its inclusion proof against the latest checkpoint."""
-        pseudonym = await self._core.subject_pseudonym(portal, symbol)
-        row = await self._store.record_by_id(record_id) if 0 < record_id <= _MAX_INDEX else None
-        if row is None or not _about(row.leaf, pseudonym):
-            raise NotFound("NO_SUCH_RECORD", "no access record with that id is about this "
-                           "subject", "record_id")
-        cp = await self._store.latest_checkpoint()
-        if row.leaf_index is None or cp is None or row.leaf_index >= cp.tree_size:
-            raise FailedPrecondition(
-                "NOT_YET_INTEGRATED", "the record is not in a signed checkpoint yet; retry "
-                "after the maximum merge delay (1 s at the defaults)")
-        hashes = await self._resolve(inclusion_proof_nodes(row.leaf_index, cp.tree_size))
-        return RecordProof(row.leaf, row.leaf_index, cp.note, hashes)
+    async def inclusion_hashes(self, leaf_index: int, tree_size: int) -> list[bytes]:
+        """The inclusion proof of a leaf in a tree the caller knows is signed (no checks
+        of the sizes against the latest checkpoint: the caller made them)."""
+        return await self._resolve(inclusion_proof_nodes(leaf_index, tree_size))
 
 
 def _specs(fn: Callable[[int, int], list[NodeSpec]], a: int, b: int) -> list[NodeSpec]:
@@ -216,18 +121,4 @@ def _specs(fn: Callable[[int, int], list[NodeSpec]], a: int, b: int) -> list[Nod
         raise InvalidArgument("BAD_TREE_SIZE", str(exc)) from None
 
 
-def _about(leaf: bytes, pseudonym: bytes) -> bool:
-    try:
-        return hmac.compare_digest(AccessRecord.decode(leaf).pseudonym, pseudonym)
-    except LeafError:
-        log.error("a stored access record does not decode")
-        return False
-
-
-def _shutting_down() -> SymbolsvcError:
-    return Unavailable("SHUTTING_DOWN", "the server is shutting down; resume the watch from "
-                       "the last cursor received")
-
-
-__all__ = ["MAX_ENTRIES", "AccessLog", "RecordProof", "WatchItem", "format_cursor",
-           "parse_cursor"]
+__all__ = ["MAX_ENTRIES", "AccessLog"]

@@ -1,8 +1,13 @@
 """The registry: holdings and access records, behind one storage interface.
 
-The core talks only to :class:`Registry`; :mod:`.sqlite` is the embedded
-default and later backends (PostgreSQL) implement the same interface and pass
-the same conformance tests (tests/test_registry.py). The registry stores no
+Two halves, one object per backend: :class:`HoldingsStore` (who holds which
+symbol; the access records appended with each exchange) serves the core, and
+:class:`LogStore` (the integrated tree, checkpoints, the sequencer lease) serves
+the access log. :class:`Registry` is both. :mod:`.sqlite` is the embedded
+default, :mod:`.postgres` the production backend; both pass the same suite
+(tests/registry). :mod:`.backends` picks one by the URL's scheme. The registry
+holds no tree code: integration is planned by :mod:`symbolsvc.log.integrate`
+and only applied here. The registry stores no
 individual number and no value shared between one subject's rows for two
 agencies: holdings are keyed by (agency, symbol) and carry a sealed subject
 reference (see :mod:`symbolsvc.symbols`).
@@ -14,7 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,49 @@ class Integration:
 
 
 @dataclass(frozen=True, slots=True)
+class LogState:
+    """The stored tree (``log_state``): its size and its serialised compact range."""
+
+    tree_size: int
+    frontier: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationInput:
+    """What a backend reads, under the lease, for one integration step.
+
+    ``state`` is None before the first leaf; ``latest_checkpoint`` the size of the
+    largest stored checkpoint (None before the first); ``queued`` the oldest
+    unsequenced records ``(id, leaf)``, in queue (id) order.
+    """
+
+    state: LogState | None
+    latest_checkpoint: int | None
+    queued: Sequence[tuple[int, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationPlan:
+    """What a backend writes, in the same transaction, for one integration step.
+
+    ``assign`` gives records their leaf indices ``(leaf_index, id)``; ``nodes`` are
+    the perfect tree nodes ``(level, index, hash)`` they complete; ``state`` the new
+    ``log_state`` (None: unchanged); ``checkpoint`` the ``(tree_size, note)`` to
+    publish (None: none). ``tree_size`` is the tree's size after the step.
+    """
+
+    assign: Sequence[tuple[int, int]]
+    nodes: Sequence[tuple[int, int, bytes]]
+    state: LogState | None
+    checkpoint: tuple[int, str] | None
+    tree_size: int
+
+
+PlanFn = Callable[[IntegrationInput], IntegrationPlan]
+"""``plan(input) -> plan``: pure; raises (and so rolls the step back) on damaged state."""
+
+
+@dataclass(frozen=True, slots=True)
 class LogStatus:
     """The stored tree size and who holds the sequencer lease until when (µs since epoch)."""
 
@@ -78,31 +128,61 @@ class LogStatus:
     lease_expires_us: int
 
 
-BuildRecord = Callable[[bytes], "NewRecord | None"]
-"""``build(sealed_subject) -> record to append, or None``; see append_for_holdings."""
+@dataclass(frozen=True, slots=True)
+class Built(Generic[T]):
+    """What a write unit's build step returns: the record to append (None: nothing) and
+    the caller's own result for the item (say, the provider's symbol, or an error)."""
+
+    record: NewRecord | None
+    value: T
+
+
+@dataclass(frozen=True, slots=True)
+class Appended(Generic[T]):
+    """One item's outcome in :meth:`HoldingsStore.append_for_holdings`.
+
+    ``held`` is False when the holding was not live (then nothing was built);
+    ``record_id`` is the appended record's id (None: nothing was appended, because
+    the build returned no record or a required holding was not live); ``value`` is
+    what the build returned (None when not held).
+    """
+
+    held: bool
+    record_id: int | None = None
+    value: T | None = None
+
+
+BuildRecord = Callable[[bytes], Built[T]]
+"""``build(sealed_subject) -> Built``; see :meth:`HoldingsStore.append_for_holdings`."""
+
 
 def build_records(
-    builds: Sequence[BuildRecord], sealed: Sequence[bytes | None]
-) -> tuple[list[tuple[bool, int | None]], list[NewRecord], list[int]]:
+    builds: Sequence[BuildRecord[T]], sealed: Sequence[bytes | None]
+) -> tuple[list[Appended[T]], list[NewRecord], list[int]]:
     """The backend-neutral middle of append_for_holdings: run each build whose holding
-    is live. Returns the per-item results so far (``held``, no id yet), the records
-    to append, and for each record the position of its item."""
-    results: list[tuple[bool, int | None]] = [(False, None)] * len(builds)
+    is live. Returns the per-item outcomes so far (no record ids yet), the records to
+    append, and for each record the position of its item."""
+    results: list[Appended[T]] = []
     records: list[NewRecord] = []
     slots: list[int] = []
     for j, (build, ref) in enumerate(zip(builds, sealed, strict=True)):
         if ref is None:
+            results.append(Appended(False))
             continue
-        results[j] = (True, None)
-        record = build(ref)
-        if record is not None:
-            records.append(record)
+        built = build(ref)
+        results.append(Appended(True, None, built.value))
+        if built.record is not None:
+            records.append(built.record)
             slots.append(j)
     return results, records, slots
 
 
-SignFn = Callable[[int, bytes], str]
-"""``sign_fn(tree_size, root_hash) -> signed checkpoint note``."""
+def with_ids(results: list[Appended[T]], slots: Sequence[int],
+             ids: Sequence[int | None]) -> list[Appended[T]]:
+    """``results`` with the appended records' ids filled in at ``slots``."""
+    for j, rid in zip(slots, ids, strict=True):
+        results[j] = Appended(True, rid, results[j].value)
+    return results
 
 
 @runtime_checkable
@@ -116,13 +196,13 @@ class LogStore(Protocol):
     """
 
     async def integrate(
-        self, batch: int, holder: str, lease_ms: int, sign_fn: SignFn
+        self, batch: int, holder: str, lease_ms: int, plan: PlanFn
     ) -> Integration:
         """One sequencer step, in ONE durable transaction: take or renew the lease for
         ``holder`` (re-checked inside the transaction, so a holder that lost it writes
-        nothing), give up to ``batch`` unsequenced records consecutive leaf indices in
-        queue order, store the perfect nodes they complete and the new frontier, and
-        sign and store a checkpoint when the size changed (or none exists yet)."""
+        nothing), read the stored state, the latest checkpoint's size and up to
+        ``batch`` unsequenced records in queue order, call ``plan`` on them, and
+        write what it returns. If ``plan`` raises, nothing is written."""
 
     async def release_lease(self, holder: str) -> None:
         """Let the lease expire now if ``holder`` holds it (graceful hand-over)."""
@@ -150,7 +230,10 @@ class LogStore(Protocol):
         """Integrated records with leaf_index > ``after_leaf``, in leaf order."""
 
 
-class Registry(LogStore, Protocol):
+@runtime_checkable
+class HoldingsStore(Protocol):
+    """Holdings and the appending and reading of access records (the core's side)."""
+
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         """Register holdings; per item True when new (or re-created after release)."""
 
@@ -168,14 +251,14 @@ class Registry(LogStore, Protocol):
         required holdings is not live (then nothing is written for it)."""
 
     async def append_for_holdings(
-        self, items: Sequence[tuple[tuple[str, str], BuildRecord]]
-    ) -> list[tuple[bool, int | None]]:
+        self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]
+    ) -> list[Appended[T]]:
         """For each ``(holding, build)``, in ONE durable transaction per group: read the
         holding's sealed subject reference; when it is live, call ``build(sealed)`` (in
-        the writer, so it must be quick and must not raise) and append the record it
-        returns, if any, under that record's ``require``. Per item ``(held, id)``:
-        ``held`` False when the holding is not live (nothing built or written), ``id``
-        None when nothing was appended."""
+        the writer, so it must be quick and must not raise: it returns its errors as
+        its ``value``) and append the record it returns, if any, under that record's
+        ``require``. Per item an :class:`Appended`: whether the holding was live, the
+        record's id if one was appended, and the build's value."""
 
     async def records_for_subject(
         self, pseudonym: bytes, before_id: int | None, limit: int
@@ -190,3 +273,7 @@ class Registry(LogStore, Protocol):
 
     async def close(self) -> None:
         """Finish queued writes and release resources."""
+
+
+class Registry(HoldingsStore, LogStore, Protocol):
+    """A backend's registry object: both halves on one database."""

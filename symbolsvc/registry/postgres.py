@@ -1,7 +1,7 @@
 """The production registry: PostgreSQL (or Citus, CockroachDB, YugabyteDB) via psycopg 3.
 
 Same interface and semantics as :mod:`.sqlite`, proven by the same conformance
-suite (tests/test_registry.py). Differences that matter:
+suite (tests/registry). Differences that matter:
 
 * **Many writers.** Several symbolsvc replicas share one database. Issuance is
   ``INSERT ... ON CONFLICT (agency, symbol) DO UPDATE SET released = false
@@ -30,32 +30,34 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg import sql as pgsql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import ConfigError, Unavailable
-from ..log.merkle import Frontier, leaf_hash
 from . import (
+    Appended,
     BuildRecord,
     Integration,
     LogStatus,
     NewHolding,
     NewRecord,
-    SignFn,
+    PlanFn,
     StoredCheckpoint,
     StoredRecord,
-    build_records,
 )
-from .migrations import pg_version, require_current
-from .open import PgTarget
+from . import pg_sql as sql
+from .migrations import Migration, pg_migrate, pg_version, require_current
+from .pg_group import GroupWriter
+from .url import PgTarget
 
 T = TypeVar("T")
 log = logging.getLogger("symbolsvc.registry")
 
-_CHUNK = 1000  # rows per multi-row statement (3-4 parameters a row, far below 65,535)
 _RETRIES = 6
 _MAX_ID = 2**63 - 1
 _OUTAGE_WAIT = 0.25  # seconds
@@ -89,7 +91,7 @@ class PgRegistry:
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
         self._available = True
-        self._group = _GroupWriter(self, lanes=max(1, self.target.pool_max // 2))
+        self._group = GroupWriter(self._write, lanes=max(1, self.target.pool_max // 2))
         self.transactions = 0  # committed write transactions; read by benchmarks
 
     # -- lifecycle -------------------------------------------------------------
@@ -119,7 +121,7 @@ class PgRegistry:
         await self._ensure_open()
         if not self._available:
             await self._pool.check()
-        await self._read(_ping)
+        await self._read(sql.ping)
         if not self._available:
             log.info("registry database %s reachable again", self.target.display)
             self._available = True
@@ -190,13 +192,13 @@ class PgRegistry:
 
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         keys = [(h.agency, h.symbol) for h in items]
-        unique = {}
+        unique: dict[tuple[str, str], bytes] = {}
         for h in items:
             unique.setdefault((h.agency, h.symbol), h.sealed_subject)
         rows = sorted((a, s, sealed) for (a, s), sealed in unique.items())
         if not rows:
             return []
-        fresh = await self._group.submit(lambda conn: _issue(conn, rows))
+        fresh = await self._group.submit(lambda conn: sql.issue(conn, rows))
         # The first occurrence of a key carries the database's answer; a repeat of
         # it in the same batch finds the holding live (as on SQLite).
         out, seen = [], set()
@@ -206,10 +208,10 @@ class PgRegistry:
         return out
 
     async def release(self, agency: str, symbol: str) -> bool | None:
-        return await self._group.submit(lambda conn: _release(conn, agency, symbol))
+        return await self._group.submit(lambda conn: sql.release(conn, agency, symbol))
 
     async def lookup(self, agency: str, symbol: str) -> bytes | None:
-        return await self._read(lambda conn: _lookup(conn, agency, symbol))
+        return await self._read(lambda conn: sql.lookup(conn, agency, symbol))
 
     async def lookup_many(self, keys: Sequence[tuple[str, str]]) -> list[bytes | None]:
         if len(keys) == 1:
@@ -217,7 +219,7 @@ class PgRegistry:
         unique = sorted(set(keys))
         if not unique:
             return []
-        found = await self._read(lambda conn: _lookup_many(conn, unique))
+        found = await self._read(lambda conn: sql.lookup_many(conn, unique))
         return [found.get(key) for key in keys]
 
     # -- access records --------------------------------------------------------
@@ -226,45 +228,45 @@ class PgRegistry:
         recs = list(records)
         if not recs:
             return []
-        return await self._group.submit(lambda conn: _append(conn, recs))
+        return await self._group.submit(lambda conn: sql.append(conn, recs))
 
     async def append_for_holdings(
-        self, items: Sequence[tuple[tuple[str, str], BuildRecord]]
-    ) -> list[tuple[bool, int | None]]:
+        self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]
+    ) -> list[Appended[T]]:
         todo = list(items)
         if not todo:
             return []
-        return await self._group.submit(lambda conn: _append_for(conn, todo))
+        return await self._group.submit(lambda conn: sql.append_for(conn, todo))
 
     # -- the access log (docs/ACCESS_LOG.md) ------------------------------------
 
     async def integrate(
-        self, batch: int, holder: str, lease_ms: int, sign_fn: SignFn
+        self, batch: int, holder: str, lease_ms: int, plan: PlanFn
     ) -> Integration:
-        return await self._write(lambda conn: _integrate(conn, batch, holder, lease_ms, sign_fn))
+        return await self._write(lambda conn: sql.integrate(conn, batch, holder, lease_ms, plan))
 
     async def release_lease(self, holder: str) -> None:
-        await self._write(lambda conn: _execute(
+        await self._write(lambda conn: sql.execute(
             conn, "UPDATE sequencer_lease SET expires_us = 0 WHERE id = 1 AND holder = %s",
             (holder,)))
 
     async def log_status(self) -> LogStatus:
-        return await self._read(_log_status)
+        return await self._read(sql.log_status)
 
     async def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
         wanted = list(ids)
         if not wanted:
             return []
-        found = await self._read(lambda conn: _get_nodes(conn, sorted(set(wanted))))
+        found = await self._read(lambda conn: sql.get_nodes(conn, sorted(set(wanted))))
         return [found[node] for node in wanted]  # KeyError names a missing node
 
     async def latest_checkpoint(self) -> StoredCheckpoint | None:
-        return await self._read(lambda conn: _checkpoint(
+        return await self._read(lambda conn: sql.checkpoint(
             conn, "SELECT tree_size, note, signed_at_us FROM checkpoints "
             "ORDER BY tree_size DESC LIMIT 1", ()))
 
     async def checkpoint_at(self, tree_size: int) -> StoredCheckpoint | None:
-        return await self._read(lambda conn: _checkpoint(
+        return await self._read(lambda conn: sql.checkpoint(
             conn, "SELECT tree_size, note, signed_at_us FROM checkpoints WHERE tree_size = %s",
             (tree_size,)))
 
@@ -278,94 +280,27 @@ class PgRegistry:
         return await self._read(run)
 
     async def record_by_id(self, record_id: int) -> StoredRecord | None:
-        rows = await self._read(lambda conn: _select_records(
-            conn, _RECORD_COLUMNS + "WHERE id = %s", (record_id,)))
+        rows = await self._read(lambda conn: sql.select_records(
+            conn, sql.RECORD_COLUMNS + "WHERE id = %s", (record_id,)))
         return rows[0] if rows else None
 
     async def integrated_after(self, after_leaf: int, limit: int) -> list[StoredRecord]:
-        return await self._read(lambda conn: _select_records(
-            conn, _RECORD_COLUMNS + "WHERE leaf_index > %s ORDER BY leaf_index LIMIT %s",
+        return await self._read(lambda conn: sql.select_records(
+            conn, sql.RECORD_COLUMNS + "WHERE leaf_index > %s ORDER BY leaf_index LIMIT %s",
             (after_leaf, limit)))
 
     async def records_for_subject(
         self, pseudonym: bytes, before_id: int | None, limit: int
     ) -> list[StoredRecord]:
         before = before_id if before_id is not None else _MAX_ID
-        return await self._read(lambda conn: _select_records(
-            conn, _RECORD_COLUMNS + "WHERE pseudonym = %s AND id < %s ORDER BY id DESC LIMIT %s",
+        return await self._read(lambda conn: sql.select_records(
+            conn, sql.RECORD_COLUMNS + "WHERE pseudonym = %s AND id < %s ORDER BY id DESC LIMIT %s",
             (pseudonym, before, limit)))
 
     async def records_after(self, after_id: int, limit: int) -> list[StoredRecord]:
-        return await self._read(lambda conn: _select_records(
-            conn, _RECORD_COLUMNS + "WHERE id > %s ORDER BY id LIMIT %s",
+        return await self._read(lambda conn: sql.select_records(
+            conn, sql.RECORD_COLUMNS + "WHERE id > %s ORDER BY id LIMIT %s",
             (after_id, limit)))
-
-
-class _GroupWriter:
-    """Group commit across concurrent calls: up to ``lanes`` transactions in flight, each
-    carrying every unit of work queued when it began (at most ``max_group``).
-
-    PostgreSQL already shares WAL flushes between concurrent commits; this also shares
-    the BEGIN/COMMIT round trips and the flush wait, which is what bounds a replica's
-    write rate when each commit waits a few milliseconds for the disk. If a group
-    fails for a reason other than the connection, its units are retried one
-    transaction each, so a bad unit fails alone.
-    """
-
-    def __init__(self, registry: PgRegistry, lanes: int, max_group: int = 256) -> None:
-        self._registry = registry
-        self._queue: list[tuple[Any, asyncio.Future[Any]]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._lanes = asyncio.Semaphore(lanes)
-        self._max_group = max_group
-        self.groups = 0
-        self.units = 0
-
-    async def submit(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((fn, fut))
-        if len(self._queue) == 1:
-            self._spawn()
-        return await fut
-
-    def _spawn(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._drain())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _drain(self) -> None:
-        async with self._lanes:
-            group, self._queue = self._queue[:self._max_group], self._queue[self._max_group:]
-            if self._queue:
-                self._spawn()
-            if not group:
-                return
-            fns = [fn for fn, _ in group]
-            try:
-                outcomes: list[tuple[bool, Any]] = [
-                    (True, r) for r in await self._registry._write(lambda c: _run_all(c, fns))]
-            except Unavailable as exc:
-                outcomes = [(False, exc)] * len(group)
-            except Exception:  # noqa: BLE001 - isolate the failing unit below
-                outcomes = []
-                for fn in fns:
-                    try:
-                        outcomes.append((True, await self._registry._write(fn)))
-                    except Exception as exc:  # noqa: BLE001 - delivered to the caller
-                        outcomes.append((False, exc))
-            self.groups += 1
-            self.units += len(group)
-            for (_, fut), (ok, value) in zip(group, outcomes, strict=True):
-                if fut.cancelled():
-                    continue
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
-
-
-async def _run_all(conn: psycopg.AsyncConnection[Any], fns: list[Any]) -> list[Any]:
-    return [await fn(conn) for fn in fns]
 
 
 # -- connection set-up and statements --------------------------------------------
@@ -391,268 +326,92 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
         pass
 
 
-async def _ping(conn: psycopg.AsyncConnection[Any]) -> None:
-    await conn.execute("SELECT 1")
-
-
-def _values(n: int, width: int) -> str:
-    row = "(" + ", ".join(["%s"] * width) + ")"
-    return ", ".join([row] * n)
-
-
-def _chunks(seq: Sequence[T], size: int = _CHUNK) -> list[Sequence[T]]:
-    return [seq[i:i + size] for i in range(0, len(seq), size)]
-
-
-async def _issue(
-    conn: psycopg.AsyncConnection[Any], rows: list[tuple[str, str, bytes]]
-) -> set[tuple[str, str]]:
-    fresh: set[tuple[str, str]] = set()
-    for chunk in _chunks(rows):
-        cur = await conn.execute(
-            "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES "  # noqa: S608 - placeholders only
-            + _values(len(chunk), 3)
-            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = false "
-            "WHERE holdings.released RETURNING agency, symbol",
-            [v for row in chunk for v in row],
-        )
-        fresh.update((a, s) for a, s in await cur.fetchall())
-    return fresh
-
-
-async def _release(conn: psycopg.AsyncConnection[Any], agency: str, symbol: str) -> bool | None:
-    cur = await conn.execute(
-        "UPDATE holdings SET released = true "
-        "WHERE agency = %s AND symbol = %s AND NOT released RETURNING 1",
-        (agency, symbol),
-    )
-    if await cur.fetchone() is not None:
-        return True
-    cur = await conn.execute(
-        "SELECT 1 FROM holdings WHERE agency = %s AND symbol = %s", (agency, symbol)
-    )
-    return False if await cur.fetchone() is not None else None
-
-
-async def _lookup(conn: psycopg.AsyncConnection[Any], agency: str, symbol: str) -> bytes | None:
-    cur = await conn.execute(
-        "SELECT sealed_subject FROM holdings WHERE agency = %s AND symbol = %s AND NOT released",
-        (agency, symbol),
-    )
-    row = await cur.fetchone()
-    return bytes(row[0]) if row else None
-
-
-async def _lookup_many(
-    conn: psycopg.AsyncConnection[Any], keys: list[tuple[str, str]]
-) -> dict[tuple[str, str], bytes]:
-    found: dict[tuple[str, str], bytes] = {}
-    for chunk in _chunks(keys):
-        cur = await conn.execute(
-            "SELECT agency, symbol, sealed_subject FROM holdings "  # noqa: S608 - placeholders only
-            "WHERE NOT released AND (agency, symbol) IN (" + _values(len(chunk), 2) + ")",
-            [v for key in chunk for v in key],
-        )
-        for agency, symbol, sealed in await cur.fetchall():
-            found[(agency, symbol)] = bytes(sealed)
-    return found
-
-
-_INSERT_RECORD = (
-    "INSERT INTO access_records (pseudonym, sealed_subject, leaf) VALUES (%s, %s, %s) RETURNING id"
-)
-# The required holdings' rows are share-locked until COMMIT, so a concurrent release
-# waits and no record is appended against a holding released before the record commits.
-def _insert_record_if_live(n: int) -> str:
-    """The insert of a record that needs ``n`` live holdings: one row only when all are."""
-    tables = ", ".join(f"holdings h{i}" for i in range(n))
-    where = " AND ".join(
-        f"h{i}.agency = %s AND h{i}.symbol = %s AND NOT h{i}.released" for i in range(n))
-    return ("INSERT INTO access_records (pseudonym, sealed_subject, leaf) "  # noqa: S608
-            f"SELECT %s, %s, %s FROM {tables} WHERE {where} FOR SHARE RETURNING id")
-
-
-_INSERT_RECORD_IF_LIVE = {n: _insert_record_if_live(n) for n in (1, 2)}
-
-
-async def _append(
-    conn: psycopg.AsyncConnection[Any], records: list[NewRecord]
-) -> list[int | None]:
-    cursors = []
-    async with conn.pipeline():
-        for r in records:
-            cur = conn.cursor()
-            if not r.require:
-                await cur.execute(_INSERT_RECORD, (r.pseudonym, r.sealed_subject, r.leaf))
-            else:
-                n = len(r.require)
-                sql = _INSERT_RECORD_IF_LIVE.get(n) or _insert_record_if_live(n)
-                await cur.execute(sql, (r.pseudonym, r.sealed_subject, r.leaf,
-                                        *(v for key in r.require for v in key)))
-            cursors.append(cur)
-    out: list[int | None] = []
-    for cur in cursors:
-        row = await cur.fetchone()
-        out.append(int(row[0]) if row else None)
-    return out
-
-
-async def _append_for(
-    conn: psycopg.AsyncConnection[Any], items: list[tuple[tuple[str, str], BuildRecord]]
-) -> list[tuple[bool, int | None]]:
-    """append_for_holdings in the group's transaction: read the holdings, build, append
-    (the append re-checks and share-locks every required holding)."""
-    found = await _lookup_many(conn, sorted({key for key, _ in items}))
-    results, records, slots = build_records(
-        [build for _, build in items], [found.get(key) for key, _ in items])
-    if records:
-        for j, rid in zip(slots, await _append(conn, records), strict=True):
-            results[j] = (True, rid)
-    return results
-
-
-_RECORD_COLUMNS = "SELECT id, leaf, sealed_subject, leaf_index FROM access_records "
-
-
-async def _select_records(
-    conn: psycopg.AsyncConnection[Any], sql: Any, params: tuple[Any, ...]
-) -> list[StoredRecord]:
-    cur = await conn.execute(sql, params)
-    return [StoredRecord(int(i), bytes(leaf), bytes(sealed), None if li is None else int(li))
-            for i, leaf, sealed, li in await cur.fetchall()]
-
-
-async def _execute(conn: psycopg.AsyncConnection[Any], sql: Any, params: tuple[Any, ...]) -> None:
-    await conn.execute(sql, params)
-
-
-# -- the access log ---------------------------------------------------------------
-# The lease is a row (holder, expiry) taken and renewed by a conditional UPDATE, the
-# first statement of every integration transaction: the UPDATE row-locks the lease
-# until COMMIT, so a second replica's integration waits on it and then re-evaluates
-# its condition against the committed row (READ COMMITTED; under CockroachDB's
-# SERIALIZABLE one of the two aborts and retries). A holder whose lease was taken
-# over therefore writes nothing. Expiry is judged by the database's clock, the one
-# clock all replicas share. No advisory locks.
-
-
-async def _db_now_us(conn: psycopg.AsyncConnection[Any]) -> int:
-    cur = await conn.execute(
-        "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)")
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-async def _take_lease(conn: psycopg.AsyncConnection[Any], holder: str, lease_ms: int) -> bool:
-    now = await _db_now_us(conn)
-    expires = now + lease_ms * 1000
-    await conn.execute(
-        "INSERT INTO sequencer_lease (id, holder, expires_us) VALUES (1, %s, %s) "
-        "ON CONFLICT (id) DO NOTHING", (holder, expires))
-    cur = await conn.execute(
-        "UPDATE sequencer_lease SET holder = %s, expires_us = %s "
-        "WHERE id = 1 AND (holder = %s OR expires_us <= %s) RETURNING 1",
-        (holder, expires, holder, now))
-    return await cur.fetchone() is not None
-
-
-async def _stored_size(conn: psycopg.AsyncConnection[Any]) -> int:
-    cur = await conn.execute("SELECT tree_size FROM log_state WHERE id = 1")
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
-
-
-async def _integrate(
-    conn: psycopg.AsyncConnection[Any], batch: int, holder: str, lease_ms: int, sign_fn: SignFn
-) -> Integration:
-    """One sequencer step inside one transaction: all of it commits, or none."""
-    if not await _take_lease(conn, holder, lease_ms):
-        return Integration(False, 0, await _stored_size(conn), None)
-    cur = await conn.execute("SELECT tree_size, frontier FROM log_state WHERE id = 1")
-    row = await cur.fetchone()
-    frontier = Frontier() if row is None else Frontier.from_bytes(bytes(row[1]))
-    if row is not None and frontier.size != row[0]:
-        raise RuntimeError(
-            f"log_state is inconsistent: tree_size {row[0]} but a frontier of {frontier.size}")
-    # Every record still unsequenced, lowest id first. Never "ids above the last one
-    # integrated": ids are not commit order, and a late commit must not be skipped.
-    cur = await conn.execute(
-        "SELECT id, leaf FROM access_records WHERE leaf_index IS NULL ORDER BY id LIMIT %s",
-        (batch,))
-    rows = await cur.fetchall()
-    if rows:
-        assign: list[tuple[int, int]] = []
-        nodes: list[tuple[int, int, bytes]] = []
-        for record_id, leaf in rows:
-            assign.append((frontier.size, int(record_id)))
-            nodes.extend(frontier.append(leaf_hash(bytes(leaf))))
-        updated = 0
-        for chunk in _chunks(assign):
-            # Leaf indices are consecutive in id order: one statement per 1,000 rows,
-            # no VALUES list to plan. id = ANY(...) and array_position are accepted by
-            # PostgreSQL, CockroachDB, YugabyteDB and Citus (pruned to id's shards).
-            ids = [record_id for _, record_id in chunk]
-            cur = await conn.execute(
-                "UPDATE access_records SET leaf_index = %s + array_position(%s, id) - 1 "
-                "WHERE id = ANY(%s) AND leaf_index IS NULL", (chunk[0][0], ids, ids))
-            updated += cur.rowcount
-        if updated != len(assign):  # cannot happen under the lease; never half-apply
-            raise RuntimeError("a record was integrated concurrently; integration rolled back")
-        # COPY: several times faster than multi-row INSERTs here, and supported by
-        # CockroachDB, YugabyteDB and Citus alike. A duplicate node fails the PK.
-        async with conn.cursor() as cur, cur.copy(
-                "COPY tree_nodes (level, idx, hash) FROM STDIN") as copy:
-            for node in nodes:
-                await copy.write_row(node)
-        await conn.execute(
-            "INSERT INTO log_state (id, tree_size, frontier) VALUES (1, %s, %s) "
-            "ON CONFLICT (id) DO UPDATE SET tree_size = excluded.tree_size, "
-            "frontier = excluded.frontier", (frontier.size, frontier.to_bytes()))
-    cur = await conn.execute("SELECT MAX(tree_size) FROM checkpoints")
-    row = await cur.fetchone()
-    latest = None if row is None or row[0] is None else int(row[0])
-    if latest is not None and latest > frontier.size:
-        raise RuntimeError(
-            f"a checkpoint of size {latest} exists but the stored tree has {frontier.size} leaves")
-    note = None
-    if latest is None or latest < frontier.size:
-        note = sign_fn(frontier.size, frontier.root())
-        await conn.execute(
-            "INSERT INTO checkpoints (tree_size, note, signed_at_us) VALUES (%s, %s, %s)",
-            (frontier.size, note, await _db_now_us(conn)))
-    return Integration(True, len(rows), frontier.size, note)
-
-
-async def _log_status(conn: psycopg.AsyncConnection[Any]) -> LogStatus:
-    size = await _stored_size(conn)
-    cur = await conn.execute("SELECT holder, expires_us FROM sequencer_lease WHERE id = 1")
-    row = await cur.fetchone()
-    return LogStatus(size, row[0], int(row[1])) if row else LogStatus(size, None, 0)
-
-
-async def _get_nodes(
-    conn: psycopg.AsyncConnection[Any], ids: list[tuple[int, int]]
-) -> dict[tuple[int, int], bytes]:
-    found: dict[tuple[int, int], bytes] = {}
-    for chunk in _chunks(ids, 500):
-        cur = await conn.execute(
-            "SELECT level, idx, hash FROM tree_nodes "  # noqa: S608 - placeholders only
-            "WHERE (level, idx) IN (" + _values(len(chunk), 2) + ")",
-            [v for node in chunk for v in node])
-        for level, idx, h in await cur.fetchall():
-            found[(int(level), int(idx))] = bytes(h)
-    return found
-
-
-async def _checkpoint(
-    conn: psycopg.AsyncConnection[Any], sql: Any, params: tuple[Any, ...]
-) -> StoredCheckpoint | None:
-    cur = await conn.execute(sql, params)
-    row = await cur.fetchone()
-    return StoredCheckpoint(int(row[0]), row[1], int(row[2])) if row else None
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
+
+
+# -- the backend (registered for postgresql:// URLs in .backends) -----------------------
+
+
+class PgBackend:
+    """:class:`~.backends.Backend` for ``postgresql://`` (and ``postgres://``) URLs."""
+
+    name = "postgres"
+
+    def describe(self, url: str, base: Path) -> str:
+        return PgTarget.parse(url).display
+
+    def open(self, url: str, base: Path) -> PgRegistry:
+        registry = PgRegistry(PgTarget.parse(url))
+        registry.check_schema()
+        return registry
+
+    def create(self, url: str, base: Path) -> str:
+        target = PgTarget.parse(url)
+        if not target.dbname:
+            raise ConfigError(f"{target.display}: the URL names no database")
+        last_error = ""
+        for maintenance in ("postgres", "template1"):
+            admin = target.with_dbname(maintenance)
+            try:
+                conn = psycopg.connect(admin.conninfo, password=admin.password,
+                                       autocommit=True, connect_timeout=5)
+            except psycopg.Error as exc:
+                last_error = target.scrub(_first_line(exc))
+                continue
+            with conn:
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (target.dbname,)
+                ).fetchone()
+                if exists:
+                    return f"{target.display}: exists"
+                try:
+                    conn.execute(pgsql.SQL("CREATE DATABASE {}").format(
+                        pgsql.Identifier(target.dbname)))
+                except psycopg.Error as exc:
+                    raise ConfigError(target.scrub(
+                        f"{target.display}: CREATE DATABASE failed: {str(exc).strip()}")
+                    ) from None
+            return f"{target.display}: created"
+        raise ConfigError(f"{target.display}: cannot connect to the server to create the "
+                          f"database: {last_error}")
+
+    def migrate(self, url: str, base: Path) -> list[Migration]:
+        target = PgTarget.parse(url)
+        with connect_sync(target) as conn:
+            return pg_migrate(conn, target.display)
+
+    def schema_version(self, url: str, base: Path) -> int:
+        with connect_sync(PgTarget.parse(url)) as conn:
+            return pg_version(conn)
+
+    def inspect(self, url: str, base: Path) -> PgInspector:
+        return PgInspector(PgTarget.parse(url))
+
+
+class PgInspector:
+    """:class:`~.backends.Inspector` on a PostgreSQL registry (a read-only session)."""
+
+    def __init__(self, target: PgTarget) -> None:
+        self._conn = connect_sync(target)
+        self._conn.read_only = True
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()
+                ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        cur = self._conn.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+        rows = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
+                for r in cur.fetchall()]
+        return [d.name for d in cur.description or ()], rows
+
+    def tables(self) -> list[str]:
+        _, rows = self.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+            "current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name")
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+BACKEND = PgBackend()

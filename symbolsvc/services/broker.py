@@ -6,9 +6,9 @@ import grpc
 
 from ..core import Core, ResolveRequest, Translated, TranslateRequest
 from ..errors import SymbolsvcError
+from ..status import item_error
 from ..v1 import broker_service_pb2 as pb
 from ..v1 import broker_service_pb2_grpc as pb_grpc
-from .status import item_error
 
 
 def _request(m: pb.TranslateSymbolRequest) -> TranslateRequest:

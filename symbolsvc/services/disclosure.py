@@ -8,8 +8,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ..auth import principal
-from ..core import Core, DisclosedRecord
-from ..log.service import AccessLog
+from ..disclosure import DisclosedRecord, Disclosure
 from ..v1 import disclosure_service_pb2 as pb
 from ..v1 import disclosure_service_pb2_grpc as pb_grpc
 
@@ -26,14 +25,13 @@ def record_message(d: DisclosedRecord, subject_symbol: str) -> pb.AccessRecord:
 
 
 class DisclosureService(pb_grpc.DisclosureServiceServicer):
-    def __init__(self, core: Core, access_log: AccessLog) -> None:
-        self._core = core
-        self._log = access_log
+    def __init__(self, disclosure: Disclosure) -> None:
+        self._disclosure = disclosure
 
     async def ListAccessRecords(
         self, request: pb.ListAccessRecordsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAccessRecordsResponse:
-        page, token = await self._core.list_records(
+        page, token = await self._disclosure.list_records(
             principal().name, request.symbol, request.page_size, request.page_token)
         return pb.ListAccessRecordsResponse(
             records=[record_message(d, request.symbol) for d in page], next_page_token=token)
@@ -41,7 +39,7 @@ class DisclosureService(pb_grpc.DisclosureServiceServicer):
     async def WatchAccessRecords(
         self, request: pb.WatchAccessRecordsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchAccessRecordsResponse]:
-        async for item in self._log.watch(principal().name, request.cursor):
+        async for item in self._disclosure.watch(principal().name, request.cursor):
             if item.record is None:
                 yield pb.WatchAccessRecordsResponse(cursor=item.cursor)
             else:
@@ -51,6 +49,6 @@ class DisclosureService(pb_grpc.DisclosureServiceServicer):
     async def GetRecordProof(
         self, request: pb.GetRecordProofRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetRecordProofResponse:
-        p = await self._log.record_proof(principal().name, request.symbol, request.record_id)
+        p = await self._disclosure.record_proof(principal().name, request.symbol, request.record_id)
         return pb.GetRecordProofResponse(leaf=p.leaf, leaf_index=p.leaf_index,
                                          checkpoint=p.checkpoint, hashes=p.hashes)

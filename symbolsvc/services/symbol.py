@@ -9,9 +9,9 @@ import grpc
 from ..auth import principal
 from ..core import Core, Issued
 from ..errors import SymbolsvcError
+from ..status import item_error
 from ..v1 import symbol_service_pb2 as pb
 from ..v1 import symbol_service_pb2_grpc as pb_grpc
-from .status import item_error
 
 
 def _issued(r: Issued) -> pb.IssueSymbolResponse:

@@ -108,7 +108,7 @@ def sqlite_migrate(conn: sqlite3.Connection, where: str) -> list[Migration]:
     ``BEGIN IMMEDIATE`` takes the write lock before the version is read, so two
     processes opening one new file at once apply each migration exactly once.
     """
-    applied = []
+    applied: list[Migration] = []
     while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -164,7 +164,7 @@ def pg_version(conn: Any) -> int:
 
 def pg_migrate(conn: Any, where: str) -> list[Migration]:
     """Apply pending migrations, one transaction each, on an autocommit connection."""
-    applied = []
+    applied: list[Migration] = []
     while True:
         with conn.transaction():
             found = pg_version(conn)

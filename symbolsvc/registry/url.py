@@ -1,4 +1,4 @@
-"""Choose and open the registry backend named by ``[storage] url``.
+"""Storage URLs: redaction for messages, and PostgreSQL URLs split for libpq.
 
 * ``sqlite:PATH`` — the embedded default (:mod:`.sqlite`); its schema is created
   and migrated on first start.
@@ -10,34 +10,19 @@
   schema must have been migrated (``symbolsvc db migrate``).
 
 Passwords never leave this module in a message: every URL shown to a human
-goes through :func:`redact_url`.
+goes through :func:`redact_url`. Which backend serves which scheme is decided
+in one place, :mod:`.backends`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigError
 
-if TYPE_CHECKING:
-    from ..config import Config
-    from . import Registry
-
 PG_SCHEMES = ("postgresql", "postgres")
 _OWN_PARAMS = ("pool_min", "pool_max")
-
-
-def backend_of(url: str) -> str:
-    """``"sqlite"`` or ``"postgres"``; ConfigError for anything else."""
-    if url.startswith("sqlite:"):
-        return "sqlite"
-    if urlsplit(url).scheme in PG_SCHEMES:
-        return "postgres"
-    raise ConfigError(
-        f"[storage] url {redact_url(url)!r}: expected sqlite:PATH or postgresql://..."
-    )
 
 
 def redact_url(url: str) -> str:
@@ -118,17 +103,3 @@ class PgTarget:
         if self.password:
             message = message.replace(self.password, "***")
         return message
-
-
-def open_registry(config: Config) -> Registry:
-    """The registry ``config`` names, schema checked (SQLite: created/migrated)."""
-    url = config.storage_url
-    if backend_of(url) == "sqlite":
-        from .sqlite import SqliteRegistry
-
-        return SqliteRegistry(config.sqlite_path())
-    from .postgres import PgRegistry
-
-    registry = PgRegistry(PgTarget.parse(url))
-    registry.check_schema()
-    return registry

@@ -10,8 +10,8 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from ..errors import SymbolsvcError
-from ..v1 import common_pb2
+from .errors import SymbolsvcError
+from .v1 import common_pb2
 
 ERROR_DOMAIN = "symbolsvc.local"
 

@@ -1,9 +1,8 @@
-"""Registry conformance suite: every backend must pass all of it.
+"""The holdings store on every backend: issue, release, look-up, appending access records.
 
-The ``registry`` fixture (tests/unit_fixtures.py) is parameterised over
-``REGISTRY_BACKENDS``; everything backend-specific lives in its factory
-``open_registry``. Each test gets an empty registry and one event loop (``aio``).
-Durability across crashes is tested end to end elsewhere.
+The ``registry`` fixture (tests/registry/conftest.py) runs each test on SQLite and on
+PostgreSQL, on an empty database, with one event loop (``aio``). Durability across
+crashes is tested end to end elsewhere.
 """
 
 from __future__ import annotations
@@ -12,9 +11,9 @@ import asyncio
 from typing import Any
 
 import pytest
-import unit_fixtures
 
-from symbolsvc.registry import NewHolding, NewRecord, Registry, StoredRecord
+from registry.store_target import Target
+from symbolsvc.registry import Built, NewHolding, NewRecord, Registry, StoredRecord
 
 
 def _sym(i: int) -> str:
@@ -31,9 +30,6 @@ def _rec(n: int, pseudonym: bytes, *require: tuple[str, str]) -> NewRecord:
 
 P1, P2 = b"\x01" * 32, b"\x02" * 32
 
-# the fixtures this module uses (aio: one event loop per test; registry: per backend)
-aio = unit_fixtures.aio
-registry = unit_fixtures.registry
 
 
 # -- issue / release / lookup ---------------------------------------------------------
@@ -180,9 +176,9 @@ def test_append_for_holdings(registry: Registry, aio: asyncio.Runner) -> None:
         seen: list[bytes] = []
 
         def build(n: int, *require: tuple[str, str]) -> Any:
-            def make(sealed: bytes) -> NewRecord | None:
+            def make(sealed: bytes) -> Built[int]:
                 seen.append(sealed)
-                return _rec(n, P1, *require) if n >= 0 else None
+                return Built(_rec(n, P1, *require) if n >= 0 else None, n)
             return make
 
         out = await registry.append_for_holdings([
@@ -192,12 +188,14 @@ def test_append_for_holdings(registry: Registry, aio: asyncio.Runner) -> None:
             (("city-a", _sym(1)), build(3, ("city-a", _sym(1)), ("city-b", _sym(99)))),
             (("city-b", _sym(1)), build(-1)),                     # built nothing
         ])
-        assert [held for held, _ in out] == [True, False, False, True, True]
-        assert out[0][1] is not None and out[3][1] is None and out[4][1] is None
+        assert [a.held for a in out] == [True, False, False, True, True]
+        assert [a.value for a in out] == [0, None, None, 3, -1]  # each build's own result
+        assert out[0].record_id is not None
+        assert out[3].record_id is None and out[4].record_id is None
         assert seen == [_h("city-a", 1).sealed_subject, _h("city-a", 1).sealed_subject,
                         _h("city-b", 1).sealed_subject]
         rows = await registry.records_after(0, 100)
-        assert [(r.id, r.leaf) for r in rows] == [(out[0][1], b"leaf-0")]
+        assert [(r.id, r.leaf) for r in rows] == [(out[0].record_id, b"leaf-0")]
         assert await registry.append_for_holdings([]) == []
 
     aio.run(body())
@@ -330,3 +328,62 @@ def test_concurrent_mixed_writes(registry: Registry, aio: asyncio.Runner) -> Non
         assert await registry.records_after(0, 10) == []
 
     aio.run(body())
+
+
+# -- two registries on one database ---------------------------------------------------
+
+
+def _holding(i: int) -> NewHolding:
+    return NewHolding("agency-a", f"k1.sym{i:06d}", b"sealed-%d" % i)
+
+
+def test_concurrent_issuance_by_two_replicas_yields_one_holding_each(target: Target) -> None:
+    """Two registries on one database (as two replicas, or two server processes, would
+    have) issue overlapping batches at once."""
+
+    async def run() -> list[list[bool]]:
+        a, b = target.open(), target.open()
+        try:
+            batches = []
+            for r in range(8):
+                keys = list(range(r * 50, r * 50 + 200))  # each overlaps the next three
+                batches.append((a if r % 2 else b, [_holding(i) for i in keys]))
+                batches.append((b if r % 2 else a, [_holding(i) for i in reversed(keys)]))
+            return await asyncio.gather(*(reg.issue(items) for reg, items in batches))
+        finally:
+            await a.close()
+            await b.close()
+
+    results = asyncio.run(run())
+    fresh: dict[int, int] = {}
+    for r in range(8):
+        keys = list(range(r * 50, r * 50 + 200))
+        for key, new in zip(keys, results[2 * r], strict=True):
+            fresh[key] = fresh.get(key, 0) + new
+        for key, new in zip(reversed(keys), results[2 * r + 1], strict=True):
+            fresh[key] = fresh.get(key, 0) + new
+    assert set(fresh.values()) == {1}, "each holding is new for exactly one caller"
+    ((rows,),) = target.query("SELECT count(*) FROM holdings")
+    ((distinct,),) = target.query(
+        "SELECT count(*) FROM (SELECT DISTINCT agency, symbol FROM holdings) AS d")
+    assert rows == distinct == len(fresh)
+
+
+def test_release_waits_for_a_concurrent_append_that_needs_the_holding(target: Target) -> None:
+    """append_records share-locks the required holding: a release cannot slip in between
+    the check and the commit."""
+
+    async def run() -> tuple[list[int | None], bool | None, list[int | None]]:
+        reg = target.open()
+        try:
+            await reg.issue([_holding(1)])
+            rec = NewRecord(b"leaf", b"p" * 32, b"s", require=(("agency-a", "k1.sym000001"),))
+            first = await reg.append_records([rec])
+            released = await reg.release("agency-a", "k1.sym000001")
+            after = await reg.append_records([rec])
+            return first, released, after
+        finally:
+            await reg.close()
+
+    first, released, after = asyncio.run(run())
+    assert first[0] is not None and released is True and after == [None]

@@ -1,0 +1,330 @@
+"""The SQLite registry's units of work: plain functions of a connection.
+
+Each runs inside a transaction of the group committer's writer thread (writes)
+or on a reader thread's read-only connection (reads); :mod:`.sqlite` schedules
+them. Only placeholders are ever spliced into SQL text.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from . import (
+    Appended,
+    BuildRecord,
+    Integration,
+    IntegrationInput,
+    LogState,
+    LogStatus,
+    NewRecord,
+    PlanFn,
+    StoredCheckpoint,
+    StoredRecord,
+    build_records,
+    with_ids,
+)
+
+_LIVE = "SELECT sealed_subject FROM holdings WHERE agency = ? AND symbol = ? AND released = 0"
+
+
+# Rows per multi-row statement: within SQLite's 32,766 bound variables.
+_CHUNK = 5000
+
+
+def _chunks(rows: list[Any]) -> list[list[Any]]:
+    return [rows[i:i + _CHUNK] for i in range(0, len(rows), _CHUNK)]
+
+
+def _values(rows: int, width: int) -> str:
+    """``(?, ?), (?, ?)…``: only placeholders are ever spliced into SQL text."""
+    return ",".join(["(" + ", ".join("?" * width) + ")"] * rows)
+
+
+def _live_positions(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> set[int]:
+    """Positions in ``keys`` of the holdings that are live (see :func:`_live_sealed`)."""
+    return set(_live_sealed(conn, keys))
+
+
+def issue_merged(
+    conn: sqlite3.Connection, calls: list[list[tuple[str, str, bytes]]]
+) -> list[list[bool]]:
+    """The issue rows of a whole group in one upsert per chunk; per row, True when
+    the row was inserted or re-activated (the first occurrence within the group)."""
+    rows = [row for call in calls for row in call]
+    changed: set[tuple[str, str]] = set()
+    for chunk in _chunks(rows):
+        sql = (
+            "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES "  # noqa: S608
+            + _values(len(chunk), 3)
+            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = 0 WHERE released = 1"
+            " RETURNING agency, symbol"
+        )
+        changed.update(conn.execute(sql, [v for row in chunk for v in row]).fetchall())
+    out: list[list[bool]] = []
+    for call in calls:
+        flags = []
+        for agency, symbol, _ in call:
+            key = (agency, symbol)
+            flags.append(key in changed)
+            changed.discard(key)  # a repeat in the same group is not new
+        out.append(flags)
+    return out
+
+
+def release(conn: sqlite3.Connection, agency: str, symbol: str) -> bool | None:
+    cur = conn.execute(
+        "UPDATE holdings SET released = 1 WHERE agency = ? AND symbol = ? AND released = 0",
+        (agency, symbol),
+    )
+    if cur.rowcount == 1:
+        return True
+    exists = conn.execute(
+        "SELECT 1 FROM holdings WHERE agency = ? AND symbol = ?", (agency, symbol)
+    ).fetchone()
+    return False if exists else None
+
+
+def append_merged(
+    conn: sqlite3.Connection, calls: list[list[NewRecord]]
+) -> list[list[int | None]]:
+    """A group's access records: one liveness query and one insert per chunk.
+
+    Ids are assigned here, consecutively after the largest id, inside the
+    writer's transaction (which holds SQLite's write lock), so the id order is
+    the commit order even with several server processes on one file."""
+    required = list({key for call in calls for r in call for key in r.require})
+    live = {required[i] for i in _live_positions(conn, required)}
+    next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM access_records").fetchone()[0]
+    rows: list[tuple[int, bytes, bytes, bytes]] = []
+    out: list[list[int | None]] = []
+    for call in calls:
+        ids: list[int | None] = []
+        for r in call:
+            if not live.issuperset(r.require):
+                ids.append(None)
+                continue
+            rows.append((next_id, r.pseudonym, r.sealed_subject, r.leaf))
+            ids.append(next_id)
+            next_id += 1
+        out.append(ids)
+    for chunk in _chunks(rows):
+        conn.execute(
+            "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf) "
+            "VALUES " + _values(len(chunk), 4),
+            [v for row in chunk for v in row],
+        )
+    return out
+
+
+def _live_sealed(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[int, bytes]:
+    """Position in ``keys`` -> sealed subject reference, for the live holdings, from
+    one aggregate row per chunk.
+
+    One result row rather than one per holding matters: sqlite3 releases the GIL
+    around every step of a statement, and each time the writer must win it back
+    from the busy event loop (up to the switch interval), so a statement that
+    returns a row per holding stretches the whole group."""
+    found: dict[int, bytes] = {}
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start:start + _CHUNK]
+        params: list[Any] = []
+        for i, (agency, symbol) in enumerate(chunk, start):
+            params += (i, agency, symbol)
+        (rows,) = conn.execute(
+            "SELECT group_concat(v.column1 || ':' || hex(h.sealed_subject)) FROM (VALUES "  # noqa: S608
+            + _values(len(chunk), 3)
+            + ") AS v JOIN holdings h ON h.agency = v.column2 AND h.symbol = v.column3"
+            " WHERE h.released = 0",
+            params,
+        ).fetchone()
+        for pair in rows.split(",") if rows else ():
+            i, _, sealed = pair.partition(":")
+            found[int(i)] = bytes.fromhex(sealed)
+    return found
+
+
+def append_for_merged(
+    conn: sqlite3.Connection, calls: list[list[tuple[tuple[str, str], BuildRecord[Any]]]]
+) -> list[list[Appended[Any]]]:
+    """A group's append_for_holdings: one read of the holdings, the builds, then
+    :func:`append_merged`, all in the writer's transaction."""
+    items = [item for call in calls for item in call]
+    sealed = _live_sealed(conn, [key for key, _ in items])
+    results, records, slots = build_records(
+        [build for _, build in items], [sealed.get(j) for j in range(len(items))])
+    if records:
+        (ids,) = append_merged(conn, [records])
+        with_ids(results, slots, ids)
+    out: list[list[Appended[Any]]] = []
+    pos = 0
+    for call in calls:
+        out.append(results[pos:pos + len(call)])
+        pos += len(call)
+    return out
+
+
+def lookup_many(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> list[bytes | None]:
+    out = []
+    for key in keys:
+        row = conn.execute(_LIVE, key).fetchone()
+        out.append(row[0] if row else None)
+    return out
+
+
+def records_for_subject(
+    conn: sqlite3.Connection, pseudonym: bytes, before_id: int | None, limit: int
+) -> list[StoredRecord]:
+    rows = conn.execute(
+        "SELECT id, leaf, sealed_subject, leaf_index FROM access_records "
+        "WHERE pseudonym = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        (pseudonym, before_id if before_id is not None else 2**63 - 1, limit),
+    ).fetchall()
+    return [StoredRecord(*row) for row in rows]
+
+
+def records_after(conn: sqlite3.Connection, after_id: int, limit: int) -> list[StoredRecord]:
+    rows = conn.execute(
+        "SELECT id, leaf, sealed_subject, leaf_index FROM access_records WHERE id > ? "
+        "ORDER BY id LIMIT ?",
+        (after_id, limit),
+    ).fetchall()
+    return [StoredRecord(*row) for row in rows]
+
+
+# -- the access log ---------------------------------------------------------------
+# Plain SQL that PostgreSQL and CockroachDB accept as well: the lease is a row
+# taken with a conditional UPDATE (no advisory locks), the queue is read through
+# the partial index access_records_unsequenced.
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _take_lease(conn: sqlite3.Connection, holder: str, lease_ms: int) -> bool:
+    """Take or renew the lease inside the caller's transaction; True if ``holder`` has it."""
+    now = _now_us()
+    expires = now + lease_ms * 1000
+    conn.execute(
+        "INSERT INTO sequencer_lease (id, holder, expires_us) VALUES (1, ?, ?) "
+        "ON CONFLICT (id) DO NOTHING",
+        (holder, expires),
+    )
+    cur = conn.execute(
+        "UPDATE sequencer_lease SET holder = ?, expires_us = ? "
+        "WHERE id = 1 AND (holder = ? OR expires_us <= ?)",
+        (holder, expires, holder, now),
+    )
+    return cur.rowcount == 1
+
+
+def integrate(
+    conn: sqlite3.Connection, batch: int, holder: str, lease_ms: int, plan_fn: PlanFn
+) -> Integration:
+    """One sequencer step inside the writer's transaction: all of it commits, or none.
+    Only I/O here: the lease, the reads, and applying the plan (symbolsvc.log.integrate)."""
+    if not _take_lease(conn, holder, lease_ms):
+        return Integration(False, 0, _stored_size(conn), None)
+    row = conn.execute("SELECT tree_size, frontier FROM log_state WHERE id = 1").fetchone()
+    latest = conn.execute("SELECT MAX(tree_size) FROM checkpoints").fetchone()[0]
+    queued = conn.execute(
+        "SELECT id, leaf FROM access_records WHERE leaf_index IS NULL ORDER BY id LIMIT ?",
+        (batch,),
+    ).fetchall()
+    plan = plan_fn(IntegrationInput(LogState(*row) if row else None, latest, queued))
+    if plan.assign:
+        cur = conn.executemany(
+            "UPDATE access_records SET leaf_index = ? WHERE id = ? AND leaf_index IS NULL",
+            plan.assign,
+        )
+        if cur.rowcount != len(plan.assign):  # cannot happen under the lease; never half-apply
+            raise RuntimeError("a record was integrated concurrently; integration rolled back")
+        conn.executemany("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)", plan.nodes)
+    if plan.state is not None:
+        conn.execute(
+            "INSERT INTO log_state (id, tree_size, frontier) VALUES (1, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET tree_size = excluded.tree_size, "
+            "frontier = excluded.frontier",
+            (plan.state.tree_size, plan.state.frontier),
+        )
+    note = None
+    if plan.checkpoint is not None:
+        size, note = plan.checkpoint
+        conn.execute(
+            "INSERT INTO checkpoints (tree_size, note, signed_at_us) VALUES (?, ?, ?)",
+            (size, note, _now_us()),
+        )
+    return Integration(True, len(plan.assign), plan.tree_size, note)
+
+
+def release_lease(conn: sqlite3.Connection, holder: str) -> None:
+    conn.execute(
+        "UPDATE sequencer_lease SET expires_us = 0 WHERE id = 1 AND holder = ?", (holder,)
+    )
+
+
+def _stored_size(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT tree_size FROM log_state WHERE id = 1").fetchone()
+    return row[0] if row else 0
+
+
+def log_status(conn: sqlite3.Connection) -> LogStatus:
+    size = _stored_size(conn)
+    row = conn.execute("SELECT holder, expires_us FROM sequencer_lease WHERE id = 1").fetchone()
+    return LogStatus(size, row[0], row[1]) if row else LogStatus(size, None, 0)
+
+
+def get_nodes(conn: sqlite3.Connection, ids: list[tuple[int, int]]) -> list[bytes]:
+    if not ids:
+        return []
+    found: dict[tuple[int, int], bytes] = {}
+    for start in range(0, len(ids), 200):  # one statement per 200 nodes (a proof needs ~130)
+        chunk = ids[start:start + 200]
+        where = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
+        params = [v for node in chunk for v in node]
+        for level, idx, h in conn.execute(
+            "SELECT level, idx, hash FROM tree_nodes WHERE " + where, params  # noqa: S608
+        ):
+            found[(level, idx)] = h
+    return [found[node] for node in ids]  # KeyError names a missing node
+
+
+def checkpoint(conn: sqlite3.Connection, tree_size: int | None) -> StoredCheckpoint | None:
+    if tree_size is None:
+        row = conn.execute(
+            "SELECT tree_size, note, signed_at_us FROM checkpoints "
+            "ORDER BY tree_size DESC LIMIT 1"
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT tree_size, note, signed_at_us FROM checkpoints WHERE tree_size = ?",
+            (tree_size,),
+        ).fetchone()
+    return StoredCheckpoint(*row) if row else None
+
+
+def entries(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[int, bytes]]:
+    return conn.execute(
+        "SELECT leaf_index, leaf FROM access_records "
+        "WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
+        (start, end),
+    ).fetchall()
+
+
+def record_by_id(conn: sqlite3.Connection, record_id: int) -> StoredRecord | None:
+    row = conn.execute(
+        "SELECT id, leaf, sealed_subject, leaf_index FROM access_records WHERE id = ?",
+        (record_id,),
+    ).fetchone()
+    return StoredRecord(*row) if row else None
+
+
+def integrated_after(conn: sqlite3.Connection, after_leaf: int, limit: int) -> list[StoredRecord]:
+    rows = conn.execute(
+        "SELECT id, leaf, sealed_subject, leaf_index FROM access_records "
+        "WHERE leaf_index > ? ORDER BY leaf_index LIMIT ?",
+        (after_leaf, limit),
+    ).fetchall()
+    return [StoredRecord(*row) for row in rows]

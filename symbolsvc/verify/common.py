@@ -1,0 +1,134 @@
+"""What both verification modes share: the report, the recomputed tree, the checks."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from dataclasses import dataclass
+
+from ..log.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    NoteError,
+    VerifierKey,
+    parse_checkpoint_body,
+    verify_checkpoint,
+)
+from ..log.compact import Frontier
+from ..log.hashing import EMPTY_ROOT, leaf_hash
+from ..records import AccessRecord, LeafError
+from .errors import AuditFailure
+from .state import TrustedState
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """What a passing verification established."""
+
+    source: str
+    origin: str
+    size: int
+    root_hash: bytes
+    checkpoint: str  # the latest signed note
+    checkpoints_verified: int
+    unsequenced: int | None  # records not yet integrated (database mode only)
+    previous: TrustedState | None
+
+    @property
+    def state(self) -> TrustedState:
+        return TrustedState(self.origin, self.size, self.root_hash, self.checkpoint)
+
+    def summary(self) -> str:
+        """The one-line summary printed on success."""
+        parts = [
+            f"OK: {self.source}: log {self.origin}, {self.size} leaves, "
+            f"{self.checkpoints_verified} checkpoint(s) verified, "
+            f"root {base64.b64encode(self.root_hash).decode('ascii')}",
+        ]
+        if self.unsequenced:
+            parts.append(f"{self.unsequenced} record(s) not yet integrated")
+        if self.previous is None:
+            parts.append("no earlier checkpoint to compare with")
+        else:
+            parts.append(f"extends the checkpoint of size {self.previous.size} verified before")
+        return "; ".join(parts)
+
+
+def fail(message: str) -> AuditFailure:
+    return AuditFailure(message)
+
+
+def leaf_hash_of(index: int, leaf: object) -> bytes:
+    if not isinstance(leaf, bytes):
+        raise fail(f"leaf {index}: stored as {type(leaf).__name__}, not bytes")
+    return leaf_hash(leaf)
+
+
+def decode_leaf(index: int, leaf: bytes) -> AccessRecord:
+    """Check one leaf is a canonical access record and return it decoded.
+
+    ``AccessRecord.decode`` accepts only the canonical encoding (exact lengths,
+    strict UTF-8, no trailing bytes, sorted distinct providers), so a leaf that
+    decodes is the encoding of its record; no re-encoding is needed.
+    """
+    try:
+        return AccessRecord.decode(leaf)
+    except LeafError as exc:
+        raise fail(f"leaf {index}: not a canonical access record ({exc})") from None
+
+
+def note_label(note: object) -> str:
+    """``checkpoint N`` from a note's (unverified) size line, for messages only."""
+    if isinstance(note, str):
+        split = note.rfind("\n\n")
+        try:
+            return f"checkpoint {parse_checkpoint_body(note[: split + 1]).size}"
+        except CheckpointError:
+            pass
+    return "checkpoint"
+
+
+def verify_note(label: str, note: object, vkey: VerifierKey, origin: str) -> Checkpoint:
+    if not isinstance(note, str):
+        raise fail(f"{label}: note is not text")
+    try:
+        return verify_checkpoint(note, vkey, origin)
+    except NoteError as exc:
+        raise fail(f"{label}: bad signature ({exc})") from None
+    except CheckpointError as exc:
+        raise fail(f"{label}: {exc}") from None
+
+
+def check_previous_size(previous: TrustedState | None, latest: Checkpoint) -> None:
+    if previous is not None and latest.size < previous.size:
+        raise fail(f"rolled back: the latest checkpoint has size {latest.size}, smaller than "
+                    f"the checkpoint of size {previous.size} verified before")
+
+
+def check_previous_root(previous: TrustedState | None, root_at_previous: bytes | None) -> None:
+    if previous is None:
+        return
+    if root_at_previous is None or not hmac.compare_digest(root_at_previous,
+                                                           previous.root_hash):
+        raise fail(f"rolled back: the first {previous.size} leaves do not have the root hash "
+                    f"of the checkpoint of size {previous.size} verified before")
+
+
+class Tree:
+    """The recomputed tree: a frontier plus the root at the previously verified size."""
+
+    def __init__(self, previous: TrustedState | None) -> None:
+        self.frontier = Frontier()
+        self.previous = previous
+        self.root_at_previous: bytes | None = (
+            EMPTY_ROOT if previous is not None and previous.size == 0 else None)
+
+    @property
+    def size(self) -> int:
+        return self.frontier.size
+
+    def append(self, lh: bytes) -> list[tuple[int, int, bytes]]:
+        nodes = self.frontier.append(lh)
+        if self.previous is not None and self.frontier.size == self.previous.size:
+            self.root_at_previous = self.frontier.root()
+        return nodes
