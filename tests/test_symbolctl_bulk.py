@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -231,3 +232,50 @@ def test_bulk_translate_and_release(fresh_deployment: Path, start_server,
     # Lines 1 and 3 name one holding and run concurrently: one ends it, the other finds
     # it ended, in either order.
     assert sorted([statuses[0], statuses[2]]) == ["already_released", "released"]
+
+
+def test_progress_bar_on_a_terminal(fresh_deployment: Path, start_server,
+                                    numbers: NumberSource, tmp_path: Path) -> None:
+    """stderr a terminal (a pseudo-terminal here): a tqdm bar with rate and ETA; not a
+    terminal (every other test): no bar, only the summary."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+
+    server = start_server(fresh_deployment)
+    src = tmp_path / "numbers.txt"
+    src.write_text("\n".join(numbers.many(3000)) + "\n")
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # read while it writes, so the terminal's buffer never fills
+        while True:
+            try:
+                data = os.read(primary, 65536)
+            except OSError:  # EIO: the writer side is closed and drained
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "symbolsvc_client.cli", "--deployment",
+             str(server.directory), "--target", server.address, "--as", AGENCY, "issue",
+             "--input", str(src)], stdout=subprocess.PIPE, stderr=secondary, timeout=300,
+            check=False)
+    finally:
+        os.close(secondary)
+        reader.join(timeout=30)
+        os.close(primary)
+    assert proc.returncode == 0
+    tty = b"".join(chunks).decode(errors="replace")
+    assert "3.00k/3.00k" in tty and "line/s" in tty and "100%" in tty, tty
+    assert re.search(r"\d\d:\d\d<\d\d:\d\d", tty)  # elapsed<ETA
+    assert "3000 lines: 3000 new" in tty
+    assert len(proc.stdout.splitlines()) == 3000
