@@ -157,9 +157,10 @@ def _hash_item(h: Any, item: Item) -> None:
 
 @dataclass
 class Summary:
-    counts: dict[str, int]
-    lines: int
-    elapsed: float
+    counts: dict[str, int]  # over the whole load, earlier runs of a resumed one included
+    lines: int  # input lines answered, earlier runs included
+    run_lines: int  # input lines answered by this run
+    elapsed: float  # seconds, this run
 
     @property
     def failed(self) -> int:
@@ -167,7 +168,7 @@ class Summary:
 
     def text(self, name: str) -> str:
         parts = ", ".join(f"{v} {k}" for k, v in self.counts.items())
-        rate = self.lines / self.elapsed if self.elapsed > 0 else 0.0
+        rate = self.run_lines / self.elapsed if self.elapsed > 0 else 0.0
         return (f"symbolctl {name}: {self.lines} lines: {parts}; {self.elapsed:.1f} s, "
                 f"{rate:,.0f} lines/s")
 
@@ -249,7 +250,8 @@ def run_bulk(op: Operation, items: Iterator[Item], *, output: Path | None,
             bar.close()
         if output is not None:
             out.close()
-    return Summary(counts, done_lines, time.monotonic() - started)
+    return Summary(counts, state.next_line - 1 if state_path else done_lines, done_lines,
+                   time.monotonic() - started)
 
 
 def _prepend(first: Item, rest: Iterator[Item]) -> Iterator[Item]:

@@ -23,6 +23,10 @@ from .v1 import common_pb2
 from .v1 import symbol_service_pb2 as symbol_pb
 
 WINDOW = 8  # unanswered stream chunks at most (gRPC flow control bounds bytes, not chunks)
+# A whole call failing with one of these stops the run (the state stays before the chunk,
+# so --resume sends it again) instead of marking the chunk's items failed.
+TRANSIENT = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED",
+                       "INTERNAL", "UNKNOWN", "ABORTED"})
 
 
 def _item_error(err: common_pb2.ItemError) -> Outcome:
@@ -128,6 +132,8 @@ class TranslateOp:
             try:
                 results = self.broker.translate_batch(requests)
             except CallError as err:
+                if err.code.name in TRANSIENT:
+                    raise
                 yield [{**error_outcome(err), "exchange_id": x} for x in ids]
                 continue
             out: list[Outcome] = []

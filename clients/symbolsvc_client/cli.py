@@ -112,8 +112,9 @@ def _bulk_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--csv", action="store_true", help="the input is CSV")
     g.add_argument("--column", metavar="NAME|N", help="the CSV column: a header name, or a "
                    "1-based index (then there is no header row); default: the first header")
-    g.add_argument("--output", metavar="FILE", help="write the JSON lines to FILE (appended; "
-                   "with --resume, exactly once per input line) instead of stdout")
+    g.add_argument("--output", metavar="FILE", help="write the JSON lines to FILE instead of "
+                   "stdout (replaced; with --resume, continued: exactly one line per input "
+                   "line across runs)")
     g.add_argument("--resume", metavar="STATE", help="keep progress in STATE; run again with "
                    "the same input and STATE to continue after the last durable chunk")
 
