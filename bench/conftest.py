@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.load import make_number
+from bench.load import nth_number
 from symbolsvc.keys import Keyring
 from symbolsvc.symbols import Deriver
 
@@ -35,7 +35,7 @@ class NumberSource:
     def take(self, n: int) -> list[str]:
         start = self._next
         self._next += n
-        return [make_number(i) for i in range(start, start + n)]
+        return [nth_number(i) for i in range(start, start + n)]
 
 
 @pytest.fixture(scope="session")

@@ -112,8 +112,8 @@ class Tally:
     late_ms: float = 0.0  # open loop: worst lateness of the dispatcher behind schedule
 
 
-def make_number(n: int) -> str:
-    """The ``n``-th individual number: 11 digits of ``n`` and the check digit (SPEC §6)."""
+def nth_number(n: int) -> str:
+    """The ``n``-th individual number: 11 digits of ``n`` and the check digit (CONTRACT §6)."""
     from symbolsvc.numbers import check_digit
 
     first = f"{n % NUMBER_SPACE:011d}"
@@ -136,7 +136,7 @@ class Requests:
     def numbers(self, k: int) -> list[str]:
         start = self._next_number
         self._next_number += k
-        return [make_number(n) for n in range(start, start + k)]
+        return [nth_number(n) for n in range(start, start + k)]
 
     def _translate(self) -> Any:
         p = self.plan
@@ -499,7 +499,7 @@ async def issue_population(deployment: Path, target: str, agencies: Sequence[str
     from symbolsvc.v1 import symbol_service_pb2 as spb
     from symbolsvc.v1 import symbol_service_pb2_grpc as sgrpc
 
-    numbers = [make_number(n) for n in range(base, base + size)]
+    numbers = [nth_number(n) for n in range(base, base + size)]
     out: dict[str, list[str]] = {}
     for agency in agencies:
         ca, cert, key = _identity(deployment, agency)
@@ -817,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["Plan", "Tally", "main", "make_number"]
+__all__ = ["Plan", "Tally", "main", "nth_number"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -30,7 +30,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from postgres_fixtures import fresh_database, init_deployment, require_postgres  # noqa: E402
+from helpers.postgres import fresh_database, init_deployment, require_postgres  # noqa: E402
 
 SECONDS = float(os.environ.get("SYMBOLSVC_BENCH_SECONDS", "8"))
 CASES = [(rpc, replicas) for rpc in ("IssueSymbol", "TranslateSymbol") for replicas in (1, 2)]

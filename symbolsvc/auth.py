@@ -1,4 +1,4 @@
-"""Who may call what (SPEC §3): identities from client certificates, roles from config.toml.
+"""Who may call what (CONTRACT §3): identities from client certificates, roles from config.toml.
 
 The role table is keyed by gRPC service; one interceptor
 (:mod:`symbolsvc.interceptor`) applies it to every call, so no servicer
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from .config import Principal
@@ -47,7 +47,7 @@ def _cert_uris(pem: bytes) -> tuple[str, ...]:
     return tuple(uri_sans(pem))
 
 
-def identify(auth_context: Mapping[str, list[bytes]], principals: Mapping[str, Principal],
+def identify(auth_context: Mapping[str, Sequence[bytes]], principals: Mapping[str, Principal],
              method: str) -> Principal:
     """Map a verified peer to a principal by its URI SAN; never by the CN."""
     uris: tuple[str, ...] = ()

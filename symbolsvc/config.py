@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .policy import is_ident
+from .server_options import ConnectionLimits
 
 ROLES = frozenset({"agency", "broker", "portal", "auditor"})
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -56,6 +57,8 @@ class Config:
     log_format: str = "json"
     otlp_endpoint: str = ""
     trace_service_name: str = "symbolsvc"
+    # HTTP/2 and connection limits of the gRPC server (server_options.py).
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     @property
     def base(self) -> Path:
@@ -153,4 +156,5 @@ def load_config(path: Path) -> Config:
         log_format=log_format,
         otlp_endpoint=str(tracing.get("otlp_endpoint", "")),
         trace_service_name=str(tracing.get("service_name", "symbolsvc")),
+        connection_limits=ConnectionLimits.from_table(server, str(path)),
     )

@@ -74,7 +74,7 @@ Outcome = Issued | Translated | SymbolsvcError
 
 
 class Core:
-    """symbolsvc's behaviour (SPEC §4) over a deriver, a registry and a permission table."""
+    """symbolsvc's behaviour (CONTRACT §4) over a deriver, a registry and a permission table."""
 
     def __init__(
         self,
@@ -144,7 +144,7 @@ class Core:
     async def translate_many(
         self, reqs: Sequence[TranslateRequest], *, batch: bool = True
     ) -> list[Translated | SymbolsvcError]:
-        """SPEC §4 Translate for each item: policy, requester holds, provider holds,
+        """CONTRACT §4 Translate for each item: policy, requester holds, provider holds,
         durable record, then the provider's symbol."""
         if batch:
             check_batch(len(reqs), "requests")
@@ -225,7 +225,7 @@ class Core:
         return build
 
     async def resolve(self, r: ResolveRequest) -> Resolved:
-        """SPEC §4 Resolve providers: permitted providers that hold the subject, logged."""
+        """CONTRACT §4 Resolve providers: permitted providers that hold the subject, logged."""
         _check_exchange(r, "")
         permitted = self.policy.current.permitted_providers(
             r.requester_agency, r.office_work, r.info_item

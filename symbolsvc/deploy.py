@@ -1,4 +1,4 @@
-"""``symbolsvc init``: write a complete, ready-to-serve deployment directory (SPEC §9).
+"""``symbolsvc init``: write a complete, ready-to-serve deployment directory (CONTRACT §9).
 
     DIR/config.toml          server configuration (docs/CONFIG.md)
     DIR/policy.toml          a sample permission table over the given agencies
@@ -112,7 +112,7 @@ def _config(listen: str, principals: list[tuple[str, str, list[str]]]) -> str:
 
 def _policy(agencies: list[str]) -> str:
     members = ", ".join(f'"{a}"' for a in [*agencies, "portal"])
-    return f"""# The permission table (SPEC §9): which requester, for which office work, may
+    return f"""# The permission table (CONTRACT §9): which requester, for which office work, may
 # obtain which info item from which providers. Reloaded on SIGHUP.
 
 [groups]

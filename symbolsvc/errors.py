@@ -68,3 +68,11 @@ class ConfigError(Exception):
 
 class KeyringError(ConfigError):
     """The keyring cannot be opened: wrong passphrase, or a damaged file."""
+
+
+class ResourceExhausted(SymbolsvcError):
+    """A bounded resource (the database's connection pool) is full; nothing was changed.
+
+    Retry with back-off; the service is up, only busy (unlike :class:`Unavailable`)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED

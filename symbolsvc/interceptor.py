@@ -12,8 +12,8 @@ hands the principal to the servicer through a contextvar (:mod:`.auth`).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, cast
 
 import grpc
 
@@ -23,6 +23,12 @@ from .errors import SymbolsvcError
 from .status import to_status
 
 log = logging.getLogger("symbolsvc.server")
+
+# The behaviours of a grpc.aio RpcMethodHandler: coroutines and async generators (grpc's
+# type stubs describe only the synchronous server's plain functions).
+_Unary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+_Streaming = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+_AuthContext = Mapping[str, Sequence[bytes]]
 
 
 class GuardInterceptor(grpc.aio.ServerInterceptor):
@@ -34,7 +40,8 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails],
+                               Awaitable[grpc.RpcMethodHandler | None]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
@@ -49,7 +56,9 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         def enter(context: grpc.aio.ServicerContext) -> None:
-            p = auth.identify(context.auth_context(), self._principals, method)
+            # grpc.aio's stubs promise an iterable per key; it is a list of bytes
+            p = auth.identify(cast(_AuthContext, context.auth_context()), self._principals,
+                              method)
             auth.authorize(p, method)
             auth.set_principal(p)
 
@@ -64,7 +73,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                                 "been alerted (see the server log)")
 
         if not handler.request_streaming and not handler.response_streaming:
-            inner = handler.unary_unary
+            inner = cast(_Unary, handler.unary_unary)
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
@@ -78,7 +87,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                 unary_unary, handler.request_deserializer, handler.response_serializer)
 
         if handler.request_streaming and not handler.response_streaming:
-            inner_su = handler.stream_unary
+            inner_su = cast(_Unary, handler.stream_unary)
 
             async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
@@ -91,7 +100,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             return grpc.stream_unary_rpc_method_handler(
                 stream_unary, handler.request_deserializer, handler.response_serializer)
 
-        streaming = handler.unary_stream or handler.stream_stream
+        streaming = cast(_Streaming, handler.unary_stream or handler.stream_stream)
         factory = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
                    else grpc.stream_stream_rpc_method_handler)
 

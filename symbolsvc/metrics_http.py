@@ -11,6 +11,7 @@ how it combines (max, or livesum for sequencer leadership).
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -59,6 +60,7 @@ def prepare_multiprocess() -> Path:
     else:
         path = Path(tempfile.mkdtemp(prefix="symbolsvc-metrics-"))
         os.environ[ENV] = str(path)
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
 
 
@@ -76,12 +78,11 @@ def serve_multiprocess(address: str, path: Path) -> None:
         raise ConfigError(f"cannot serve metrics on {address}: {exc.strerror}") from None
 
 
-def worker_exited(pid: int, path: Path) -> None:
+def worker_exited(pid: int | None) -> None:
+    """A worker process is gone: its live gauges stop counting (multiprocess mode only)."""
+    path = os.environ.get(ENV)
+    if pid is None or not path:
+        return
     from prometheus_client.multiprocess import mark_process_dead
 
-    mark_process_dead(pid, str(path))
-
-
-def cleanup(path: Path, created: bool) -> None:
-    if created:
-        shutil.rmtree(path, ignore_errors=True)
+    mark_process_dead(pid, path)

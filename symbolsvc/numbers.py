@@ -1,7 +1,7 @@
 """Validation of individual numbers (個人番号).
 
 An individual number is exactly 12 ASCII digits; the 12th is a check digit
-over the first 11 (Ministerial ordinance No. 85 of 2014, Art. 5; SPEC §6).
+over the first 11 (Ministerial ordinance No. 85 of 2014, Art. 5; CONTRACT §6).
 Error messages say what is wrong with the input and never repeat it.
 """
 
@@ -21,7 +21,7 @@ _ZERO_SUM = 48 * sum(_WEIGHTS)  # sum(P_n * Q_n) over ASCII codes exceeds it by 
 
 
 def check_digit(first_eleven: str) -> int:
-    """Return the check digit for 11 ASCII digits (SPEC §6).
+    """Return the check digit for 11 ASCII digits (CONTRACT §6).
 
     r = sum(P_n * Q_n) mod 11; the check digit is 0 when r <= 1, else 11 - r.
     """

@@ -1,6 +1,6 @@
 """The permission table (policy.toml): who may obtain what from whom, for which office work.
 
-Format (SPEC §9)::
+Format (CONTRACT §9)::
 
     [groups]
     municipalities = ["city-chiyoda", "city-minato"]
@@ -27,7 +27,7 @@ from pathlib import Path
 from .errors import ConfigError
 
 # Agency IDs, office works and info items: lower-case ASCII words joined by
-# '-', '_' or '.', as in the SPEC's examples; bounded so they fit in a leaf.
+# '-', '_' or '.', as in the contract's examples; bounded so they fit in a leaf.
 IDENT_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
 
 

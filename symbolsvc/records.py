@@ -16,18 +16,28 @@ docs/ACCESS_LOG.md specifies it for outside verifiers. Version 1, big-endian::
 
 where ``str`` is u16 length || UTF-8 bytes. A leaf never contains an
 individual number or any agency's symbol.
+
+Version 2 is version 1 followed by one or more *extensions*, each
+``u8 tag || u32 length || value``, tags strictly increasing (so one record
+still has exactly one encoding). A record with no extension is written as
+version 1, so every version-1 leaf ever written keeps its bytes and hash; a
+version-2 leaf with no extension is not canonical and is rejected. The tags
+are :class:`Ext`; a decoder rejects a tag it does not know (a verifier must
+never pass a field it cannot check).
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
-LEAF_VERSION = 1
+LEAF_VERSION = 1  # the base layout; LEAF_VERSION_EXT adds extensions
+LEAF_VERSION_EXT = 2
 PSEUDONYM_LEN = 32
 _HEAD = struct.Struct(">BBQ")
 _U16 = struct.Struct(">H")
+_EXT_HEAD = struct.Struct(">BI")
 
 
 class AccessKind(IntEnum):
@@ -35,8 +45,20 @@ class AccessKind(IntEnum):
     RESOLVE = 2
 
 
+class Ext(IntEnum):
+    """Extension tags of a version-2 leaf (docs/ACCESS_LOG.md lists each value's format)."""
+
+    OUTCOME = 1  # u8: why an exchange was refused after it was recorded (absent: answered)
+    POLICY_VERSION = 2  # 32 B: SHA-256 of the canonical permission table that allowed it
+    RULE = 3  # UTF-8: the id of the [[allow]] rule that allowed it
+    WITHHELD_UNTIL = 4  # u64: microseconds since the epoch before which it is not disclosed
+    INQUIRY_SIGNATURE = 5  # bytes: the requester's signature over its inquiry
+    INQUIRY_ISSUED_AT = 6  # u64: microseconds since the epoch the inquiry was signed
+    POLICY_TABLE = 7  # UTF-8: the canonical permission table itself
+
+
 class LeafError(ValueError):
-    """A leaf is not a canonical version-1 access record."""
+    """A leaf is not a canonical access record (version 1, or 2 with extensions)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +71,36 @@ class AccessRecord:
     exchange_id: str
     providers: tuple[str, ...]
     pseudonym: bytes
+    # (tag, value) pairs, tags strictly increasing; empty for a version-1 leaf
+    ext: tuple[tuple[Ext, bytes], ...] = ()
+
+    def get(self, tag: Ext) -> bytes | None:
+        """The value of extension ``tag``, or None when the record has none."""
+        for t, value in self.ext:
+            if t == tag:
+                return value
+        return None
+
+    def with_ext(self, **values: bytes) -> AccessRecord:
+        """A copy with the named extensions (``Ext`` member names) set."""
+        merged = dict(self.ext)
+        for name, value in values.items():
+            merged[Ext[name]] = value
+        return replace(self, ext=tuple(sorted(merged.items())))
 
     def encode(self) -> bytes:
         """The canonical leaf bytes."""
-        out = [_HEAD.pack(LEAF_VERSION, self.kind, self.time_us)]
+        version = LEAF_VERSION_EXT if self.ext else LEAF_VERSION
+        out = [_HEAD.pack(version, self.kind, self.time_us)]
         for s in (self.requester, self.office_work, self.info_item, self.exchange_id):
             _put_str(out, s)
         out.append(_U16.pack(len(self.providers)))
         for p in self.providers:
             _put_str(out, p)
         out.append(self.pseudonym)
+        for tag, value in self.ext:
+            out.append(_EXT_HEAD.pack(tag, len(value)))
+            out.append(value)
         return b"".join(out)
 
     @classmethod
@@ -66,13 +108,13 @@ class AccessRecord:
         """Parse a leaf, rejecting anything that is not the canonical encoding."""
         try:
             version, kind, time_us = _HEAD.unpack_from(leaf, 0)
-            if version != LEAF_VERSION:
+            if version not in (LEAF_VERSION, LEAF_VERSION_EXT):
                 raise LeafError(f"unknown leaf version {version}")
             pos = _HEAD.size
-            fields = []
-            for _ in range(4):
-                s, pos = _get_str(leaf, pos)
-                fields.append(s)
+            requester, pos = _get_str(leaf, pos)
+            office_work, pos = _get_str(leaf, pos)
+            info_item, pos = _get_str(leaf, pos)
+            exchange_id, pos = _get_str(leaf, pos)
             (count,) = _U16.unpack_from(leaf, pos)
             pos += 2
             providers = []
@@ -80,9 +122,14 @@ class AccessRecord:
                 s, pos = _get_str(leaf, pos)
                 providers.append(s)
             pseudonym = leaf[pos : pos + PSEUDONYM_LEN]
-            if len(pseudonym) != PSEUDONYM_LEN or pos + PSEUDONYM_LEN != len(leaf):
-                raise LeafError("leaf has a short pseudonym or trailing bytes")
-            record = cls(AccessKind(kind), time_us, *fields, tuple(providers), pseudonym)
+            pos += PSEUDONYM_LEN
+            if len(pseudonym) != PSEUDONYM_LEN:
+                raise LeafError("leaf has a short pseudonym")
+            ext = _get_ext(leaf, pos) if version == LEAF_VERSION_EXT else ()
+            if version == LEAF_VERSION and pos != len(leaf):
+                raise LeafError("leaf has trailing bytes")
+            record = cls(AccessKind(kind), time_us, requester, office_work, info_item,
+                         exchange_id, tuple(providers), pseudonym, ext)
         except (struct.error, UnicodeDecodeError, ValueError) as exc:
             if isinstance(exc, LeafError):
                 raise
@@ -98,6 +145,25 @@ def _put_str(out: list[bytes], s: str) -> None:
     b = s.encode("utf-8")
     out.append(_U16.pack(len(b)))
     out.append(b)
+
+
+def _get_ext(buf: bytes, pos: int) -> tuple[tuple[Ext, bytes], ...]:
+    out: list[tuple[Ext, bytes]] = []
+    while pos < len(buf):
+        tag, n = _EXT_HEAD.unpack_from(buf, pos)
+        pos += _EXT_HEAD.size
+        if pos + n > len(buf):
+            raise LeafError("leaf extension runs past the end")
+        if out and tag <= out[-1][0]:
+            raise LeafError("leaf extensions are not in strictly increasing tag order")
+        try:
+            out.append((Ext(tag), bytes(buf[pos : pos + n])))
+        except ValueError:
+            raise LeafError(f"unknown leaf extension {tag}") from None
+        pos += n
+    if not out:
+        raise LeafError("a version-2 leaf carries at least one extension")
+    return tuple(out)
 
 
 def _get_str(buf: bytes, pos: int) -> tuple[str, int]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer as AioHealthServicer  # health.aio's (typed)
 from grpc_reflection.v1alpha import reflection
 
 from . import metrics_http, stderr_bridge
@@ -33,10 +34,13 @@ from .keys import load_keyring, read_passphrase
 from .log.sequencer import LogNotifier, Sequencer, checkpoint_signer
 from .log.service import AccessLog
 from .logsetup import setup_logging
+from .memguard import EXIT_STATUS as MEMORY_EXIT_STATUS
+from .memguard import MemoryGuard
 from .metrics import MetricsInterceptor, sample_domain
 from .policy import PolicyHolder
 from .registry import LogStore, Registry
 from .registry.backends import open_registry
+from .server_options import probe_options, server_options
 from .services.audit import AuditService
 from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
@@ -102,19 +106,6 @@ def build_app(config: Config) -> App:
     return App(config, core, policy, registry, access_log, disclosure, notifier, sequencer)
 
 
-def _options(config: Config, *, reuseport: bool = False) -> list[tuple[str, int]]:
-    return [
-        # gRPC enables SO_REUSEPORT by default, so a second server on the same port
-        # would bind silently and steal calls; only --workers N shares a port on purpose.
-        ("grpc.so_reuseport", 1 if reuseport else 0),
-        ("grpc.max_receive_message_length", config.max_message_bytes),
-        ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.keepalive_time_ms", 60_000),
-        ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.max_connection_idle_ms", 15 * 60_000),
-    ]
-
-
 def _credentials(config: Config) -> grpc.ServerCredentials:
     try:
         return grpc.ssl_server_credentials(
@@ -144,7 +135,8 @@ async def run(
         # Outermost first: tracing spans, then metrics and the logging context, then the guard.
         interceptors=[*tracing.interceptors, MetricsInterceptor(bool(config.metrics_listen)),
                       GuardInterceptor(config.by_identity())],
-        options=_options(config, reuseport=reuseport),
+        options=server_options(config.connection_limits, config.max_message_bytes,
+                               reuseport=reuseport),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
     symbol_service_pb2_grpc.add_SymbolServiceServicer_to_server(SymbolService(app.core), server)
@@ -153,7 +145,7 @@ async def run(
         DisclosureService(app.disclosure), server)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
         AuditService(app.access_log), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = AioHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -180,6 +172,13 @@ async def run(
         await probe_server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload_policy(app.policy))
+    guard = MemoryGuard(config.connection_limits.max_rss_mib, stop.set)
+    guard.start()
     host = address.rsplit(":", 1)[0]
     if on_ready is not None:
         on_ready(host, port)
@@ -188,11 +187,6 @@ async def run(
         print(f"symbolsvc serving on {host}:{port}", flush=True)
     log.info("serving on %s:%d (mTLS, %d principals)", host, port, len(config.principals))
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload_policy(app.policy))
     monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer))
     sampler = asyncio.create_task(sample_domain(app.notifier, app.sequencer, app.policy))
     await stop.wait()
@@ -202,7 +196,8 @@ async def run(
     sampler.cancel()
     await health_servicer.enter_graceful_shutdown()
     app.notifier.close()  # watch streams end now (UNAVAILABLE), not after the grace period
-    await server.stop(config.grace_seconds)
+    # Past the memory bound, connections still growing it get a short grace only.
+    await server.stop(min(config.grace_seconds, 1.0) if guard.tripped else config.grace_seconds)
     if probe_server is not None:
         await probe_server.stop(0)
     if app.sequencer is not None:
@@ -210,9 +205,12 @@ async def run(
     await app.registry.close()
     tracing.shutdown()
     log.info("stopped; all acknowledged writes are on disk")
+    guard.cancel()
+    if guard.tripped:
+        raise SystemExit(MEMORY_EXIT_STATUS)
 
 
-async def _watch_storage(registry: Registry, servicer: health.aio.HealthServicer,
+async def _watch_storage(registry: Registry, servicer: AioHealthServicer,
                          interval: float = 1.0) -> None:
     """Health follows the database: NOT_SERVING while ``registry.ping()`` fails, SERVING
     again by itself once it answers (checked every ``interval`` seconds)."""
@@ -246,8 +244,8 @@ def _reload_policy(policy: PolicyHolder) -> None:
     log.info("permission table reloaded: %d rules", table.rules)
 
 
-def _probe_server(address: str, servicer: health.aio.HealthServicer) -> grpc.aio.Server:
-    """Plaintext health for probes that cannot present a certificate: loopback only (SPEC §3)."""
+def _probe_server(address: str, servicer: AioHealthServicer) -> grpc.aio.Server:
+    """Plaintext health for probes without a certificate: loopback only (CONTRACT §3)."""
     host = address.rsplit(":", 1)[0].strip("[]")
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -255,7 +253,7 @@ def _probe_server(address: str, servicer: health.aio.HealthServicer) -> grpc.aio
         loopback = False
     if not loopback:
         raise ConfigError(f"[server] health_listen must be a loopback address, not {address!r}")
-    probe = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    probe = grpc.aio.server(options=probe_options())
     health_pb2_grpc.add_HealthServicer_to_server(servicer, probe)
     check_bindable(address)
     try:

@@ -1,6 +1,6 @@
 """Derivation of subject ids, agency symbols and log pseudonyms; sealing of subject references.
 
-Every value here is keyed (SPEC §5.2): the individual-number space is only
+Every value here is keyed (CONTRACT §5.2): the individual-number space is only
 10^11, so an unkeyed hash of a number would be a lookup table away from the
 number itself.
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import cast
 
 import grpc
 import grpc.aio
+from google.protobuf import any_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -27,7 +29,8 @@ class CallError(Exception):
         if isinstance(err, grpc.Call | grpc.aio.AioRpcError):
             # The asyncio error has the same accessors as a grpc.Call.
             status = rpc_status.from_call(cast(grpc.Call, err))
-        for detail in status.details if status else ():
+        details: Sequence[any_pb2.Any] = status.details if status else ()
+        for detail in details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)

@@ -7,10 +7,11 @@ the access log. :class:`Registry` is both. :mod:`.sqlite` is the embedded
 default, :mod:`.postgres` the production backend; both pass the same suite
 (tests/registry). :mod:`.backends` picks one by the URL's scheme. The registry
 holds no tree code: integration is planned by :mod:`symbolsvc.log.integrate`
-and only applied here. The registry stores no
-individual number and no value shared between one subject's rows for two
-agencies: holdings are keyed by (agency, symbol) and carry a sealed subject
-reference (see :mod:`symbolsvc.symbols`).
+and only applied here.
+
+The registry stores no individual number and no value shared between one
+subject's rows for two agencies: holdings are keyed by (agency, symbol) and
+carry a sealed subject reference (see :mod:`symbolsvc.subjects`).
 
 Every write method returns only once its transaction is durable on disk.
 """

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from ..errors import Unavailable
+from ..errors import SymbolsvcError
 
 T = TypeVar("T")
 Unit = Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]]
@@ -58,7 +58,7 @@ class GroupWriter:
             try:
                 outcomes: list[tuple[bool, Any]] = [
                     (True, r) for r in await self._write(lambda c: _run_all(c, fns))]
-            except Unavailable as exc:
+            except SymbolsvcError as exc:  # storage down, saturated or timed out: all fail
                 outcomes = [(False, exc)] * len(group)
             except Exception:  # noqa: BLE001 - isolate the failing unit below
                 outcomes = []

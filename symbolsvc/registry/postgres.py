@@ -53,6 +53,7 @@ from . import (
 from . import pg_sql as sql
 from .migrations import Migration, pg_migrate, pg_version, require_current
 from .pg_group import GroupWriter
+from .pg_pools import TIMEOUTS, Pools, saturation_error, timeout_error
 from .url import PgTarget
 
 T = TypeVar("T")
@@ -76,22 +77,13 @@ class PgRegistry:
         # The pool logs every failed reconnection attempt; the registry logs the outage
         # once and the health monitor its end.
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
-        self._pool = AsyncConnectionPool(
-            self.target.conninfo,
-            kwargs=kwargs,
-            min_size=self.target.pool_min,
-            max_size=self.target.pool_max,
-            open=False,
-            timeout=timeout,
-            configure=_configure,
-            name="symbolsvc-registry",
-            reconnect_timeout=24 * 3600,  # keep trying through long outages
-        )
+        self._pools = Pools(self.target.conninfo, kwargs, self.target.pool_min,
+                            self.target.pool_max, self.target.timeouts, timeout)
         self._timeout = timeout
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
         self._available = True
-        self._group = GroupWriter(self._write, lanes=max(1, self.target.pool_max // 2))
+        self._group = GroupWriter(self._write, lanes=self._pools.write_max)
         self.transactions = 0  # committed write transactions; read by benchmarks
 
     # -- lifecycle -------------------------------------------------------------
@@ -108,20 +100,20 @@ class PgRegistry:
             self._open_lock = asyncio.Lock()
         async with self._open_lock:
             if not self._opened:
-                await self._pool.open(wait=False)
+                await self._pools.open()
                 self._opened = True
 
     async def close(self) -> None:
         if self._opened:
-            await self._pool.close()
+            await self._pools.close()
             self._opened = False
 
     async def ping(self) -> None:
         """Round trip to the database; after an outage, also replace dead pooled connections."""
         await self._ensure_open()
         if not self._available:
-            await self._pool.check()
-        await self._read(sql.ping)
+            await self._pools.check()
+        await self._read(sql.ping, self._pools.probe)
         if not self._available:
             log.info("registry database %s reachable again", self.target.display)
             self._available = True
@@ -143,15 +135,21 @@ class PgRegistry:
             "the registry database is unreachable; nothing was changed, retry with back-off",
         )
 
-    async def _read(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+    async def _read(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
+                    pool: AsyncConnectionPool | None = None) -> T:
         """Run a read in autocommit mode; retried once on a dead pooled connection."""
         await self._ensure_open()
+        pool = pool or self._pools.read
         for attempt in (1, 2):
             try:
-                async with self._pool.connection(timeout=self._wait()) as conn:
+                async with self._pools.connection(pool, self._wait()) as conn:
                     return await fn(conn)
             except PoolTimeout as exc:
+                if self._available and self._pools.saturated(pool):
+                    raise saturation_error(pool) from None
                 raise self._unavailable(exc, "no connection") from None
+            except TIMEOUTS as exc:
+                raise timeout_error(exc, "read", self.target.scrub) from None
             except psycopg.OperationalError as exc:
                 if attempt == 2:
                     raise self._unavailable(exc, "read") from None
@@ -160,12 +158,14 @@ class PgRegistry:
     async def _write(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         """Run ``fn`` in one transaction; retried whole on serialization failure or deadlock.
 
-        Never retried after a connection failure: the COMMIT may have happened.
+        Never retried after a connection failure: the COMMIT may have happened. A statement
+        or lock wait past its timeout rolls the transaction back and fails (STORAGE_TIMEOUT).
         """
         await self._ensure_open()
+        pool = self._pools.write
         for attempt in range(1, _RETRIES + 1):
             try:
-                async with self._pool.connection(timeout=self._wait()) as conn:
+                async with self._pools.connection(pool, self._wait()) as conn:
                     async with conn.transaction():
                         result = await fn(conn)
                 self.transactions += 1
@@ -178,7 +178,11 @@ class PgRegistry:
                     ) from None
                 await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
             except PoolTimeout as exc:
+                if self._available and self._pools.saturated(pool):
+                    raise saturation_error(pool) from None
                 raise self._unavailable(exc, "no connection") from None
+            except TIMEOUTS as exc:
+                raise timeout_error(exc, "write", self.target.scrub) from None
             except psycopg.OperationalError as exc:
                 raise self._unavailable(exc, "write") from None
         raise AssertionError("unreachable")
@@ -316,16 +320,6 @@ def connect_sync(target: PgTarget, connect_timeout: int = 5) -> psycopg.Connecti
             f"cannot connect to {target.display}: {_first_line(exc)}")) from None
 
 
-async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Every pooled connection: commits wait for the WAL flush."""
-    try:
-        await conn.execute("SET synchronous_commit = on")
-    except (pgerrors.UndefinedObject, pgerrors.FeatureNotSupported,
-            pgerrors.InvalidParameterValue):
-        # Engines without the setting (CockroachDB) always commit durably.
-        pass
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
@@ -399,7 +393,7 @@ class PgInspector:
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()
                 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        cur = self._conn.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+        cur = self._conn.execute(sql.replace("?", "%s"), params)
         rows = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
                 for r in cur.fetchall()]
         return [d.name for d in cur.description or ()], rows

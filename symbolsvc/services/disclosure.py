@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import cast
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -17,7 +18,8 @@ def record_message(d: DisclosedRecord, subject_symbol: str) -> pb.AccessRecord:
     r = d.record
     ts = Timestamp(seconds=r.time_us // 1_000_000, nanos=(r.time_us % 1_000_000) * 1000)
     return pb.AccessRecord(
-        record_id=d.id, time=ts, kind=int(r.kind), requester_agency=r.requester,
+        record_id=d.id, time=ts, kind=cast(pb.AccessKind, int(r.kind)),
+        requester_agency=r.requester,
         provider_agencies=r.providers, office_work=r.office_work, info_item=r.info_item,
         exchange_id=r.exchange_id, subject_symbol=subject_symbol,
         integrated=d.leaf_index is not None, leaf_index=d.leaf_index or 0,

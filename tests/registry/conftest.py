@@ -11,7 +11,7 @@ closed after the test; ``aio`` one event loop per test.
 The only backend-specific lines are ``FRESH`` (tests/registry/store_target.py): how to
 make an empty database.
 Without a reachable PostgreSQL the [postgres] cases skip, saying how to enable them
-(tests/postgres_fixtures.py); CI sets ``SYMBOLSVC_REQUIRE_PG=1`` so they fail instead.
+(tests/helpers/postgres.py); CI sets ``SYMBOLSVC_REQUIRE_PG=1`` so they fail instead.
 """
 
 from __future__ import annotations

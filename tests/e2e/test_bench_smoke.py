@@ -1,0 +1,49 @@
+"""The load generator still runs: ~2 s against a spawned server and the baseline.
+
+No speed is asserted (this machine is shared); the test keeps bench/ from
+rotting by checking that both phases ran, every call succeeded, and the JSON
+report has its fields.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from symbolsvc.deploy import init_deployment
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("rpc", ["IssueSymbol", "TranslateSymbol"])
+def test_load_generator_smoke(tmp_path: Path, rpc: str) -> None:
+    deployment = tmp_path / "dep"
+    init_deployment(deployment, [])
+    out = tmp_path / "report.json"
+    md = tmp_path / "report.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.load", "--deployment", str(deployment), "--spawn",
+         "--baseline", "--rpc", rpc, "--concurrency", "8", "--processes", "1",
+         "--channels", "2", "--warmup", "0.5", "--duration", "2", "--population", "50",
+         "--json", str(out), "--markdown", str(md), "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["config"]["rpc"] == rpc
+    assert set(report["runs"]) == {"baseline", "service"}
+    for label, run in report["runs"].items():
+        assert run["calls"] > 0, label
+        assert run["errors"] == {}, (label, run["errors"])
+        assert run["item_errors"] == 0
+        lat = run["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert run["calls_per_s"] > 0 and run["items_per_s"] >= run["calls_per_s"]
+        assert run["server"]["rss_mb"] > 0
+    assert report["runs"]["service"]["not_new"] == 0  # every issue was a new holding
+    assert report["ratios"]["throughput"] > 0 and report["ratios"]["p99"] > 0
+    assert report["machine"]["nproc"] >= 1
+    assert "| service |" in md.read_text()
