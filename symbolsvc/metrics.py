@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
@@ -80,6 +80,10 @@ POLICY_VERSION = Gauge("symbolsvc_policy_version", "Version of the permission ta
                        "where the table carries one.", multiprocess_mode="max")
 
 _max_record_id = -1
+# The behaviours of a grpc.aio RpcMethodHandler: coroutines and async generators (grpc's
+# type stubs describe only the synchronous server's plain functions).
+_Unary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+_Streaming = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
 
 
 def _kind(handler: grpc.RpcMethodHandler) -> str:
@@ -154,7 +158,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails],
+                               Awaitable[grpc.RpcMethodHandler | None]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
@@ -186,7 +191,7 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             yield r
 
     if kind in ("unary", "client_stream"):
-        inner = handler.unary_unary if kind == "unary" else handler.stream_unary
+        inner = cast(_Unary, handler.unary_unary if kind == "unary" else handler.stream_unary)
 
         async def unary_reply(request: Any, context: grpc.aio.ServicerContext) -> Any:
             start = time.perf_counter()
@@ -211,7 +216,8 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
                    else grpc.stream_unary_rpc_method_handler)
         return factory(unary_reply, handler.request_deserializer, handler.response_serializer)
 
-    streaming = handler.unary_stream if kind == "server_stream" else handler.stream_stream
+    streaming = cast(_Streaming, handler.unary_stream if kind == "server_stream"
+                     else handler.stream_stream)
 
     async def streamed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         start = time.perf_counter()
@@ -240,7 +246,7 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 def _context_only(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     kind = _kind(handler)
     if kind in ("unary", "client_stream"):
-        inner = handler.unary_unary if kind == "unary" else handler.stream_unary
+        inner = cast(_Unary, handler.unary_unary if kind == "unary" else handler.stream_unary)
 
         async def unary_reply(request: Any, context: grpc.aio.ServicerContext) -> Any:
             requestctx.begin(context)
@@ -249,7 +255,8 @@ def _context_only(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         factory = (grpc.unary_unary_rpc_method_handler if kind == "unary"
                    else grpc.stream_unary_rpc_method_handler)
         return factory(unary_reply, handler.request_deserializer, handler.response_serializer)
-    streaming = handler.unary_stream if kind == "server_stream" else handler.stream_stream
+    streaming = cast(_Streaming, handler.unary_stream if kind == "server_stream"
+                     else handler.stream_stream)
 
     async def streamed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         requestctx.begin(context)

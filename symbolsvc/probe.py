@@ -21,8 +21,8 @@ def probe(address: str, service: str = "", timeout: float = 3.0, alive: bool = F
         return 2
     with grpc.insecure_channel(address) as channel:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+            check = health_pb2_grpc.HealthStub(channel).Check  # type: ignore[attr-defined]
+            reply = check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError as err:
             print(f"symbolsvc probe: {address}: {err.code().name}", file=sys.stderr)
             return 1

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import Any
 
 from . import metrics_http
 from .config import Config
@@ -305,7 +306,7 @@ class Supervisor:
 
     def _poll(self, timeout: float) -> list[_Slot]:
         """Wait for a worker to exit or report serving; the slots that changed."""
-        waitables: dict[object, _Slot] = {}
+        waitables: dict[Any, _Slot] = {}  # sentinels (int) and ready pipes (Connection)
         for slot in self._live():
             assert slot.proc is not None
             waitables[slot.proc.sentinel] = slot

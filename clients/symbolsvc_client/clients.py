@@ -61,7 +61,7 @@ class AgencyClient(_Client):
     def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT,
                  stream_timeout: float = DEFAULT_STREAM_TIMEOUT) -> None:
         super().__init__(channel, timeout, stream_timeout)
-        self.stub = symbol_grpc.SymbolServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.stub = symbol_grpc.SymbolServiceStub(channel)
 
     def issue(self, individual_number: str) -> symbol_pb.IssueSymbolResponse:
         reply: symbol_pb.IssueSymbolResponse = _call(self.stub.IssueSymbol,
@@ -102,7 +102,7 @@ class BrokerClient(_Client):
     def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT,
                  stream_timeout: float = DEFAULT_STREAM_TIMEOUT) -> None:
         super().__init__(channel, timeout, stream_timeout)
-        self.stub = broker_grpc.BrokerServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.stub = broker_grpc.BrokerServiceStub(channel)
 
     def translate(self, requester_agency: str, symbol: str, provider_agency: str,
                   office_work: str, info_item: str,
@@ -132,7 +132,7 @@ class PortalClient(_Client):
     def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT,
                  stream_timeout: float = DEFAULT_STREAM_TIMEOUT) -> None:
         super().__init__(channel, timeout, stream_timeout)
-        self.stub = disclosure_grpc.DisclosureServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.stub = disclosure_grpc.DisclosureServiceStub(channel)
         # The portal is an agency of its own.
         self.agency = AgencyClient(channel, timeout, stream_timeout)
 
@@ -174,7 +174,7 @@ class AuditorClient(_Client):
     def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT,
                  stream_timeout: float = DEFAULT_STREAM_TIMEOUT) -> None:
         super().__init__(channel, timeout, stream_timeout)
-        self.stub = audit_grpc.AuditServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.stub = audit_grpc.AuditServiceStub(channel)
 
     def checkpoint(self) -> str:
         text: str = _call(self.stub.GetCheckpoint, audit_pb.GetCheckpointRequest(),
