@@ -15,7 +15,7 @@ import pytest
 
 
 def check_digit(first_eleven: str) -> int:
-    """SPEC §6: Q_n = n + 1 (n <= 6), n - 5 (n >= 7), over P11..P1 from the right."""
+    """CONTRACT §6: Q_n = n + 1 (n <= 6), n - 5 (n >= 7), over P11..P1 from the right."""
     total = sum(int(d) * (n + 1 if n <= 6 else n - 5)
                 for n, d in enumerate(reversed(first_eleven), start=1))
     r = total % 11
