@@ -6,7 +6,7 @@ apply. The spans come from the maintained ``opentelemetry-instrumentation-grpc``
 interceptor, one per RPC, with the RPC semantic-convention attributes (``rpc.system``,
 ``rpc.service``, ``rpc.method``, ``rpc.grpc.status_code``, the peer's address). It
 records no message content, so no span attribute carries an individual number or a
-symbol (tests/test_observability.py checks every attribute received by a collector).
+symbol (tests/e2e/test_observability.py checks every attribute received by a collector).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The client distribution's own tests run against a real server that someone else
 started: ``SYMBOLSVC_CLIENT_TEST_DEPLOYMENT`` (the deployment directory, for the
 certificates) and ``SYMBOLSVC_CLIENT_TEST_PORT`` (the server listens on ``localhost:PORT``, i.e. on
-both 127.0.0.1 and ::1). The server's own suite (tests/test_client_dist.py) installs this
+both 127.0.0.1 and ::1). The server's own suite (tests/e2e/test_client_dist.py) installs this
 distribution into a clean virtual environment and runs these against a server it starts.
 """
 

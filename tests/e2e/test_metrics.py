@@ -1,5 +1,5 @@
 """Prometheus metrics: RPC counts by method and status code (go-grpc-prometheus names), and
-no individual number. tests/test_observability.py covers streams, domain metrics, --workers."""
+no individual number. tests/e2e/test_observability.py covers streams, domain metrics, --workers."""
 
 from __future__ import annotations
 
