@@ -45,7 +45,8 @@ import h2.connection
 import h2.exceptions
 import hpack
 
-from bench.load import Spawned, make_number, spawn_service
+from bench.plan import nth_number
+from bench.servers import Spawned, spawn_service
 
 ATTACKS = ("rapid-reset", "continuation", "settings", "ping")
 OFF = {  # grpc's defaults: what the server ran with before server_options.py
@@ -182,7 +183,7 @@ class Victim:
 
         client = Deployment(self.deployment).agency(VICTIM, self.address)
         client.timeout = 10
-        numbers = [make_number(9_000_000 + i) for i in range(50)]
+        numbers = [nth_number(9_000_000 + i) for i in range(50)]
         i = 0
         while not self.stop.is_set():
             t0 = time.perf_counter()

@@ -306,7 +306,7 @@ class Supervisor:
 
     def _poll(self, timeout: float) -> list[_Slot]:
         """Wait for a worker to exit or report serving; the slots that changed."""
-        waitables: dict[Any, _Slot] = {}  # sentinels (int) and ready pipes (Connection)
+        waitables: dict[Any, _Slot] = {}  # wait() returns its arguments back
         for slot in self._live():
             assert slot.proc is not None
             waitables[slot.proc.sentinel] = slot
