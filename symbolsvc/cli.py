@@ -28,6 +28,9 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .metrics_http import ensure_multiprocess_dir
+
+    ensure_multiprocess_dir()  # before prometheus-client is imported (metrics_http)
     config = load_config(Path(args.config))
     if args.workers > 1:
         from .workers import serve_workers
@@ -130,6 +133,12 @@ def _audit_run(args: argparse.Namespace) -> verify.AuditReport:
     return report
 
 
+def _probe(args: argparse.Namespace) -> int:
+    from .probe import probe
+
+    return probe(args.address, args.service, args.timeout, args.alive)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -140,12 +149,22 @@ def _positive(text: str) -> int:
     return value
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("symbolsvc")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="symbolsvc",
         description="Per-agency symbols for individual numbers, brokered translation and a "
         "tamper-evident access log.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("init", help="write a ready-to-serve deployment directory")
@@ -164,6 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve with N processes on one port (SO_REUSEPORT), sharing the "
                         "registry (default 1)")
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser("probe", help="check health on the plaintext loopback health port "
+                                     "(container and kubelet probes); exit 0 when SERVING")
+    p.add_argument("--address", default="127.0.0.1:50052",
+                   help="the [server] health_listen address (default 127.0.0.1:50052)")
+    p.add_argument("--service", default="", help="a service name (default: the server)")
+    p.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS")
+    p.add_argument("--alive", action="store_true",
+                   help="exit 0 on any answer (liveness: NOT_SERVING while the database is "
+                        "down is still alive)")
+    p.set_defaults(func=_probe)
 
     p = sub.add_parser("db", help="create, migrate or check the registry database")
     dsub = p.add_subparsers(dest="db_command", required=True)

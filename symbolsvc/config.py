@@ -83,6 +83,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "handshake_timeout_ms": Key("int", 10_000, 1, I32),
         "max_connections": Key("int", 0, 0, I32),
         "max_rss_mib": Key("int", 0, 0, I32),
+        # the server log's format: "json" (JSON Lines) or "text" (docs/OBSERVABILITY.md)
+        "log_format": Key("str", "json"),
     },
     "tls": {
         "ca": Key("path"),
@@ -107,6 +109,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "policy": {
         "file": Key("path"),
+    },
+    "tracing": {
+        # OpenTelemetry tracing, off unless an OTLP endpoint is set (docs/OBSERVABILITY.md)
+        "otlp_endpoint": Key("str", ""),
+        "service_name": Key("str", "symbolsvc"),
     },
     "access_log": {
         "origin": Key("str", "symbolsvc.local/access-log"),
@@ -163,6 +170,11 @@ class Config:
     limits: LimitsConfig = field(default_factory=lambda: parse_limits({}, Path()))
     # Every validated value, defaults included: settings[section][key] (paths resolved).
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Observability (docs/OBSERVABILITY.md): the server log's format ("json" or "text");
+    # OpenTelemetry tracing, off unless [tracing] otlp_endpoint is set.
+    log_format: str = "json"
+    otlp_endpoint: str = ""
+    trace_service_name: str = "symbolsvc"
     # HTTP/2 and connection limits of the gRPC server (server_options.py).
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     # [keys] provider = "pkcs11": where the master secrets live (symbolsvc.keystore).
@@ -269,6 +281,8 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         raise ConfigError(f"{path}: [access_log] lease_ms: expected at least twice "
                           "integrate_interval_ms, or the sequencer loses its lease between steps")
     server, tls, keys = s["server"], s["tls"], s["keys"]
+    if server["log_format"] not in ("json", "text"):
+        raise ConfigError(f'{path}: [server] log_format: expected "json" or "text"')
     return Config(
         path=path,
         listen=server["listen"],
@@ -293,6 +307,9 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         log_lease_ms=log["lease_ms"],
         revoked=tls["revoked"],
         limits=parse_limits(doc.get("limits", {}), path),
+        log_format=server["log_format"],
+        otlp_endpoint=s["tracing"]["otlp_endpoint"],
+        trace_service_name=s["tracing"]["service_name"],
         hsm=parse_provider(doc.get("keys", {}), path),
         settings=s,
         connection_limits=ConnectionLimits.from_table(server, str(path)),

@@ -1,4 +1,4 @@
-"""The one server interceptor: authenticate, authorise, limit, map errors, count — for every RPC.
+"""The guard interceptor: authenticate, authorise, limit, map errors — for every RPC.
 
 A grpc.aio interceptor sees only the method name, not the servicer context,
 so it wraps the RpcMethodHandler that ``continuation`` returns; the wrapper
@@ -8,19 +8,19 @@ hands the principal to the servicer through a contextvar (:mod:`.auth`).
 The wrapper is composed of small pieces, each its own module: the peer
 certificate check (:mod:`.revocation`), identity and role (:mod:`.auth`),
 undecodable bodies (:mod:`.bodies`), per-principal limits (:mod:`.limits`) and
-stream bounds (:mod:`.streams`), then status mapping and metrics here.
+stream bounds (:mod:`.streams`), then status mapping here. Metrics and the per-call
+logging context are their own interceptor (:mod:`.metrics`), composed outside this one
+in :mod:`.server`.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import grpc
-from prometheus_client import Counter, Histogram
 
 from . import auth
 from .bodies import UNDECODABLE, BadBodies, lenient
@@ -38,12 +38,6 @@ log = logging.getLogger("symbolsvc.server")
 _Unary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 _Streaming = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
 _AuthContext = Mapping[str, Sequence[bytes]]
-
-RPCS = Counter("symbolsvc_rpcs_total", "RPCs handled, by method and status code",
-               ["method", "code"])
-LATENCY = Histogram("symbolsvc_rpc_seconds", "RPC handling time, by method", ["method"],
-                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
-
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 """Never counted against any limit: probes must answer under any load."""
@@ -89,8 +83,6 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         # Pre-bound per method so the per-call path does no look-ups.
-        latency = LATENCY.labels(method)
-        ok = RPCS.labels(method, "OK")
         limiter = None if method == HEALTH_CHECK else self._limiter
         bodies, peers, bounds = self._bodies, self._peers, self._bounds
         count: list[Callable[[Any], int]] = []
@@ -137,16 +129,13 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             if isinstance(exc, grpc.aio.AbortError):
                 raise exc  # the servicer already chose a status
             if isinstance(exc, SymbolsvcError):
-                RPCS.labels(method, exc.code.name).inc()
                 status = to_status(exc)
                 await context.abort(status.code, status.details, status.trailing_metadata)
             if isinstance(exc, NotImplementedError):
                 # A generated servicer base method nobody overrides (health's List).
-                RPCS.labels(method, "UNIMPLEMENTED").inc()
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not "
                                     "implemented by this server")
             log.exception("unexpected error in %s", method)
-            RPCS.labels(method, "INTERNAL").inc()
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; the operator has "
                                 "been alerted (see the server log)")
 
@@ -154,20 +143,16 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             inner = cast(_Unary, handler.unary_unary)
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                start = time.perf_counter()
                 lease = None
                 try:
                     lease = admit(enter(context), request, stream=False)
-                    reply = await inner(request, context)
+                    return await inner(request, context)
                 except Exception as exc:
                     await fail(context, exc)
                     raise
                 finally:
                     if lease is not None:
                         lease.release()
-                    latency.observe(time.perf_counter() - start)
-                ok.inc()
-                return reply
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, deserializer, handler.response_serializer)
@@ -180,15 +165,13 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     p = enter(context)
                     lease = admit(p, None, stream=False)
-                    reply = await inner_su(guarded(p, requests), context)
+                    return await inner_su(guarded(p, requests), context)
                 except Exception as exc:
                     await fail(context, exc)
                     raise
                 finally:
                     if lease is not None:
                         lease.release()
-                ok.inc()
-                return reply
 
             return grpc.stream_unary_rpc_method_handler(
                 stream_unary, deserializer, handler.response_serializer)
@@ -208,7 +191,6 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     if lease is not None:
                         lease.release()
-                ok.inc()
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_writer, deserializer, handler.response_serializer)
@@ -230,7 +212,6 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     if lease is not None:
                         lease.release()
-                ok.inc()
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, deserializer, handler.response_serializer)
@@ -251,7 +232,6 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 if lease is not None:
                     lease.release()
-            ok.inc()
 
         return grpc.stream_stream_rpc_method_handler(
             stream_stream, deserializer, handler.response_serializer)

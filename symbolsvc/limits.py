@@ -33,16 +33,13 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import grpc
-from prometheus_client import Counter
 
 from .errors import ConfigError, SymbolsvcError
+from .metrics import LIMIT_REJECTIONS
 
 security_log = logging.getLogger("symbolsvc.security")
 
-REJECTIONS = Counter(
-    "symbolsvc_limit_rejections_total",
-    "Calls refused with RESOURCE_EXHAUSTED by a per-principal or server-wide limit",
-    ["principal", "limit"])
+REJECTIONS = LIMIT_REJECTIONS  # by principal and limit (metrics.py)
 
 HEALTH = "/grpc.health.v1.Health/"
 LOG_INTERVAL_S = 10.0

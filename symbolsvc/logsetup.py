@@ -1,4 +1,7 @@
-"""Logging: a human-readable server log on stderr and the JSON-lines security log.
+"""Logging: the server log on stderr (JSON Lines, or text) and the JSON-lines security log.
+
+Every record made during a call carries the call's ``request_id``, ``peer`` and
+``principal`` (:mod:`.requestctx`).
 
 The security log receives every denial (missing role, unknown identity,
 permission-table refusal) with the structured fields the code attaches via
@@ -13,6 +16,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -30,14 +34,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 
-def setup_logging(security_log: Path | None, level: int = logging.INFO) -> None:
+def setup_logging(security_log: Path | None, level: int = logging.INFO,
+                  fmt: str = "json", stream: TextIO | None = None) -> None:
+    from .requestctx import ContextFilter
+
     root = logging.getLogger()
     root.setLevel(level)
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    stderr = logging.StreamHandler(stream or sys.stderr)
+    stderr.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    stderr.addFilter(ContextFilter())
     root.handlers[:] = [stderr]
     if security_log is not None:
         security_log.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(security_log, encoding="utf-8")
         handler.setFormatter(JsonFormatter())
+        handler.addFilter(ContextFilter())
         logging.getLogger("symbolsvc.security").addHandler(handler)

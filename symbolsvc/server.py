@@ -15,6 +15,7 @@ import asyncio
 import ipaddress
 import logging
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer as AioHealthServicer  # health.aio's (typed)
 from grpc_reflection.v1alpha import reflection
 
+from . import metrics_http, stderr_bridge
 from .config import Config
 from .core import Core
 from .disclosure import Disclosure
@@ -36,6 +38,7 @@ from .log.service import AccessLog
 from .logsetup import setup_logging
 from .memguard import EXIT_STATUS as MEMORY_EXIT_STATUS
 from .memguard import MemoryGuard
+from .metrics import MetricsInterceptor, sample_domain
 from .policy import PolicyHolder
 from .registry import LogStore, Registry
 from .registry.backends import open_registry
@@ -46,6 +49,8 @@ from .services.audit import AuditService
 from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
 from .services.symbol import SymbolService
+from .symbols import Deriver
+from .tracing import Tracing
 from .v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
@@ -130,7 +135,8 @@ async def run(
 ) -> None:
     """Serve until SIGTERM/SIGINT. ``reuseport`` and ``on_ready`` are for the workers of
     :mod:`.workers`: they share one port, and the parent announces readiness once."""
-    setup_logging(config.security_log)
+    # gRPC core's stderr lines become JSON records; handshake failures security events.
+    setup_logging(config.security_log, fmt=config.log_format, stream=stderr_bridge.install())
     check_secret_modes((config.keyring, config.passphrase_file, config.tls_key))
     check_fd_budget(fd_need(config.max_concurrent_rpcs, HEALTH_RESERVE, 16))
     app = build_app(config)
@@ -141,8 +147,11 @@ async def run(
     except OSError as exc:
         raise ConfigError(f"cannot read the CA certificate: {exc}") from None
     limiter = Limiter(config.limits, config.max_concurrent_rpcs)
+    tracing = Tracing(config)
     server = grpc.aio.server(
-        interceptors=[GuardInterceptor(identities := config.by_identity(), limiter=limiter,
+        # Outermost first: tracing spans, then metrics and the logging context, then the guard.
+        interceptors=[*tracing.interceptors, MetricsInterceptor(bool(config.metrics_listen)),
+                      GuardInterceptor(identities := config.by_identity(), limiter=limiter,
                                        peers=peers)],
         options=server_options(config.connection_limits, config.max_message_bytes,
                                reuseport=reuseport),
@@ -160,12 +169,17 @@ async def run(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_secure_port(address, _credentials(config))
+    if not reuseport:
+        check_bindable(address)  # a busy port is one line, not gRPC's traceback
+    try:
+        port = server.add_secure_port(address, _credentials(config))
+    except RuntimeError:
+        port = 0
     if port == 0:
         raise ConfigError(f"cannot listen on {address}")
 
-    if config.metrics_listen and not reuseport:
-        _start_metrics(config.metrics_listen)
+    if config.metrics_listen and not reuseport:  # with --workers, the parent serves it
+        metrics_http.serve(config.metrics_listen)
 
     probe_server = None
     if config.health_listen:
@@ -200,10 +214,12 @@ async def run(
     log.info("serving on %s:%d (mTLS, %d principals)", host, port, len(config.principals))
 
     monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer))
+    sampler = asyncio.create_task(sample_domain(app.notifier, app.sequencer, app.policy))
     await stop.wait()
 
     log.info("stopping: finishing in-flight calls (grace %.0f s)", config.grace_seconds)
     monitor.cancel()
+    sampler.cancel()
     await health_servicer.enter_graceful_shutdown()
     app.notifier.close()  # watch streams end now (UNAVAILABLE), not after the grace period
     # Past the memory bound, connections still growing it get a short grace only.
@@ -213,6 +229,7 @@ async def run(
     if app.sequencer is not None:
         await app.sequencer.stop()  # the final integration
     await app.registry.close()
+    tracing.shutdown()
     log.info("stopped; all acknowledged writes are on disk")
     guard.cancel()
     if guard.tripped:
@@ -257,17 +274,6 @@ async def _writes_fit(registry: Registry) -> bool:
     return True
 
 
-def _start_metrics(address: str) -> None:
-    """Prometheus /metrics over HTTP (prometheus-client's own server, a daemon thread)."""
-    from prometheus_client import start_http_server
-
-    host, _, port = address.rpartition(":")
-    try:
-        start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"[server] metrics_listen {address!r}: {exc}") from None
-
-
 def _reload(app: App, tasks: set[asyncio.Task[None]], peers: PeerCheck) -> None:
     """SIGHUP: the permission table and the revocation list now, the keyring in the
     background (keyload.py)."""
@@ -304,6 +310,31 @@ def _probe_server(address: str, servicer: AioHealthServicer) -> grpc.aio.Server:
         raise ConfigError(f"[server] health_listen must be a loopback address, not {address!r}")
     probe = grpc.aio.server(options=probe_options())
     health_pb2_grpc.add_HealthServicer_to_server(servicer, probe)
-    if probe.add_insecure_port(address) == 0:
+    check_bindable(address)
+    try:
+        port = probe.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
         raise ConfigError(f"cannot listen on {address}")
     return probe
+
+
+def check_bindable(address: str) -> None:
+    """Raise ConfigError naming the reason (e.g. address in use) if ``address`` cannot be
+    bound; port 0 always can. gRPC itself reports only that binding failed."""
+    host, _, port_text = address.rpartition(":")
+    try:
+        port = int(port_text)
+        infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"cannot listen on {address}: {exc}") from None
+    if port == 0:
+        return
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(sockaddr)
+            except OSError as exc:
+                raise ConfigError(f"cannot listen on {address}: {exc.strerror}") from None

@@ -60,6 +60,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
+from . import metrics_http
 from .config import Config
 from .errors import ConfigError
 
@@ -138,6 +139,9 @@ def serve_workers(config: Config, listen: str, workers: int, *,
             _prepare_storage(config)
         with reserve_port(listen) as port:
             address = f"{listen.rpartition(':')[0]}:{port}"
+            if config.metrics_listen:  # multiprocess mode: set up before any worker exists
+                metrics_http.serve_multiprocess(config.metrics_listen,
+                                                metrics_http.prepare_multiprocess())
             return Supervisor(config, address, workers, worker or _worker).run()
     except ConfigError as exc:
         _say(str(exc))
@@ -320,6 +324,7 @@ class Supervisor:
                 assert slot.proc is not None
                 slot.proc.join()
                 slot.exited = True
+                metrics_http.worker_exited(slot.proc.pid)  # its live gauges stop counting
             if slot not in changed:  # both its pipe and its sentinel may fire at once
                 changed.append(slot)
         return changed

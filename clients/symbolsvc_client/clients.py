@@ -3,52 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Self
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
-from symbolsvc.v1 import audit_service_pb2 as audit_pb
-from symbolsvc.v1 import audit_service_pb2_grpc as audit_grpc
-from symbolsvc.v1 import broker_service_pb2 as broker_pb
-from symbolsvc.v1 import broker_service_pb2_grpc as broker_grpc
-from symbolsvc.v1 import disclosure_service_pb2 as disclosure_pb
-from symbolsvc.v1 import disclosure_service_pb2_grpc as disclosure_grpc
-from symbolsvc.v1 import symbol_service_pb2 as symbol_pb
-from symbolsvc.v1 import symbol_service_pb2_grpc as symbol_grpc
+from .channel import DEFAULT_STREAM_TIMEOUT, DEFAULT_TIMEOUT
+from .errors import CallError
+from .v1 import audit_service_pb2 as audit_pb
+from .v1 import audit_service_pb2_grpc as audit_grpc
+from .v1 import broker_service_pb2 as broker_pb
+from .v1 import broker_service_pb2_grpc as broker_grpc
+from .v1 import disclosure_service_pb2 as disclosure_pb
+from .v1 import disclosure_service_pb2_grpc as disclosure_grpc
+from .v1 import symbol_service_pb2 as symbol_pb
+from .v1 import symbol_service_pb2_grpc as symbol_grpc
 
-DEFAULT_TIMEOUT = 10.0
-
-
-class CallError(Exception):
-    """A call failed: ``code`` (grpc.StatusCode), ``reason`` (UPPER_SNAKE), ``message``."""
-
-    def __init__(self, code: grpc.StatusCode, reason: str, message: str, field: str = "") -> None:
-        super().__init__(f"{code.name}: {message}" + (f" [{reason}]" if reason else ""))
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.field = field
-
-    @classmethod
-    def from_rpc_error(cls, err: grpc.RpcError) -> CallError:
-        reason = field = ""
-        status = rpc_status.from_call(err) if isinstance(err, grpc.Call) else None
-        details: Sequence[any_pb2.Any] = status.details if status else ()
-        for detail in details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                reason = info.reason
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                if bad.field_violations:
-                    field = bad.field_violations[0].field
-        return cls(err.code(), reason, err.details() or "", field)
+__all__ = ["AgencyClient", "AuditorClient", "BrokerClient", "CallError", "PortalClient"]
 
 
 def _call(fn: Any, request: Any, timeout: float) -> Any:
@@ -59,9 +30,11 @@ def _call(fn: Any, request: Any, timeout: float) -> Any:
 
 
 class _Client:
-    def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT,
+                 stream_timeout: float = DEFAULT_STREAM_TIMEOUT) -> None:
         self.channel = channel
-        self.timeout = timeout
+        self.timeout = timeout  # the deadline of every unary call, in seconds
+        self.stream_timeout = stream_timeout  # the deadline of every stream
         self._health = health_pb2_grpc.HealthStub(channel)
 
     def health(self, service: str = "") -> int:
@@ -69,12 +42,13 @@ class _Client:
         check = self._health.Check  # type: ignore[attr-defined]  # the stub's HealthStub
         # declares no methods
         reply = _call(check, health_pb2.HealthCheckRequest(service=service), self.timeout)
-        return reply.status
+        status: int = reply.status
+        return status
 
     def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -84,14 +58,16 @@ class _Client:
 class AgencyClient(_Client):
     """An agency: issues and releases its own symbols."""
 
-    def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT) -> None:
-        super().__init__(channel, timeout)
+    def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT,
+                 stream_timeout: float = DEFAULT_STREAM_TIMEOUT) -> None:
+        super().__init__(channel, timeout, stream_timeout)
         self.stub = symbol_grpc.SymbolServiceStub(channel)
 
     def issue(self, individual_number: str) -> symbol_pb.IssueSymbolResponse:
-        return _call(self.stub.IssueSymbol,
+        reply: symbol_pb.IssueSymbolResponse = _call(self.stub.IssueSymbol,
                      symbol_pb.IssueSymbolRequest(individual_number=individual_number),
                      self.timeout)
+        return reply
 
     def issue_batch(self, numbers: Sequence[str]) -> list[symbol_pb.IssueResult]:
         reply = _call(self.stub.BatchIssueSymbols,
@@ -102,17 +78,22 @@ class AgencyClient(_Client):
     def issue_stream(
         self, chunks: Iterable[Sequence[str]], timeout: float | None = None
     ) -> Iterator[symbol_pb.StreamIssueSymbolsResponse]:
-        """Stream chunks of numbers (at most 1,000 each); yields each chunk's results in order."""
+        """Stream chunks of numbers (at most 1,000 each); yields each chunk's results in order,
+        each once the server has made its chunk durable. ``chunk_id`` i is the i-th chunk.
+        The deadline is ``timeout``, else the client's ``stream_timeout``."""
         requests = (symbol_pb.StreamIssueSymbolsRequest(chunk_id=i, individual_numbers=c)
                     for i, c in enumerate(chunks))
         try:
-            yield from self.stub.StreamIssueSymbols(requests, timeout=timeout)
+            yield from self.stub.StreamIssueSymbols(
+                requests, timeout=self.stream_timeout if timeout is None else timeout)
         except grpc.RpcError as err:
             raise CallError.from_rpc_error(err) from None
 
     def release(self, symbol: str) -> bool:
-        return _call(self.stub.ReleaseSymbol, symbol_pb.ReleaseSymbolRequest(symbol=symbol),
-                     self.timeout).was_held
+        was_held: bool = _call(self.stub.ReleaseSymbol,
+                               symbol_pb.ReleaseSymbolRequest(symbol=symbol),
+                               self.timeout).was_held
+        return was_held
 
     def upgrade(self, symbols: Sequence[str]) -> list[symbol_pb.UpgradeResult]:
         """Move up to 1,000 holdings to the current key version; ``results[i]`` carries the
@@ -125,16 +106,18 @@ class AgencyClient(_Client):
 class BrokerClient(_Client):
     """The broker: translates symbols and resolves providers."""
 
-    def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT) -> None:
-        super().__init__(channel, timeout)
+    def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT,
+                 stream_timeout: float = DEFAULT_STREAM_TIMEOUT) -> None:
+        super().__init__(channel, timeout, stream_timeout)
         self.stub = broker_grpc.BrokerServiceStub(channel)
 
     def translate(self, requester_agency: str, symbol: str, provider_agency: str,
                   office_work: str, info_item: str,
                   exchange_id: str) -> broker_pb.TranslateSymbolResponse:
-        return _call(self.stub.TranslateSymbol, broker_pb.TranslateSymbolRequest(
+        reply: broker_pb.TranslateSymbolResponse = _call(self.stub.TranslateSymbol, broker_pb.TranslateSymbolRequest(
             requester_agency=requester_agency, symbol=symbol, provider_agency=provider_agency,
             office_work=office_work, info_item=info_item, exchange_id=exchange_id), self.timeout)
+        return reply
 
     def translate_batch(self, requests: Sequence[broker_pb.TranslateSymbolRequest]
                         ) -> list[broker_pb.TranslateResult]:
@@ -144,23 +127,27 @@ class BrokerClient(_Client):
 
     def resolve(self, requester_agency: str, symbol: str, office_work: str, info_item: str,
                 exchange_id: str) -> broker_pb.ResolveProvidersResponse:
-        return _call(self.stub.ResolveProviders, broker_pb.ResolveProvidersRequest(
+        reply: broker_pb.ResolveProvidersResponse = _call(self.stub.ResolveProviders, broker_pb.ResolveProvidersRequest(
             requester_agency=requester_agency, symbol=symbol, office_work=office_work,
             info_item=info_item, exchange_id=exchange_id), self.timeout)
+        return reply
 
 
 class PortalClient(_Client):
     """The subject-facing portal: reads access records through its own symbols."""
 
-    def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT) -> None:
-        super().__init__(channel, timeout)
+    def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT,
+                 stream_timeout: float = DEFAULT_STREAM_TIMEOUT) -> None:
+        super().__init__(channel, timeout, stream_timeout)
         self.stub = disclosure_grpc.DisclosureServiceStub(channel)
-        self.agency = AgencyClient(channel, timeout)  # the portal is an agency of its own
+        # The portal is an agency of its own.
+        self.agency = AgencyClient(channel, timeout, stream_timeout)
 
     def list_records(self, symbol: str, page_size: int = 0,
                      page_token: str = "") -> disclosure_pb.ListAccessRecordsResponse:
-        return _call(self.stub.ListAccessRecords, disclosure_pb.ListAccessRecordsRequest(
+        reply: disclosure_pb.ListAccessRecordsResponse = _call(self.stub.ListAccessRecords, disclosure_pb.ListAccessRecordsRequest(
             symbol=symbol, page_size=page_size, page_token=page_token), self.timeout)
+        return reply
 
     def all_records(self, symbol: str) -> list[disclosure_pb.AccessRecord]:
         out: list[disclosure_pb.AccessRecord] = []
@@ -176,26 +163,30 @@ class PortalClient(_Client):
               ) -> Iterator[disclosure_pb.WatchAccessRecordsResponse]:
         try:
             yield from self.stub.WatchAccessRecords(
-                disclosure_pb.WatchAccessRecordsRequest(cursor=cursor), timeout=timeout)
+                disclosure_pb.WatchAccessRecordsRequest(cursor=cursor),
+                timeout=self.stream_timeout if timeout is None else timeout)
         except grpc.RpcError as err:
             raise CallError.from_rpc_error(err) from None
 
     def record_proof(self, symbol: str, record_id: int) -> disclosure_pb.GetRecordProofResponse:
-        return _call(self.stub.GetRecordProof,
+        reply: disclosure_pb.GetRecordProofResponse = _call(self.stub.GetRecordProof,
                      disclosure_pb.GetRecordProofRequest(symbol=symbol, record_id=record_id),
                      self.timeout)
+        return reply
 
 
 class AuditorClient(_Client):
     """The independent auditor: checkpoints, proofs and leaves of the access log."""
 
-    def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT) -> None:
-        super().__init__(channel, timeout)
+    def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT,
+                 stream_timeout: float = DEFAULT_STREAM_TIMEOUT) -> None:
+        super().__init__(channel, timeout, stream_timeout)
         self.stub = audit_grpc.AuditServiceStub(channel)
 
     def checkpoint(self) -> str:
-        return _call(self.stub.GetCheckpoint, audit_pb.GetCheckpointRequest(),
-                     self.timeout).checkpoint
+        text: str = _call(self.stub.GetCheckpoint, audit_pb.GetCheckpointRequest(),
+                          self.timeout).checkpoint
+        return text
 
     def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:
         return list(_call(self.stub.GetConsistencyProof, audit_pb.GetConsistencyProofRequest(

@@ -9,6 +9,7 @@ and the old symbols then fail with KEY_VERSION_RETIRED.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -141,8 +142,9 @@ def test_rotation_upgrade_and_retirement_under_load(
     # symbolctl upgrade moves the rest (reading symbols from stdin), then retire succeeds.
     up = symbolctl(fresh_deployment, server, "--as", RULE[0], "upgrade", "-", stdin=v1_other)
     assert up.returncode == 0, up.stderr
-    old, new = up.stdout.strip().split("\t")
-    assert old == v1_other and new == c.agency(RULE[0]).issue(other).symbol
+    (line,) = [json.loads(x) for x in up.stdout.splitlines()]
+    assert (line["status"], line["symbol"]) == ("upgraded", v1_other)
+    assert line["upgraded_symbol"] == c.agency(RULE[0]).issue(other).symbol
     retired = keys_cli(server.config, "retire", "1")
     assert retired.returncode == 0, retired.stderr
     reload(server, r"keyring reloaded: symbol key version 2 current, versions 2 accepted")

@@ -1,4 +1,5 @@
-"""Prometheus metrics: RPC counts by method and status code, and no individual number."""
+"""Prometheus metrics: RPC counts by method and status code (go-grpc-prometheus names), and
+no individual number. tests/e2e/test_observability.py covers streams, domain metrics, --workers."""
 
 from __future__ import annotations
 
@@ -31,11 +32,9 @@ def test_metrics_count_calls_by_code_and_never_show_a_number(
         agency.issue(bad)
 
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    ok = ('symbolsvc_rpcs_total{code="OK",'
-          'method="/symbolsvc.v1.SymbolService/IssueSymbol"} 1.0')
-    invalid = ('symbolsvc_rpcs_total{code="INVALID_ARGUMENT",'
-               'method="/symbolsvc.v1.SymbolService/IssueSymbol"} 1.0')
-    assert ok in text
-    assert invalid in text
-    assert "symbolsvc_rpc_seconds_bucket" in text
+    labels = ('grpc_method="IssueSymbol",grpc_service="symbolsvc.v1.SymbolService",'
+              'grpc_type="unary"')
+    assert f'grpc_server_handled_total{{grpc_code="OK",{labels}}} 1.0' in text
+    assert f'grpc_server_handled_total{{grpc_code="INVALID_ARGUMENT",{labels}}} 1.0' in text
+    assert f"grpc_server_handling_seconds_count{{{labels}}} 2.0" in text
     assert good not in text and bad not in text

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code for symbolsvc.v1 (scripts/gen-proto; do not edit)."""

@@ -1,0 +1,98 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AccessKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACCESS_KIND_UNSPECIFIED: _ClassVar[AccessKind]
+    ACCESS_KIND_TRANSLATE: _ClassVar[AccessKind]
+    ACCESS_KIND_RESOLVE: _ClassVar[AccessKind]
+ACCESS_KIND_UNSPECIFIED: AccessKind
+ACCESS_KIND_TRANSLATE: AccessKind
+ACCESS_KIND_RESOLVE: AccessKind
+
+class AccessRecord(_message.Message):
+    __slots__ = ("record_id", "time", "kind", "requester_agency", "provider_agencies", "office_work", "info_item", "exchange_id", "subject_symbol", "integrated", "leaf_index")
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_AGENCY_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    OFFICE_WORK_FIELD_NUMBER: _ClassVar[int]
+    INFO_ITEM_FIELD_NUMBER: _ClassVar[int]
+    EXCHANGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    INTEGRATED_FIELD_NUMBER: _ClassVar[int]
+    LEAF_INDEX_FIELD_NUMBER: _ClassVar[int]
+    record_id: int
+    time: _timestamp_pb2.Timestamp
+    kind: AccessKind
+    requester_agency: str
+    provider_agencies: _containers.RepeatedScalarFieldContainer[str]
+    office_work: str
+    info_item: str
+    exchange_id: str
+    subject_symbol: str
+    integrated: bool
+    leaf_index: int
+    def __init__(self, record_id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[AccessKind, str]] = ..., requester_agency: _Optional[str] = ..., provider_agencies: _Optional[_Iterable[str]] = ..., office_work: _Optional[str] = ..., info_item: _Optional[str] = ..., exchange_id: _Optional[str] = ..., subject_symbol: _Optional[str] = ..., integrated: _Optional[bool] = ..., leaf_index: _Optional[int] = ...) -> None: ...
+
+class ListAccessRecordsRequest(_message.Message):
+    __slots__ = ("symbol", "page_size", "page_token")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    page_size: int
+    page_token: str
+    def __init__(self, symbol: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListAccessRecordsResponse(_message.Message):
+    __slots__ = ("records", "next_page_token")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[AccessRecord]
+    next_page_token: str
+    def __init__(self, records: _Optional[_Iterable[_Union[AccessRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class WatchAccessRecordsRequest(_message.Message):
+    __slots__ = ("cursor",)
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    cursor: str
+    def __init__(self, cursor: _Optional[str] = ...) -> None: ...
+
+class WatchAccessRecordsResponse(_message.Message):
+    __slots__ = ("record", "cursor")
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    record: AccessRecord
+    cursor: str
+    def __init__(self, record: _Optional[_Union[AccessRecord, _Mapping]] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class GetRecordProofRequest(_message.Message):
+    __slots__ = ("symbol", "record_id")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    record_id: int
+    def __init__(self, symbol: _Optional[str] = ..., record_id: _Optional[int] = ...) -> None: ...
+
+class GetRecordProofResponse(_message.Message):
+    __slots__ = ("leaf", "leaf_index", "checkpoint", "hashes")
+    LEAF_FIELD_NUMBER: _ClassVar[int]
+    LEAF_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    leaf: bytes
+    leaf_index: int
+    checkpoint: str
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, leaf: _Optional[bytes] = ..., leaf_index: _Optional[int] = ..., checkpoint: _Optional[str] = ..., hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
