@@ -33,13 +33,16 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import grpc
+from prometheus_client import Counter
 
 from .errors import ConfigError, SymbolsvcError
-from .metrics import LIMIT_REJECTIONS
 
 security_log = logging.getLogger("symbolsvc.security")
 
-REJECTIONS = LIMIT_REJECTIONS  # by principal and limit (metrics.py)
+REJECTIONS = Counter(
+    "symbolsvc_limit_rejections_total",
+    "Calls refused with RESOURCE_EXHAUSTED by a per-principal or server-wide limit, by "
+    "principal and limit", ["principal", "limit"])
 
 HEALTH = "/grpc.health.v1.Health/"
 LOG_INTERVAL_S = 10.0

@@ -13,8 +13,8 @@ counterpart; dashboards for gRPC services query exactly these names and labels:
 
 Domain metrics (``symbolsvc_*``) count outcomes read from the replies (never a number or
 a symbol: labels are method names, record kinds and status codes only) and sample the
-access log's state once a second. :data:`LIMIT_REJECTIONS` is the shared counter for
-every refusal by a configured limit (label ``limit``); other modules increment it.
+access log's state once a second. Refusals by a configured limit are counted
+where they happen, in ``symbolsvc_limit_rejections_total{principal,limit}`` (:mod:`.limits`).
 
 :class:`MetricsInterceptor` is the outermost interceptor, so it sees every call,
 including those the guard refuses, with its final status code.
@@ -58,9 +58,6 @@ ITEMS_FAILED = Counter("symbolsvc_items_failed_total", "Batch and stream items t
                        "by method and status code.", ("grpc_method", "grpc_code"))
 RECORDS_APPENDED = Counter("symbolsvc_access_records_appended_total",
                            "Access records durably appended, by kind.", ("kind",))
-LIMIT_REJECTIONS = Counter("symbolsvc_limit_rejections_total",
-                           "Calls refused with RESOURCE_EXHAUSTED by a per-principal or "
-                           "server-wide limit, by principal and limit.", ("principal", "limit"))
 LOG_TREE_SIZE = Gauge("symbolsvc_access_log_tree_size", "Size of the access log's latest "
                       "signed checkpoint (integrated records).", multiprocess_mode="max")
 LOG_PENDING = Gauge("symbolsvc_access_log_pending_records", "Records this process appended "

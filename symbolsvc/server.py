@@ -49,7 +49,6 @@ from .services.audit import AuditService
 from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
 from .services.symbol import SymbolService
-from .symbols import Deriver
 from .tracing import Tracing
 from .v1 import (
     audit_service_pb2,
