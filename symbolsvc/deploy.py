@@ -97,7 +97,7 @@ def init_deployment(directory: Path, agencies: list[str], *, listen: str = DEFAU
     private_dir(directory / "data")
     private_dir(directory / "logs")
     write_public(directory / "policy.toml", _policy(agencies).encode())
-    write_public(config_path, _config(listen, principals).encode())
+    write_private(config_path, _config(listen, principals).encode())  # may hold a DB password
     return config_path
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
@@ -214,6 +215,24 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
                    else grpc.stream_unary_rpc_method_handler)
         return factory(unary_reply, handler.request_deserializer, handler.response_serializer)
 
+    if _writes(handler):
+        writer = cast(_Unary, handler.unary_stream)
+
+        async def written(request: Any, context: grpc.aio.ServicerContext) -> None:
+            start = time.perf_counter()
+            started.inc()
+            requestctx.begin(context)
+            received.inc()
+            try:
+                await writer(request, context)
+            except BaseException as exc:
+                finish(context, start, exc)
+                raise
+            finish(context, start, None)
+
+        return grpc.unary_stream_rpc_method_handler(
+            written, handler.request_deserializer, handler.response_serializer)
+
     streaming = cast(_Streaming, handler.unary_stream if kind == "server_stream"
                      else handler.stream_stream)
 
@@ -241,6 +260,12 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     return factory(streamed, handler.request_deserializer, handler.response_serializer)
 
 
+def _writes(handler: grpc.RpcMethodHandler) -> bool:
+    """A server-streaming handler that writes with ``context.write()`` and returns instead of
+    yielding (grpc's health Watch): it must be awaited, not iterated."""
+    return bool(handler.unary_stream) and not inspect.isasyncgenfunction(handler.unary_stream)
+
+
 def _context_only(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     kind = _kind(handler)
     if kind in ("unary", "client_stream"):
@@ -253,6 +278,15 @@ def _context_only(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         factory = (grpc.unary_unary_rpc_method_handler if kind == "unary"
                    else grpc.stream_unary_rpc_method_handler)
         return factory(unary_reply, handler.request_deserializer, handler.response_serializer)
+    if _writes(handler):
+        writer = cast(_Unary, handler.unary_stream)
+
+        async def written(request: Any, context: grpc.aio.ServicerContext) -> None:
+            requestctx.begin(context)
+            await writer(request, context)
+
+        return grpc.unary_stream_rpc_method_handler(
+            written, handler.request_deserializer, handler.response_serializer)
     streaming = cast(_Streaming, handler.unary_stream if kind == "server_stream"
                      else handler.stream_stream)
 

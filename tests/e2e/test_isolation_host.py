@@ -157,8 +157,17 @@ def test_files_are_0600_and_directories_0700_whatever_the_umask(
         init_deployment_cli(tmp_path / "umask0", ["city-chiyoda"])
     finally:
         os.umask(old)
-    loose = {p: m for p, m in _modes(tmp_path / "umask0").items()
-             if m != (0o700 if (tmp_path / "umask0" / p).is_dir() else 0o600)}
+    # Public artefacts (certificates, the log's verifier key, the permission table and the
+    # revocation list) are 0644; everything else, config.toml included (its storage URL may
+    # carry a password), is 0600, and every directory 0700.
+    public = (".crt", "log.vkey", "policy.toml", "revoked.txt")
+
+    def expected(p: str) -> int:
+        if (tmp_path / "umask0" / p).is_dir():
+            return 0o700
+        return 0o644 if p.endswith(public) else 0o600
+
+    loose = {p: m for p, m in _modes(tmp_path / "umask0").items() if m != expected(p)}
     assert not loose, loose
     # What a serving server creates: the registry, its WAL, the security log (this
     # deployment's directories were copied by the test, so only files are checked here).
