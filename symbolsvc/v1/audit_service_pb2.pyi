@@ -31,18 +31,22 @@ class GetConsistencyProofResponse(_message.Message):
     def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class GetInclusionProofRequest(_message.Message):
-    __slots__ = ("leaf_index", "tree_size")
+    __slots__ = ("leaf_index", "tree_size", "leaf_hash")
     LEAF_INDEX_FIELD_NUMBER: _ClassVar[int]
     TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LEAF_HASH_FIELD_NUMBER: _ClassVar[int]
     leaf_index: int
     tree_size: int
-    def __init__(self, leaf_index: _Optional[int] = ..., tree_size: _Optional[int] = ...) -> None: ...
+    leaf_hash: bytes
+    def __init__(self, leaf_index: _Optional[int] = ..., tree_size: _Optional[int] = ..., leaf_hash: _Optional[bytes] = ...) -> None: ...
 
 class GetInclusionProofResponse(_message.Message):
-    __slots__ = ("hashes",)
+    __slots__ = ("hashes", "leaf_index")
     HASHES_FIELD_NUMBER: _ClassVar[int]
+    LEAF_INDEX_FIELD_NUMBER: _ClassVar[int]
     hashes: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    leaf_index: int
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ..., leaf_index: _Optional[int] = ...) -> None: ...
 
 class ListEntriesRequest(_message.Message):
     __slots__ = ("start", "end")

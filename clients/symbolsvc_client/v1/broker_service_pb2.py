@@ -22,30 +22,31 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from symbolsvc_client.v1 import common_pb2 as symbolsvc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!symbolsvc/v1/broker_service.proto\x12\x0csymbolsvc.v1\x1a\x19symbolsvc/v1/common.proto\"\x98\x01\n\x16TranslateSymbolRequest\x12\x18\n\x10requester_agency\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x17\n\x0fprovider_agency\x18\x03 \x01(\t\x12\x13\n\x0boffice_work\x18\x04 \x01(\t\x12\x11\n\tinfo_item\x18\x05 \x01(\t\x12\x13\n\x0b\x65xchange_id\x18\x06 \x01(\t\"E\n\x17TranslateSymbolResponse\x12\x17\n\x0fprovider_symbol\x18\x01 \x01(\t\x12\x11\n\trecord_id\x18\x02 \x01(\x04\"V\n\x1c\x42\x61tchTranslateSymbolsRequest\x12\x36\n\x08requests\x18\x01 \x03(\x0b\x32$.symbolsvc.v1.TranslateSymbolRequest\"O\n\x1d\x42\x61tchTranslateSymbolsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.symbolsvc.v1.TranslateResult\"\x83\x01\n\x0fTranslateResult\x12;\n\ntranslated\x18\x01 \x01(\x0b\x32%.symbolsvc.v1.TranslateSymbolResponseH\x00\x12(\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x17.symbolsvc.v1.ItemErrorH\x00\x42\t\n\x07outcome\"\x80\x01\n\x17ResolveProvidersRequest\x12\x18\n\x10requester_agency\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x13\n\x0boffice_work\x18\x03 \x01(\t\x12\x11\n\tinfo_item\x18\x04 \x01(\t\x12\x13\n\x0b\x65xchange_id\x18\x05 \x01(\t\"H\n\x18ResolveProvidersResponse\x12\x19\n\x11provider_agencies\x18\x01 \x03(\t\x12\x11\n\trecord_id\x18\x02 \x01(\x04\x32\xc4\x02\n\rBrokerService\x12^\n\x0fTranslateSymbol\x12$.symbolsvc.v1.TranslateSymbolRequest\x1a%.symbolsvc.v1.TranslateSymbolResponse\x12p\n\x15\x42\x61tchTranslateSymbols\x12*.symbolsvc.v1.BatchTranslateSymbolsRequest\x1a+.symbolsvc.v1.BatchTranslateSymbolsResponse\x12\x61\n\x10ResolveProviders\x12%.symbolsvc.v1.ResolveProvidersRequest\x1a&.symbolsvc.v1.ResolveProvidersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!symbolsvc/v1/broker_service.proto\x12\x0csymbolsvc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19symbolsvc/v1/common.proto\"\xe2\x01\n\x16TranslateSymbolRequest\x12\x18\n\x10requester_agency\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x17\n\x0fprovider_agency\x18\x03 \x01(\t\x12\x13\n\x0boffice_work\x18\x04 \x01(\t\x12\x11\n\tinfo_item\x18\x05 \x01(\t\x12\x13\n\x0b\x65xchange_id\x18\x06 \x01(\t\x12\x19\n\x11inquiry_signature\x18\x07 \x01(\x0c\x12-\n\tissued_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"v\n\x17TranslateSymbolResponse\x12\x17\n\x0fprovider_symbol\x18\x01 \x01(\t\x12\x11\n\trecord_id\x18\x02 \x01(\x04\x12\x0f\n\x07receipt\x18\x03 \x01(\t\x12\x1e\n\x16sealed_provider_symbol\x18\x04 \x01(\x0c\"V\n\x1c\x42\x61tchTranslateSymbolsRequest\x12\x36\n\x08requests\x18\x01 \x03(\x0b\x32$.symbolsvc.v1.TranslateSymbolRequest\"O\n\x1d\x42\x61tchTranslateSymbolsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.symbolsvc.v1.TranslateResult\"\x83\x01\n\x0fTranslateResult\x12;\n\ntranslated\x18\x01 \x01(\x0b\x32%.symbolsvc.v1.TranslateSymbolResponseH\x00\x12(\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x17.symbolsvc.v1.ItemErrorH\x00\x42\t\n\x07outcome\"\xca\x01\n\x17ResolveProvidersRequest\x12\x18\n\x10requester_agency\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x13\n\x0boffice_work\x18\x03 \x01(\t\x12\x11\n\tinfo_item\x18\x04 \x01(\t\x12\x13\n\x0b\x65xchange_id\x18\x05 \x01(\t\x12\x19\n\x11inquiry_signature\x18\x06 \x01(\x0c\x12-\n\tissued_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x18ResolveProvidersResponse\x12\x19\n\x11provider_agencies\x18\x01 \x03(\t\x12\x11\n\trecord_id\x18\x02 \x01(\x04\x12\x0f\n\x07receipt\x18\x03 \x01(\t2\xc4\x02\n\rBrokerService\x12^\n\x0fTranslateSymbol\x12$.symbolsvc.v1.TranslateSymbolRequest\x1a%.symbolsvc.v1.TranslateSymbolResponse\x12p\n\x15\x42\x61tchTranslateSymbols\x12*.symbolsvc.v1.BatchTranslateSymbolsRequest\x1a+.symbolsvc.v1.BatchTranslateSymbolsResponse\x12\x61\n\x10ResolveProviders\x12%.symbolsvc.v1.ResolveProvidersRequest\x1a&.symbolsvc.v1.ResolveProvidersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'symbolsvc.v1.broker_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSLATESYMBOLREQUEST']._serialized_start=79
-  _globals['_TRANSLATESYMBOLREQUEST']._serialized_end=231
-  _globals['_TRANSLATESYMBOLRESPONSE']._serialized_start=233
-  _globals['_TRANSLATESYMBOLRESPONSE']._serialized_end=302
-  _globals['_BATCHTRANSLATESYMBOLSREQUEST']._serialized_start=304
-  _globals['_BATCHTRANSLATESYMBOLSREQUEST']._serialized_end=390
-  _globals['_BATCHTRANSLATESYMBOLSRESPONSE']._serialized_start=392
-  _globals['_BATCHTRANSLATESYMBOLSRESPONSE']._serialized_end=471
-  _globals['_TRANSLATERESULT']._serialized_start=474
-  _globals['_TRANSLATERESULT']._serialized_end=605
-  _globals['_RESOLVEPROVIDERSREQUEST']._serialized_start=608
-  _globals['_RESOLVEPROVIDERSREQUEST']._serialized_end=736
-  _globals['_RESOLVEPROVIDERSRESPONSE']._serialized_start=738
-  _globals['_RESOLVEPROVIDERSRESPONSE']._serialized_end=810
-  _globals['_BROKERSERVICE']._serialized_start=813
-  _globals['_BROKERSERVICE']._serialized_end=1137
+  _globals['_TRANSLATESYMBOLREQUEST']._serialized_start=112
+  _globals['_TRANSLATESYMBOLREQUEST']._serialized_end=338
+  _globals['_TRANSLATESYMBOLRESPONSE']._serialized_start=340
+  _globals['_TRANSLATESYMBOLRESPONSE']._serialized_end=458
+  _globals['_BATCHTRANSLATESYMBOLSREQUEST']._serialized_start=460
+  _globals['_BATCHTRANSLATESYMBOLSREQUEST']._serialized_end=546
+  _globals['_BATCHTRANSLATESYMBOLSRESPONSE']._serialized_start=548
+  _globals['_BATCHTRANSLATESYMBOLSRESPONSE']._serialized_end=627
+  _globals['_TRANSLATERESULT']._serialized_start=630
+  _globals['_TRANSLATERESULT']._serialized_end=761
+  _globals['_RESOLVEPROVIDERSREQUEST']._serialized_start=764
+  _globals['_RESOLVEPROVIDERSREQUEST']._serialized_end=966
+  _globals['_RESOLVEPROVIDERSRESPONSE']._serialized_start=968
+  _globals['_RESOLVEPROVIDERSRESPONSE']._serialized_end=1057
+  _globals['_BROKERSERVICE']._serialized_start=1060
+  _globals['_BROKERSERVICE']._serialized_end=1384
 # @@protoc_insertion_point(module_scope)

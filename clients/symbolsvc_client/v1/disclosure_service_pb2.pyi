@@ -15,12 +15,27 @@ class AccessKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACCESS_KIND_UNSPECIFIED: _ClassVar[AccessKind]
     ACCESS_KIND_TRANSLATE: _ClassVar[AccessKind]
     ACCESS_KIND_RESOLVE: _ClassVar[AccessKind]
+    ACCESS_KIND_ISSUE: _ClassVar[AccessKind]
+    ACCESS_KIND_RELEASE: _ClassVar[AccessKind]
+    ACCESS_KIND_POLICY: _ClassVar[AccessKind]
+
+class AccessOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACCESS_OUTCOME_UNSPECIFIED: _ClassVar[AccessOutcome]
+    ACCESS_OUTCOME_ANSWERED: _ClassVar[AccessOutcome]
+    ACCESS_OUTCOME_PROVIDER_NOT_HOLDING: _ClassVar[AccessOutcome]
 ACCESS_KIND_UNSPECIFIED: AccessKind
 ACCESS_KIND_TRANSLATE: AccessKind
 ACCESS_KIND_RESOLVE: AccessKind
+ACCESS_KIND_ISSUE: AccessKind
+ACCESS_KIND_RELEASE: AccessKind
+ACCESS_KIND_POLICY: AccessKind
+ACCESS_OUTCOME_UNSPECIFIED: AccessOutcome
+ACCESS_OUTCOME_ANSWERED: AccessOutcome
+ACCESS_OUTCOME_PROVIDER_NOT_HOLDING: AccessOutcome
 
 class AccessRecord(_message.Message):
-    __slots__ = ("record_id", "time", "kind", "requester_agency", "provider_agencies", "office_work", "info_item", "exchange_id", "subject_symbol", "integrated", "leaf_index")
+    __slots__ = ("record_id", "time", "kind", "requester_agency", "provider_agencies", "office_work", "info_item", "exchange_id", "subject_symbol", "integrated", "leaf_index", "outcome", "policy_version", "rule", "purpose", "basis", "withheld_until", "inquiry_signed")
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +47,13 @@ class AccessRecord(_message.Message):
     SUBJECT_SYMBOL_FIELD_NUMBER: _ClassVar[int]
     INTEGRATED_FIELD_NUMBER: _ClassVar[int]
     LEAF_INDEX_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    BASIS_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    INQUIRY_SIGNED_FIELD_NUMBER: _ClassVar[int]
     record_id: int
     time: _timestamp_pb2.Timestamp
     kind: AccessKind
@@ -43,7 +65,14 @@ class AccessRecord(_message.Message):
     subject_symbol: str
     integrated: bool
     leaf_index: int
-    def __init__(self, record_id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[AccessKind, str]] = ..., requester_agency: _Optional[str] = ..., provider_agencies: _Optional[_Iterable[str]] = ..., office_work: _Optional[str] = ..., info_item: _Optional[str] = ..., exchange_id: _Optional[str] = ..., subject_symbol: _Optional[str] = ..., integrated: _Optional[bool] = ..., leaf_index: _Optional[int] = ...) -> None: ...
+    outcome: AccessOutcome
+    policy_version: str
+    rule: str
+    purpose: str
+    basis: str
+    withheld_until: _timestamp_pb2.Timestamp
+    inquiry_signed: bool
+    def __init__(self, record_id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[AccessKind, str]] = ..., requester_agency: _Optional[str] = ..., provider_agencies: _Optional[_Iterable[str]] = ..., office_work: _Optional[str] = ..., info_item: _Optional[str] = ..., exchange_id: _Optional[str] = ..., subject_symbol: _Optional[str] = ..., integrated: _Optional[bool] = ..., leaf_index: _Optional[int] = ..., outcome: _Optional[_Union[AccessOutcome, str]] = ..., policy_version: _Optional[str] = ..., rule: _Optional[str] = ..., purpose: _Optional[str] = ..., basis: _Optional[str] = ..., withheld_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., inquiry_signed: _Optional[bool] = ...) -> None: ...
 
 class ListAccessRecordsRequest(_message.Message):
     __slots__ = ("symbol", "page_size", "page_token")
@@ -56,12 +85,16 @@ class ListAccessRecordsRequest(_message.Message):
     def __init__(self, symbol: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListAccessRecordsResponse(_message.Message):
-    __slots__ = ("records", "next_page_token")
+    __slots__ = ("records", "next_page_token", "withheld_count", "next_release_time")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RELEASE_TIME_FIELD_NUMBER: _ClassVar[int]
     records: _containers.RepeatedCompositeFieldContainer[AccessRecord]
     next_page_token: str
-    def __init__(self, records: _Optional[_Iterable[_Union[AccessRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    withheld_count: int
+    next_release_time: _timestamp_pb2.Timestamp
+    def __init__(self, records: _Optional[_Iterable[_Union[AccessRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., withheld_count: _Optional[int] = ..., next_release_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class WatchAccessRecordsRequest(_message.Message):
     __slots__ = ("cursor",)
@@ -96,3 +129,45 @@ class GetRecordProofResponse(_message.Message):
     checkpoint: str
     hashes: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, leaf: _Optional[bytes] = ..., leaf_index: _Optional[int] = ..., checkpoint: _Optional[str] = ..., hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class ListHoldingsRequest(_message.Message):
+    __slots__ = ("symbol",)
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    def __init__(self, symbol: _Optional[str] = ...) -> None: ...
+
+class ListHoldingsResponse(_message.Message):
+    __slots__ = ("holdings",)
+    HOLDINGS_FIELD_NUMBER: _ClassVar[int]
+    holdings: _containers.RepeatedCompositeFieldContainer[Holding]
+    def __init__(self, holdings: _Optional[_Iterable[_Union[Holding, _Mapping]]] = ...) -> None: ...
+
+class Holding(_message.Message):
+    __slots__ = ("agency", "since", "released", "released_at")
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_AT_FIELD_NUMBER: _ClassVar[int]
+    agency: str
+    since: _timestamp_pb2.Timestamp
+    released: bool
+    released_at: _timestamp_pb2.Timestamp
+    def __init__(self, agency: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., released: _Optional[bool] = ..., released_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetPolicyRequest(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    def __init__(self, version: _Optional[str] = ...) -> None: ...
+
+class GetPolicyResponse(_message.Message):
+    __slots__ = ("version", "canonical_table", "loaded_at", "record_id")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CANONICAL_TABLE_FIELD_NUMBER: _ClassVar[int]
+    LOADED_AT_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    canonical_table: str
+    loaded_at: _timestamp_pb2.Timestamp
+    record_id: int
+    def __init__(self, version: _Optional[str] = ..., canonical_table: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., record_id: _Optional[int] = ...) -> None: ...

@@ -56,6 +56,16 @@ class DisclosureServiceStub:
                 request_serializer=symbolsvc_dot_v1_dot_disclosure__service__pb2.GetRecordProofRequest.SerializeToString,
                 response_deserializer=symbolsvc_dot_v1_dot_disclosure__service__pb2.GetRecordProofResponse.FromString,
                 _registered_method=True)
+        self.ListHoldings = channel.unary_unary(
+                '/symbolsvc.v1.DisclosureService/ListHoldings',
+                request_serializer=symbolsvc_dot_v1_dot_disclosure__service__pb2.ListHoldingsRequest.SerializeToString,
+                response_deserializer=symbolsvc_dot_v1_dot_disclosure__service__pb2.ListHoldingsResponse.FromString,
+                _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/symbolsvc.v1.DisclosureService/GetPolicy',
+                request_serializer=symbolsvc_dot_v1_dot_disclosure__service__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=symbolsvc_dot_v1_dot_disclosure__service__pb2.GetPolicyResponse.FromString,
+                _registered_method=True)
 
 
 class DisclosureServiceServicer:
@@ -106,6 +116,28 @@ class DisclosureServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListHoldings(self, request, context):
+        """ListHoldings names every agency that holds, or once held, a link to the
+        subject (one holding per agency), with when it began and whether and
+        when it was released, so the person can spot a wrong link at once.
+        NOT_FOUND when the portal does not hold the symbol; INVALID_ARGUMENT for
+        a malformed symbol.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicy(self, request, context):
+        """GetPolicy returns a published permission table by its version (the
+        SHA-256 of its canonical form, as named by AccessRecord.policy_version),
+        or the current table when `version` is empty. The portal and auditor
+        roles may call it. NOT_FOUND when no such version was ever logged;
+        INVALID_ARGUMENT for a malformed version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DisclosureServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +155,16 @@ def add_DisclosureServiceServicer_to_server(servicer, server):
                     servicer.GetRecordProof,
                     request_deserializer=symbolsvc_dot_v1_dot_disclosure__service__pb2.GetRecordProofRequest.FromString,
                     response_serializer=symbolsvc_dot_v1_dot_disclosure__service__pb2.GetRecordProofResponse.SerializeToString,
+            ),
+            'ListHoldings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHoldings,
+                    request_deserializer=symbolsvc_dot_v1_dot_disclosure__service__pb2.ListHoldingsRequest.FromString,
+                    response_serializer=symbolsvc_dot_v1_dot_disclosure__service__pb2.ListHoldingsResponse.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=symbolsvc_dot_v1_dot_disclosure__service__pb2.GetPolicyRequest.FromString,
+                    response_serializer=symbolsvc_dot_v1_dot_disclosure__service__pb2.GetPolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -213,6 +255,60 @@ class DisclosureService:
             '/symbolsvc.v1.DisclosureService/GetRecordProof',
             symbolsvc_dot_v1_dot_disclosure__service__pb2.GetRecordProofRequest.SerializeToString,
             symbolsvc_dot_v1_dot_disclosure__service__pb2.GetRecordProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHoldings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/symbolsvc.v1.DisclosureService/ListHoldings',
+            symbolsvc_dot_v1_dot_disclosure__service__pb2.ListHoldingsRequest.SerializeToString,
+            symbolsvc_dot_v1_dot_disclosure__service__pb2.ListHoldingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/symbolsvc.v1.DisclosureService/GetPolicy',
+            symbolsvc_dot_v1_dot_disclosure__service__pb2.GetPolicyRequest.SerializeToString,
+            symbolsvc_dot_v1_dot_disclosure__service__pb2.GetPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,
