@@ -25,7 +25,7 @@ from .errors import ConfigError
 from .keystore import HsmConfig, parse_provider
 from .limits import LimitsConfig, parse_limits
 from .policy import Policy, is_ident
-from .registry.backends import backend_for
+from .registry.backends import backend_for, check_read_url
 from .server_options import HTTP2_MAX_FRAME, HTTP2_MIN_FRAME, ConnectionLimits
 
 ROLES = frozenset({"agency", "broker", "portal", "auditor"})
@@ -94,6 +94,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "storage": {
         "url": Key("str"),
+        # portal and auditor reads from a hot standby, at most read_max_lag_ms stale
+        # (registry/pg_standby.py; docs/SCALING.md)
+        "read_url": Key("str", ""),
+        "read_max_lag_ms": Key("int", 1000, 1, I32),
     },
     "keys": {
         "keyring": Key("path"),
@@ -175,6 +179,9 @@ class Config:
     log_format: str = "json"
     otlp_endpoint: str = ""
     trace_service_name: str = "symbolsvc"
+    # [storage] read_url / read_max_lag_ms: a hot standby for portal and auditor reads.
+    storage_read_url: str = ""
+    storage_read_max_lag_ms: int = 1000
     # HTTP/2 and connection limits of the gRPC server (server_options.py).
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     # [keys] provider = "pkcs11": where the master secrets live (symbolsvc.keystore).
@@ -274,6 +281,7 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
     try:
         # The backend for the scheme; describe() parses the URL's own options too.
         backend_for(s["storage"]["url"]).describe(s["storage"]["url"], path.parent)
+        check_read_url(s["storage"]["url"], s["storage"]["read_url"], path.parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     log = s["access_log"]
@@ -313,6 +321,8 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         hsm=parse_provider(doc.get("keys", {}), path),
         settings=s,
         connection_limits=ConnectionLimits.from_table(server, str(path)),
+        storage_read_url=s["storage"]["read_url"],
+        storage_read_max_lag_ms=s["storage"]["read_max_lag_ms"],
     )
 
 

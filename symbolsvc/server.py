@@ -93,7 +93,8 @@ class App:
 def build_app(config: Config) -> App:
     _, deriver, sign = open_keys(config)
     policy = PolicyHolder(config.policy_file)
-    registry = open_registry(config.storage_url, config.base)
+    registry = open_registry(config.storage_url, config.base, config.storage_read_url,
+                             config.storage_read_max_lag_ms)
     core = Core(deriver, registry, policy)
     notifier = LogNotifier()
     sequencer = None

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from . import Registry
     from .migrations import Migration
 
-__all__ = ["Backend", "Inspector", "backend_for", "open_registry"]
+__all__ = ["Backend", "Inspector", "backend_for", "check_read_url", "open_registry"]
 
 
 class Inspector(Protocol):
@@ -60,9 +60,14 @@ class Backend(Protocol):
         """Where the registry is, for messages (never with a password)."""
         ...
 
-    def open(self, url: str, base: Path) -> Registry:
-        """The registry, its schema checked (SQLite: created and migrated)."""
+    def open(self, url: str, base: Path, read_url: str = "",
+             read_max_lag_ms: int = 1000) -> Registry:
+        """The registry, its schema checked (SQLite: created and migrated). ``read_url``:
+        a read-only standby for portal and auditor reads (``[storage] read_url``)."""
         ...
+
+    supports_standby: bool
+    """Whether ``open`` accepts a ``read_url`` (a hot standby of the same engine)."""
 
     def create(self, url: str, base: Path) -> str:
         """Create the database if absent; a one-line report."""
@@ -88,7 +93,7 @@ def _sqlite() -> Backend:
 
 
 def _postgres() -> Backend:
-    from .postgres import BACKEND
+    from .pg_backend import BACKEND
 
     return BACKEND
 
@@ -114,6 +119,20 @@ def backend_for(url: str) -> Backend:
     return factory()
 
 
-def open_registry(url: str, base: Path) -> Registry:
-    """The registry ``url`` names, schema checked (SQLite: created and migrated)."""
-    return backend_for(url).open(url, base)
+def check_read_url(url: str, read_url: str, base: Path) -> None:
+    """ConfigError unless ``read_url`` is empty or a standby ``url``'s backend can read."""
+    if not read_url:
+        return
+    backend = backend_for(url)
+    if not backend.supports_standby or backend_for(read_url) is not backend:
+        raise ConfigError(f"[storage] read_url {redact_url(read_url)!r}: a read-only standby "
+                          "needs a postgresql:// url and a postgresql:// read_url")
+    backend.describe(read_url, base)
+
+
+def open_registry(url: str, base: Path, read_url: str = "",
+                  read_max_lag_ms: int = 1000) -> Registry:
+    """The registry ``url`` names, schema checked (SQLite: created and migrated); portal
+    and auditor reads from the standby ``read_url`` if one is given."""
+    check_read_url(url, read_url, base)
+    return backend_for(url).open(url, base, read_url, read_max_lag_ms)

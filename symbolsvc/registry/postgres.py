@@ -30,12 +30,10 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pgerrors
-from psycopg import sql as pgsql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import ConfigError, ResourceExhausted, Unavailable
@@ -52,9 +50,10 @@ from . import (
 )
 from . import pg_sql as sql
 from .keyversions import PgKeyVersions
-from .migrations import Migration, pg_migrate, pg_version, require_current
+from .migrations import pg_version, require_current
 from .pg_group import GroupWriter
 from .pg_pools import TIMEOUTS, Pools, saturation_error, timeout_error
+from .pg_standby import StandbyReads
 from .url import PgTarget
 
 T = TypeVar("T")
@@ -69,12 +68,10 @@ class PgRegistry(PgKeyVersions):
     """:class:`symbolsvc.registry.Registry` on PostgreSQL through a psycopg connection pool."""
 
     def __init__(self, target: PgTarget | str, *, timeout: float = 5.0,
-                 connect_timeout: int = 3) -> None:
+                 connect_timeout: int = 3, standby: PgTarget | None = None,
+                 standby_max_lag_ms: int = 1000) -> None:
         self.target = PgTarget.parse(target) if isinstance(target, str) else target
-        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": connect_timeout}
-        if self.target.password is not None:
-            kwargs["password"] = self.target.password
-        self._connect_kwargs = kwargs
+        kwargs = self._connect_kwargs = _kwargs(self.target, connect_timeout)
         # The pool logs every failed reconnection attempt; the registry logs the outage
         # once and the health monitor its end.
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
@@ -85,6 +82,9 @@ class PgRegistry(PgKeyVersions):
         self._open_lock: asyncio.Lock | None = None
         self._available = True
         self._group = GroupWriter(self._write, lanes=self._pools.write_max)
+        # Portal and auditor reads from a hot standby, if configured (.pg_standby).
+        self.standby = None if standby is None else StandbyReads(
+            standby, standby_max_lag_ms, _kwargs(standby, connect_timeout), timeout)
         self.transactions = 0  # committed write transactions; read by benchmarks
 
     # -- lifecycle -------------------------------------------------------------
@@ -102,11 +102,15 @@ class PgRegistry(PgKeyVersions):
         async with self._open_lock:
             if not self._opened:
                 await self._pools.open()
+                if self.standby is not None:
+                    await self.standby.open()
                 self._opened = True
 
     async def close(self) -> None:
         if self._opened:
             await self._pools.close()
+            if self.standby is not None:
+                await self.standby.close()
             self._opened = False
 
     async def ping(self) -> None:
@@ -155,6 +159,14 @@ class PgRegistry(PgKeyVersions):
                 if attempt == 2:
                     raise self._unavailable(exc, "read") from None
         raise AssertionError("unreachable")
+
+    async def _replica_read(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
+                            complete: Callable[[T], bool] = lambda _: True) -> T:
+        """A portal or auditor read: on the standby when fresh and complete (.pg_standby)."""
+        if self.standby is None:
+            return await self._read(fn)
+        await self._ensure_open()
+        return await self.standby.read(fn, complete, self._read)
 
     async def _write(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         """Run ``fn`` in one transaction; retried whole on serialization failure or deadlock.
@@ -268,18 +280,25 @@ class PgRegistry(PgKeyVersions):
         wanted = list(ids)
         if not wanted:
             return []
-        found = await self._read(lambda conn: sql.get_nodes(conn, sorted(set(wanted))))
+        need = sorted(set(wanted))
+        found = await self._replica_read(lambda conn: sql.get_nodes(conn, need),
+                                         lambda got: len(got) == len(need))
         return [found[node] for node in wanted]  # KeyError names a missing node
 
     async def latest_checkpoint(self) -> StoredCheckpoint | None:
-        return await self._read(lambda conn: sql.checkpoint(
+        floor = self.standby.floor if self.standby else 0
+        cp = await self._replica_read(lambda conn: sql.checkpoint(
             conn, "SELECT tree_size, note, signed_at_us FROM checkpoints "
-            "ORDER BY tree_size DESC LIMIT 1", ()))
+            "ORDER BY tree_size DESC LIMIT 1", ()),
+            lambda cp: cp is not None and cp.tree_size >= floor)  # never backwards
+        if self.standby and cp is not None:
+            self.standby.floor = max(self.standby.floor, cp.tree_size)
+        return cp
 
     async def checkpoint_at(self, tree_size: int) -> StoredCheckpoint | None:
-        return await self._read(lambda conn: sql.checkpoint(
+        return await self._replica_read(lambda conn: sql.checkpoint(
             conn, "SELECT tree_size, note, signed_at_us FROM checkpoints WHERE tree_size = %s",
-            (tree_size,)))
+            (tree_size,)), lambda cp: cp is not None)
 
     async def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[tuple[int, bytes]]:
@@ -288,11 +307,12 @@ class PgRegistry(PgKeyVersions):
                 "WHERE leaf_index >= %s AND leaf_index < %s ORDER BY leaf_index", (start, end))
             return [(int(i), bytes(leaf)) for i, leaf in await cur.fetchall()]
 
-        return await self._read(run)
+        return await self._replica_read(run, lambda rows: len(rows) == end - start)
 
     async def record_by_id(self, record_id: int) -> StoredRecord | None:
-        rows = await self._read(lambda conn: sql.select_records(
-            conn, sql.RECORD_COLUMNS + "WHERE id = %s", (record_id,)))
+        rows = await self._replica_read(lambda conn: sql.select_records(
+            conn, sql.RECORD_COLUMNS + "WHERE id = %s", (record_id,)),
+            lambda rows: bool(rows) and rows[0].leaf_index is not None)
         return rows[0] if rows else None
 
     async def integrated_after(self, after_leaf: int, limit: int) -> list[StoredRecord]:
@@ -304,7 +324,7 @@ class PgRegistry(PgKeyVersions):
         self, pseudonym: bytes, before_id: int | None, limit: int
     ) -> list[StoredRecord]:
         before = before_id if before_id is not None else _MAX_ID
-        return await self._read(lambda conn: sql.select_records(
+        return await self._replica_read(lambda conn: sql.select_records(
             conn, sql.RECORD_COLUMNS + "WHERE pseudonym = %s AND id < %s ORDER BY id DESC LIMIT %s",
             (pseudonym, before, limit)))
 
@@ -327,92 +347,13 @@ def connect_sync(target: PgTarget, connect_timeout: int = 5) -> psycopg.Connecti
             f"cannot connect to {target.display}: {_first_line(exc)}")) from None
 
 
+def _kwargs(target: PgTarget, connect_timeout: int) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": connect_timeout}
+    if target.password is not None:
+        kwargs["password"] = target.password  # apart from the connection string
+    return kwargs
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
-
-
-# -- the backend (registered for postgresql:// URLs in .backends) -----------------------
-
-
-class PgBackend:
-    """:class:`~.backends.Backend` for ``postgresql://`` (and ``postgres://``) URLs."""
-
-    name = "postgres"
-
-    def describe(self, url: str, base: Path) -> str:
-        return PgTarget.parse(url).display
-
-    def open(self, url: str, base: Path) -> PgRegistry:
-        registry = PgRegistry(PgTarget.parse(url))
-        registry.check_schema()
-        return registry
-
-    def create(self, url: str, base: Path) -> str:
-        target = PgTarget.parse(url)
-        if not target.dbname:
-            raise ConfigError(f"{target.display}: the URL names no database")
-        last_error = ""
-        for maintenance in ("postgres", "template1"):
-            admin = target.with_dbname(maintenance)
-            try:
-                conn = psycopg.connect(admin.conninfo, password=admin.password,
-                                       autocommit=True, connect_timeout=5)
-            except psycopg.Error as exc:
-                last_error = target.scrub(_first_line(exc))
-                continue
-            with conn:
-                exists = conn.execute(
-                    "SELECT 1 FROM pg_database WHERE datname = %s", (target.dbname,)
-                ).fetchone()
-                if exists:
-                    return f"{target.display}: exists"
-                try:
-                    conn.execute(pgsql.SQL("CREATE DATABASE {}").format(
-                        pgsql.Identifier(target.dbname)))
-                except psycopg.Error as exc:
-                    raise ConfigError(target.scrub(
-                        f"{target.display}: CREATE DATABASE failed: {str(exc).strip()}")
-                    ) from None
-            return f"{target.display}: created"
-        raise ConfigError(f"{target.display}: cannot connect to the server to create the "
-                          f"database: {last_error}")
-
-    def migrate(self, url: str, base: Path) -> list[Migration]:
-        target = PgTarget.parse(url)
-        with connect_sync(target) as conn:
-            return pg_migrate(conn, target.display)
-
-    def schema_version(self, url: str, base: Path) -> int:
-        with connect_sync(PgTarget.parse(url)) as conn:
-            return pg_version(conn)
-
-    def inspect(self, url: str, base: Path) -> PgInspector:
-        return PgInspector(PgTarget.parse(url))
-
-
-class PgInspector:
-    """:class:`~.backends.Inspector` on a PostgreSQL registry (a read-only session)."""
-
-    def __init__(self, target: PgTarget) -> None:
-        self._conn = connect_sync(target)
-        self._conn.read_only = True
-
-    def execute(self, sql: str, params: tuple[Any, ...] = ()
-                ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        cur = self._conn.execute(sql.replace("?", "%s"), params)
-        rows = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
-                for r in cur.fetchall()]
-        return [d.name for d in cur.description or ()], rows
-
-    def tables(self) -> list[str]:
-        _, rows = self.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = "
-            "current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name")
-        return [r[0] for r in rows]
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-BACKEND = PgBackend()

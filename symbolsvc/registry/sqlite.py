@@ -228,7 +228,10 @@ class SqliteBackend:
     def describe(self, url: str, base: Path) -> str:
         return str(self.path(url, base))
 
-    def open(self, url: str, base: Path) -> SqliteRegistry:
+    supports_standby = False
+
+    def open(self, url: str, base: Path, read_url: str = "",
+             read_max_lag_ms: int = 1000) -> SqliteRegistry:
         return SqliteRegistry(self.path(url, base))
 
     def _connect(self, url: str, base: Path) -> sqlite3.Connection:

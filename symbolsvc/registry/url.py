@@ -2,8 +2,10 @@
 
 * ``sqlite:PATH`` — the embedded default (:mod:`.sqlite`); its schema is created
   and migrated on first start.
-* ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?PARAMS]`` (or
-  ``postgres://``) — PostgreSQL or a compatible engine (:mod:`.postgres`).
+* ``postgresql://USER[:PASSWORD]@HOST[:PORT][,HOST[:PORT]...]/DATABASE[?PARAMS]`` (or
+  ``postgres://``) — PostgreSQL or a compatible engine (:mod:`.postgres`). Several
+  hosts are libpq's multi-host form: with ``target_session_attrs=read-write`` each
+  new connection goes to whichever host is the primary now (docs/SCALING.md §1a).
   PARAMS are libpq's (``sslmode``, ``connect_timeout``, ``options``...) plus
   symbolsvc's own ``pool_min`` / ``pool_max`` (connections per replica, split between
   writes and reads) and per-role timeouts (:mod:`.pg_pools`). The
@@ -68,8 +70,7 @@ def _split_pg_url(url: str) -> SplitResult:
     host, path, query or fragment, and from there into a message."""
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - validates
-        parts.hostname  # noqa: B018 - validates
+        pg_hosts(parts)  # validates every host and port
     except ValueError as exc:
         why = ("the host is not a valid IPv6 address ([ADDRESS])" if "IPv6" in str(exc)
                else "the port is not a number, or the password holds an unencoded "
@@ -80,6 +81,23 @@ def _split_pg_url(url: str) -> SplitResult:
         raise ConfigError("[storage] url is not a valid postgresql:// URL: its user name "
                           f"or password holds an unencoded reserved character; {_ENCODE_HINT}")
     return parts
+
+
+def pg_hosts(parts: SplitResult) -> list[str]:
+    """The ``HOST[:PORT]`` entries of a (possibly multi-host) URL's authority, each
+    validated and normalised (IPv6 in brackets); ValueError if one is malformed."""
+    hostlist = parts.netloc.rsplit("@", 1)[-1]
+    out = []
+    for entry in hostlist.split(","):
+        one = urlsplit(f"//{entry}")
+        port = one.port
+        host = one.hostname or ""
+        if not host and (port is not None or "," in hostlist):
+            raise ValueError("a host of a multi-host URL is empty")
+        if ":" in host:
+            host = f"[{host}]"
+        out.append(host + (f":{port}" if port else ""))
+    return out
 
 
 def redact_url(url: str) -> str:
@@ -117,7 +135,6 @@ class PgTarget:
     @classmethod
     def parse(cls, url: str) -> PgTarget:
         parts = _split_pg_url(url)
-        port = parts.port
         display = redact_url(url)
         if parts.scheme not in PG_SCHEMES:
             raise ConfigError(f"[storage] url {display!r} is not a postgresql:// URL")
@@ -136,10 +153,7 @@ class PgTarget:
         if not 0 <= pool_min <= pool_max or pool_max < 1:
             raise ConfigError(f"[storage] url {display!r}: need 0 <= pool_min <= pool_max, "
                               "pool_max >= 1")
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = host + (f":{port}" if port else "")
+        netloc = ",".join(pg_hosts(parts))
         if parts.username:
             netloc = f"{quote(unquote(parts.username), safe='')}@{netloc}"
         conninfo = urlunsplit(("postgresql", netloc, parts.path, urlencode(params), ""))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -130,22 +131,43 @@ def pg_available() -> bool:
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class PrivateCluster:
     """A throwaway PostgreSQL 15 server of this test alone (initdb in a temp directory,
     a free port, trust auth), so an outage test can stop and start a real server
-    without touching the shared one other test runs are using."""
+    without touching the shared one other test runs are using.
 
-    def __init__(self) -> None:
+    ``standby_of``: instead of initdb, a streaming-replication hot standby of that
+    server (pg_basebackup), replicating as ``name``. ``settings``: extra ``-c`` options."""
+
+    def __init__(self, *, standby_of: PrivateCluster | None = None, name: str = "primary",
+                 settings: dict[str, str] | None = None) -> None:
         # Not under pytest's tmp_path: its parents are private to root, and the server
         # runs as 'postgres'.
         self.dir = Path(tempfile.mkdtemp(prefix="symbolsvc-pg-"))
         shutil.chown(self.dir, "postgres", "postgres")
         self.data = self.dir / "data"
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self._as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust",
-                           "-U", "postgres", "--no-sync", "-E", "UTF8"])
+        self.port = _free_port()
+        self.settings = dict(settings or {})
+        if standby_of is None:
+            self._as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust",
+                               "-U", "postgres", "--no-sync", "-E", "UTF8"])
+        else:
+            # -R: standby.signal and primary_conninfo; the name makes it a synchronous
+            # standby when the primary lists it in synchronous_standby_names.
+            self._as_postgres([str(PG_BIN / "pg_basebackup"), "-D", str(self.data), "-R",
+                               "-X", "stream", "-c", "fast", "--no-sync", "-d",
+                               f"host=127.0.0.1 port={standby_of.port} user=postgres "
+                               f"application_name={name}"])
+            self.settings["primary_conninfo"] = (
+                f"'host=127.0.0.1 port={standby_of.port} user=postgres "
+                f"application_name={name}'")
+            self.settings.setdefault("hot_standby_feedback", "on")
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self.start()
 
@@ -163,19 +185,47 @@ class PrivateCluster:
                        stdout=subprocess.DEVNULL, stderr=sys.stderr, timeout=120)
 
     def start(self) -> None:
+        # Settings on the command line, not in the data directory: a standby copied from
+        # this one must not inherit the primary's synchronous_standby_names.
+        extra = "".join(f" -c {k}={v}" for k, v in self.settings.items())
         self._as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-l",
                            str(self.dir / "server.log"), "-o",
-                           f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1",
-                           "start"])
+                           f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+                           + extra, "start"])
+
+    def crash(self) -> None:
+        """kill -9 of the postmaster and every process it started (a host crash)."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                    and _ppid(p) == pid]
+        for victim in (pid, *children):
+            with suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+        self.crashed = True
+
+    def promote(self) -> None:
+        """pg_ctl promote: this standby becomes a primary (waits until it accepts writes)."""
+        self._as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "promote"])
 
     def stop(self) -> None:
         self._as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-m", "fast",
                            "stop"])
 
+    crashed = False
+
     def destroy(self) -> None:
-        with suppress(subprocess.CalledProcessError):
-            self.stop()
+        if not self.crashed:
+            with suppress(subprocess.CalledProcessError):
+                self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _ppid(proc: Path) -> int:
+    try:
+        stat = (proc / "stat").read_text()
+    except OSError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 class Replica:
