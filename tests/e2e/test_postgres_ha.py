@@ -17,14 +17,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from helpers import number_for
 from helpers.postgres import PrivateCluster, Replica, init_deployment
 from symbolsvc_client.channel import Deployment
-from symbolsvc_client.clients import CallError
+from symbolsvc_client.clients import AuditorClient, CallError
 
+from symbolsvc.log.checkpoint import verify_checkpoint
+from symbolsvc.log.hashing import leaf_hash, root_from_leaf_hashes
+from symbolsvc.log.verification import verify_consistency, verify_inclusion
 from symbolsvc.records import AccessRecord
 from symbolsvc.registry.migrations import pg_migrate
 from symbolsvc.registry.postgres import connect_sync
@@ -32,6 +36,7 @@ from symbolsvc.registry.url import PgTarget
 
 pytestmark = pytest.mark.slow
 AGENCIES = ["city-a", "city-b"]
+ORIGIN = "symbolsvc.local/access-log"
 
 
 class Pair:
@@ -216,3 +221,124 @@ def test_failover_kill_9_primary_promote_standby_nothing_acknowledged_lost(
               f"acknowledged, {len(load.failures)} UNAVAILABLE")
     finally:
         replica.stop()
+
+
+# -- read scaling: portal and auditor reads from the hot standby ------------------------
+
+
+def _size(auditor: AuditorClient) -> int:
+    return int(auditor.checkpoint().split("\n")[1])
+
+
+def _with_standby(config: Path, name: str, read_url: str, max_lag_ms: int) -> Path:
+    out = config.with_name(name)
+    out.write_text(config.read_text().replace(
+        "[storage]\n", f'[storage]\nread_url = "{read_url}"\nread_max_lag_ms = {max_lag_ms}\n',
+        1))
+    out.chmod(0o600)
+    return out
+
+
+def test_standby_reads_bounded_staleness_and_proofs_against_its_own_checkpoint(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """Replica ``lax`` may read an hour-stale standby, ``strict`` at most 400 ms stale.
+    With the standby's replay paused (stale by construction), ``lax`` serves the
+    standby's own older checkpoint, with proofs that verify against it, and ``strict``
+    the primary's; after resuming, ``lax`` catches up; a stopped standby fails nothing."""
+    config = init_deployment(tmp_path / "dep", pair.service_url, AGENCIES)
+    config.write_text(config.read_text().replace(
+        "[access_log]\n", "[access_log]\nintegrate_interval_ms = 100\nlease_ms = 1500\n", 1))
+    standby_url = pair.url_of(pair.standby)
+    lax = Replica(_with_standby(config, "lax.toml", standby_url, 3_600_000),
+                  tmp_path / "lax.log")
+    strict = Replica(_with_standby(config, "strict.toml", standby_url, 400),
+                     tmp_path / "strict.log")
+    dep = Deployment(tmp_path / "dep")
+    vkey = (dep.pki / "log.vkey").read_text().strip()
+    clients = []
+    try:
+        number = number_for(4242)
+        a, b, broker = dep.agency("city-a", lax.address), dep.agency("city-b", lax.address), \
+            dep.broker(lax.address)
+        portals = {r: dep.portal(r.address) for r in (lax, strict)}
+        auditors = {r: dep.auditor(r.address) for r in (lax, strict)}
+        clients = [a, b, broker, *portals.values(), *auditors.values()]
+        mine = portals[lax].agency.issue(number).symbol
+        symbol = a.issue(number).symbol
+        b.issue(number)
+
+        def translate(tag: str, n: int) -> None:
+            for i in range(n):
+                broker.translate("city-a", symbol, "city-b", "demo-exchange", "demo-record",
+                                 f"{tag}-{i}")
+
+        primary = connect_sync(PgTarget.parse(pair.url_of(pair.primary)))
+        standby = connect_sync(PgTarget.parse(standby_url))
+        clients.append(primary)
+        clients.append(standby)
+
+        def top(conn: Any) -> int:
+            return int(conn.execute("SELECT COALESCE(MAX(tree_size), 0) FROM checkpoints")
+                       .fetchone()[0])
+
+        def records(conn: Any) -> int:
+            return int(conn.execute("SELECT count(*) FROM access_records").fetchone()[0])
+
+        translate("before", 3)
+        _wait_for(lambda: top(primary) == records(primary) >= 3, 60, "records integrated")
+        _wait_for(lambda: top(standby) == top(primary), 60, "the standby to replay them")
+        _wait_for(lambda: _size(auditors[lax]) == top(primary), 60, "lax to see them")
+        old = top(primary)
+
+        standby.execute("SELECT pg_wal_replay_pause()")
+        translate("after", 3)
+        _wait_for(lambda: top(primary) == records(primary) >= old + 3, 60,
+                  "the new records integrated on the primary")
+        new = top(primary)
+        assert top(standby) == old, "replay is paused"
+
+        # lax: the standby's own checkpoint, and proofs against it.
+        assert _size(auditors[lax]) == old
+        cp = verify_checkpoint(auditors[lax].checkpoint(), vkey, ORIGIN)
+        leaves = [leaf_hash(e.leaf) for e in auditors[lax].entries(0, old)]
+        assert root_from_leaf_hashes(leaves) == cp.root_hash
+        for i in range(old):
+            verify_inclusion(leaves[i], i, old, auditors[lax].inclusion_proof(i, old),
+                             cp.root_hash)
+        listed = portals[lax].all_records(mine)
+        assert {r.exchange_id for r in listed} == {f"before-{i}" for i in range(3)}
+        for r in listed:
+            p = portals[lax].record_proof(mine, r.record_id)
+            pcp = verify_checkpoint(p.checkpoint, vkey, ORIGIN)
+            assert pcp.size == old
+            verify_inclusion(leaf_hash(p.leaf), p.leaf_index, old, list(p.hashes), pcp.root_hash)
+        with pytest.raises(CallError) as refused:  # a size the standby has no checkpoint of
+            auditors[lax].inclusion_proof(0, new)
+        assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+        # strict: the standby is over its bound by construction, so the primary answers.
+        _wait_for(lambda: _size(auditors[strict]) == new, 60, "strict to read the primary")
+        cp_new = verify_checkpoint(auditors[strict].checkpoint(), vkey, ORIGIN)
+        verify_consistency(old, new, auditors[strict].consistency_proof(old, new),
+                           cp.root_hash, cp_new.root_hash)
+        assert len(portals[strict].all_records(mine)) == 6
+
+        standby.execute("SELECT pg_wal_replay_resume()")
+        _wait_for(lambda: _size(auditors[lax]) >= new, 60, "lax to catch up")
+
+        # A stopped standby fails no read: the primary answers. (Writes wait for a
+        # synchronous standby, so it is started again before anything is written.)
+        standby.close()
+        clients.remove(standby)
+        pair.standby.stop()
+        try:
+            assert _size(auditors[lax]) >= new
+            assert len(portals[lax].all_records(mine)) == 6
+        finally:
+            pair.standby.start()
+    finally:
+        for c in clients:
+            c.close()
+        lax.stop()
+        strict.stop()
