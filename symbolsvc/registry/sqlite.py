@@ -36,6 +36,7 @@ from . import sqlite_sql as sql
 from .groupcommit import GroupCommitter
 from .keyversions import SqliteKeyVersions
 from .migrations import Migration, sqlite_migrate, sqlite_version
+from .sqlite_wal import Checkpointer, tune_writer
 
 T = TypeVar("T")
 
@@ -75,7 +76,9 @@ class SqliteRegistry(SqliteKeyVersions):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._init_schema()
-        self._writer = GroupCommitter(lambda: _open(path, readonly=False))
+        self._writer = GroupCommitter(lambda: tune_writer(_open(path, readonly=False)))
+        # WAL checkpoints in their own thread, not inside a commit (.sqlite_wal).
+        self._checkpointer = Checkpointer(path, lambda: _open(path, readonly=False))
         self._local = threading.local()
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="registry-read")
         # Why the last write failed for lack of room (None: the last write succeeded).
@@ -208,6 +211,7 @@ class SqliteRegistry(SqliteKeyVersions):
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._writer.close)
+        await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.close)
         self._readers.shutdown(wait=True)
 
 
