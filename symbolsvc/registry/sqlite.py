@@ -72,13 +72,17 @@ def _open(path: Path, *, readonly: bool) -> sqlite3.Connection:
 class SqliteRegistry(SqliteKeyVersions):
     """:class:`symbolsvc.registry.Registry` on one SQLite file."""
 
-    def __init__(self, path: Path, *, read_threads: int = 2) -> None:
+    def __init__(self, path: Path, *, read_threads: int = 2, tuned_writer: bool = True) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._init_schema()
-        self._writer = GroupCommitter(lambda: tune_writer(_open(path, readonly=False)))
+        # tuned_writer=False: SQLite's defaults and ungathered groups (benchmarks' A/B).
+        self._writer = GroupCommitter(
+            lambda: tune_writer(_open(path, readonly=False), tuned_writer),
+            adaptive=tuned_writer)
         # WAL checkpoints in their own thread, not inside a commit (.sqlite_wal).
-        self._checkpointer = Checkpointer(path, lambda: _open(path, readonly=False))
+        self._checkpointer = Checkpointer(path, lambda: _open(path, readonly=False),
+                                          enabled=tuned_writer)
         self._local = threading.local()
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="registry-read")
         # Why the last write failed for lack of room (None: the last write succeeded).

@@ -34,24 +34,28 @@ POLL_SECONDS = 0.2
 WRITER_CACHE_KIB = 64 * 1024
 
 
-def tune_writer(conn: sqlite3.Connection) -> sqlite3.Connection:
-    """The writer connection: no checkpoint in COMMIT, a 64 MiB page cache."""
-    conn.execute("PRAGMA wal_autocheckpoint = 0")
-    conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+def tune_writer(conn: sqlite3.Connection, tuned: bool = True) -> sqlite3.Connection:
+    """The writer connection: no checkpoint in COMMIT, a 64 MiB page cache (``tuned``;
+    otherwise SQLite's defaults, for benchmarks' A/B)."""
+    if tuned:
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
     return conn
 
 
 class Checkpointer:
     """A daemon thread that checkpoints the WAL of ``path`` when it grows."""
 
-    def __init__(self, path: Path, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, path: Path, connect: Callable[[], sqlite3.Connection],
+                 enabled: bool = True) -> None:
         self._wal = path.with_name(path.name + "-wal")
         self._connect = connect
         self._stop = threading.Event()
         self.checkpoints = 0  # read by tests and benchmarks
         self._thread = threading.Thread(target=self._run, name="registry-checkpoint",
                                         daemon=True)
-        self._thread.start()
+        if enabled:
+            self._thread.start()
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
@@ -85,7 +89,8 @@ class Checkpointer:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 def wal_bytes(path: Path) -> int:
