@@ -11,6 +11,7 @@ flight" is true by construction (the loaders run until they see the failure).
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 import threading
@@ -106,6 +107,8 @@ class Load:
         self.symbols = symbols
         self.issued: dict[str, str] = {}
         self.translated: set[str] = set()
+        self.records: dict[int, str] = {}  # acknowledged record id -> exchange id
+        self.receipts: list[str] = []  # receipts of acknowledged translations (if any)
         self.successes: list[float] = []
         self.failures: list[tuple[float, grpc.StatusCode]] = []
         self.stop = threading.Event()
@@ -139,9 +142,13 @@ class Load:
             exchange = f"fo-{i}"
             i += 1
             try:
-                self.broker.translate("city-a", self.symbols[i % len(self.symbols)], "city-b",
-                                      "demo-exchange", "demo-record", exchange)
+                reply = self.broker.translate("city-a", self.symbols[i % len(self.symbols)],
+                                              "city-b", "demo-exchange", "demo-record",
+                                              exchange)
                 self.translated.add(exchange)
+                self.records[reply.record_id] = exchange
+                if reply.receipt:
+                    self.receipts.append(reply.receipt)
                 self._done(True)
             except CallError as err:
                 self._done(False, err.code)
@@ -208,6 +215,13 @@ def test_failover_kill_9_primary_promote_standby_nothing_acknowledged_lost(
         logged = {AccessRecord.decode(bytes(leaf)).exchange_id for _, _, leaf in rows}
         missing = load.translated - logged
         assert not missing, f"{len(missing)} acknowledged translations have no record"
+        by_id = {int(i): AccessRecord.decode(bytes(leaf)).exchange_id for i, _, leaf in rows}
+        wrong = {r: x for r, x in load.records.items() if by_id.get(r) != x}
+        assert not wrong, f"{len(wrong)} acknowledged record ids missing or not theirs"
+        # Every receipt promises a leaf hash (docs/ACCESS_LOG.md): each one is in the log.
+        hashes = {base64.b64encode(leaf_hash(bytes(leaf))).decode() for _, _, leaf in rows}
+        unkept = [r for r in load.receipts if not hashes & set(r.splitlines())]
+        assert not unkept, f"{len(unkept)} receipts name a leaf the new primary lacks"
         verify = subprocess.run(
             [sys.executable, "-m", "symbolsvc", "audit", "verify", "--deployment",
              str(tmp_path / "dep"), "--target", replica.address],
