@@ -93,7 +93,7 @@ class StandbyReads:
             async with self.pool.connection(timeout=self.period or 0.05) as conn:
                 cur = await conn.execute(_LAG_SQL)
                 row = await cur.fetchone()
-        except (psycopg.Error, PoolTimeout) as exc:
+        except Exception as exc:  # noqa: BLE001 - a failing standby never fails a call
             self._failed(exc)
             return False
         in_recovery, lag_ms = (bool(row[0]), float(row[1])) if row else (False, 0.0)
@@ -125,8 +125,8 @@ class StandbyReads:
                 if complete(result):
                     self.served += 1
                     return result
-            except (psycopg.OperationalError, PoolTimeout) as exc:
+            except psycopg.OperationalError as exc:
                 self._failed(exc)  # unreachable, or a statement cancelled: skip it a while
-            except psycopg.Error:
-                pass  # e.g. a conflict with recovery (40001): this read goes to the primary
+            except (psycopg.Error, PoolTimeout):
+                pass  # busy, or a conflict with recovery (40001): this read goes to the primary
         return await primary(fn)
