@@ -26,7 +26,8 @@ commit has already started with the few that were early: groups stay small (~7 a
 64 callers) and every unit pays a writer wake-up and a loop wake-up. So before
 committing, the writer waits for about as many units as its previous group
 carried (:data:`GATHER_FRACTION` of it), but never longer than its recent commit
-time nor :data:`MAX_GATHER_S`. With one or two callers the previous group was one
+time nor :data:`MAX_GATHER_S`, sleeping in slices of :data:`GATHER_SLICE_S`.
+With one or two callers the previous group was one
 or two units and the wait ends at once or after at most one commit's time; under
 load groups grow until their callers' round trip, not the writer, sets the pace.
 Nothing is acknowledged earlier or later than its own group's commit.
@@ -49,6 +50,7 @@ _STOP = object()
 _SOLO = object()  # the item of a unit that is not merged
 GATHER_FRACTION = 0.75
 MAX_GATHER_S = 0.002
+GATHER_SLICE_S = 0.0003
 log = logging.getLogger("symbolsvc.registry")
 
 
@@ -124,21 +126,23 @@ class GroupCommitter:
 
     def _gather(self) -> list[Any]:
         """The next group: everything queued, and (adaptive) a short wait for about as
-        many units as the previous group had, bounded by the recent commit time."""
+        many units as the previous group had, bounded by the recent commit time.
+
+        The wait sleeps in slices and drains the queue after each, rather than
+        blocking on the queue: a blocked writer would be woken (and take the GIL
+        from the event loop) once per unit submitted, which costs more than it saves.
+        """
         group = [self._queue.get()]
         self._drain(group)
         if not self._adaptive:
             return group
         want = min(self._max_group, math.ceil(self._last_group * GATHER_FRACTION))
         deadline = time.monotonic() + min(MAX_GATHER_S, self._commit_s)
-        while len(group) < want and group[-1] is not _STOP:
+        while len(group) < want and _STOP not in group:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            try:
-                group.append(self._queue.get(timeout=remaining))
-            except queue.Empty:
-                break
+            time.sleep(min(remaining, GATHER_SLICE_S))
             self._drain(group)
         return group
 
