@@ -47,6 +47,7 @@ from . import (
     NewHolding,
     NewRecord,
     PlanFn,
+    QueueAuth,
     StoredCheckpoint,
     StoredRecord,
 )
@@ -86,6 +87,7 @@ class PgRegistry(PgKeyVersions):
         self._available = True
         self._group = GroupWriter(self._write, lanes=self._pools.write_max)
         self.transactions = 0  # committed write transactions; read by benchmarks
+        self.queue_auth = QueueAuth()  # tags appended rows (set by the server)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -239,7 +241,7 @@ class PgRegistry(PgKeyVersions):
         recs = list(records)
         if not recs:
             return []
-        return await self._group.submit(lambda conn: sql.append(conn, recs))
+        return await self._group.submit(lambda conn: sql.append(conn, recs, self.queue_auth))
 
     async def append_for_holdings(
         self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]
@@ -247,7 +249,8 @@ class PgRegistry(PgKeyVersions):
         todo = list(items)
         if not todo:
             return []
-        return await self._group.submit(lambda conn: sql.append_for(conn, todo))
+        return await self._group.submit(
+            lambda conn: sql.append_for(conn, todo, self.queue_auth))
 
     # -- the access log (docs/ACCESS_LOG.md) ------------------------------------
 
@@ -299,6 +302,9 @@ class PgRegistry(PgKeyVersions):
         return await self._read(lambda conn: sql.select_records(
             conn, sql.RECORD_COLUMNS + "WHERE leaf_index > %s ORDER BY leaf_index LIMIT %s",
             (after_leaf, limit)))
+
+    async def leaf_index_by_hash(self, leaf_hash: bytes, tree_size: int) -> int | None:
+        return await self._read(lambda conn: sql.leaf_index_by_hash(conn, leaf_hash, tree_size))
 
     async def records_for_subject(
         self, pseudonym: bytes, before_id: int | None, limit: int
