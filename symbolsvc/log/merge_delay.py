@@ -61,6 +61,8 @@ class LogWatch:
         self.exceeded = False
         self.stalled_by: str | None = None
         self.unreviewed = 0
+        self._since: float | None = None  # when this process saw the queue stop draining
+        self._size = -1
 
     @property
     def broker_serving(self) -> bool:
@@ -76,7 +78,16 @@ class LogWatch:
         """Take in the status read at the start of a sequencer step by holder ``me``."""
         now = self._clock()
         oldest = status.oldest_queued_us
-        self.lag = 0.0 if oldest is None else max(0.0, now - oldest / 1e6)
+        # Two measures, the larger wins: the stored append time of the oldest queued row,
+        # and how long this process has seen rows queued without the tree growing (which
+        # no edit of a row's queued_us can hide).
+        if oldest is None:
+            self._since = None
+        elif self._since is None or status.tree_size != self._size:
+            self._since = now
+        self._size = status.tree_size
+        stored = 0.0 if oldest is None else max(0.0, now - oldest / 1e6)
+        self.lag = max(stored, 0.0 if self._since is None else now - self._since)
         LAG.set(self.lag)
         self._merge_delay(status.tree_size)
         other = status.lease_holder not in (None, me) and status.lease_expires_us > now * 1e6
