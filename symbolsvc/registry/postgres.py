@@ -88,6 +88,7 @@ class PgRegistry(PgKeyVersions):
         self._group = GroupWriter(self._write, lanes=self._pools.write_max)
         self.transactions = 0  # committed write transactions; read by benchmarks
         self.queue_auth = QueueAuth()  # tags appended rows (set by the server)
+        self._ids = sql.IdPool()  # record ids fetched a block at a time
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -241,7 +242,8 @@ class PgRegistry(PgKeyVersions):
         recs = list(records)
         if not recs:
             return []
-        return await self._group.submit(lambda conn: sql.append(conn, recs, self.queue_auth))
+        return await self._group.submit(
+            lambda conn: sql.append(conn, recs, self.queue_auth, self._ids))
 
     async def append_for_holdings(
         self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]
@@ -250,7 +252,7 @@ class PgRegistry(PgKeyVersions):
         if not todo:
             return []
         return await self._group.submit(
-            lambda conn: sql.append_for(conn, todo, self.queue_auth))
+            lambda conn: sql.append_for(conn, todo, self.queue_auth, self._ids))
 
     # -- the access log (docs/ACCESS_LOG.md) ------------------------------------
 
