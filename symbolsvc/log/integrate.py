@@ -64,6 +64,8 @@ def plan_integration(inp: IntegrationInput, sign_fn: SignFn,
     for row in inp.queued:
         record_id, leaf = row[0], row[1]
         reason = auth.check(row) if auth is not None else None
+        if reason is None and not isinstance(leaf, bytes | bytearray | memoryview):
+            raise LogStateError(f"queued record {record_id}: its leaf is not bytes")
         if reason is not None:
             quarantine.append((record_id, reason))
             continue

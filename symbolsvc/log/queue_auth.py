@@ -34,6 +34,8 @@ NO_MAC = "no_mac"
 """Quarantine reason: the row carries no tag (not written by a replica)."""
 BAD_MAC = "bad_mac"
 """Quarantine reason: the tag does not match the row (forged, altered, copied or moved)."""
+MALFORMED = "malformed"
+"""Quarantine reason: a column holds something other than bytes (written past the service)."""
 
 
 class QueueAuthenticator:
@@ -63,6 +65,10 @@ class QueueAuthenticator:
         record_id, leaf, pseudonym, sealed, tag = row
         if tag is None:
             return NO_MAC
+        parts = (leaf, pseudonym, sealed, tag)
+        if not isinstance(record_id, int) or not all(
+                isinstance(p, bytes | bytearray | memoryview) for p in parts):
+            return MALFORMED  # SQLite stores any type in any column
         want = self._tag(record_id, bytes(pseudonym), bytes(sealed), bytes(leaf))
         return None if hmac.compare_digest(want, bytes(tag)) else BAD_MAC
 

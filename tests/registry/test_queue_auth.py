@@ -17,7 +17,7 @@ from registry.store_target import Target
 from symbolsvc.log.checkpoint import verify_checkpoint, vkey_string
 from symbolsvc.log.hashing import leaf_hash
 from symbolsvc.log.integrate import planner
-from symbolsvc.log.queue_auth import BAD_MAC, NO_MAC, QueueAuthenticator
+from symbolsvc.log.queue_auth import BAD_MAC, MALFORMED, NO_MAC, QueueAuthenticator
 from symbolsvc.log.sequencer import checkpoint_signer
 from symbolsvc.registry import NewRecord, Registry
 
@@ -88,11 +88,15 @@ def test_forged_queued_row_is_quarantined(target: Target, aio: asyncio.Runner) -
                    "VALUES (?, ?, ?, ?)", 900, bytes(32), b"x", b"forged-no-tag")
     _write(target, "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac) "
                    "VALUES (?, ?, ?, ?, ?)", 901, bytes(32), b"x", b"forged-tag", os.urandom(32))
+    # a leaf written as text (SQLite keeps it TEXT; PostgreSQL casts it to bytea)
+    _write(target, "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac) "
+                   "VALUES (?, ?, ?, ?, ?)", 902, bytes(32), b"x", "text-leaf", os.urandom(32))
     more = _records(2, 1)
     aio.run(reg.append_records(more))
-    _integrate_and_check(target, reg, aio, [r.leaf for r in legit + more], 2)
-    assert _quarantined(target) == [(900, b"forged-no-tag", NO_MAC),
-                                    (901, b"forged-tag", BAD_MAC)]
+    _integrate_and_check(target, reg, aio, [r.leaf for r in legit + more], 3)
+    rows = target.query("SELECT id, reason FROM quarantined_records ORDER BY qid")
+    assert rows[:2] == [(900, NO_MAC), (901, BAD_MAC)]
+    assert rows[2][0] == 902 and rows[2][1] in (MALFORMED, BAD_MAC)
     aio.run(reg.close())
 
 

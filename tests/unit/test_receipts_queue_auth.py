@@ -18,7 +18,7 @@ from symbolsvc.log.checkpoint import vkey_string
 from symbolsvc.log.hashing import leaf_hash
 from symbolsvc.log.integrate import plan_integration
 from symbolsvc.log.merge_delay import LogWatch
-from symbolsvc.log.queue_auth import BAD_MAC, NO_MAC, QueueAuthenticator
+from symbolsvc.log.queue_auth import BAD_MAC, MALFORMED, NO_MAC, QueueAuthenticator
 from symbolsvc.log.receipts import ReceiptSigner
 from symbolsvc.registry import Integration, IntegrationInput, LogStatus, NewRecord
 from symbolsvc.verify.keychain import KeyChain, parse_vkeys
@@ -70,6 +70,7 @@ def test_tag_covers_the_id_and_every_byte_of_the_row() -> None:
         assert AUTH.check(bad) == BAD_MAC
     assert AUTH.check((*row[:4], None)) == NO_MAC
     assert AUTH.check((7, b"leaf")) == NO_MAC
+    assert AUTH.check((7, "leaf", *row[2:])) == MALFORMED  # SQLite: a TEXT in a BLOB column
     assert QueueAuthenticator(bytes(range(1, 33))).check(row) == BAD_MAC  # another key
 
 
