@@ -144,6 +144,12 @@ def test_receipts_on_every_reply_verify_independently_and_are_included(
     rc, out = _audit_receipts(capsys, server, file)
     assert rc == 0, out
     assert "OK: all 4 receipt(s) included" in out
+    # a receipt whose text was changed (another record's hash) no longer verifies
+    other = base64.b64encode(rfc9162_leaf_hash(b"another record")).decode()
+    forged = receipts[0].replace(base64.b64encode(parsed[0].leaf_hash).decode(), other)
+    file.write_text("\n\n".join([*receipts, forged]))
+    rc, out = _audit_receipts(capsys, server, file)
+    assert rc == 1 and "receipt 5: INVALID: no valid signature by the log key" in out, out
 
 
 def _found(dep: Deployment, address: str, leaf_hash: bytes, size: int) -> bool:
