@@ -20,6 +20,8 @@ from typing import TypeVar
 
 from . import rotation
 from .errors import InvalidArgument, NotFound, PermissionDenied, SymbolsvcError
+from .log.hashing import leaf_hash
+from .log.receipts import ReceiptSigner
 from .numbers import validate_individual_number
 from .policy import PolicyHolder, is_ident
 from .records import AccessKind, AccessRecord
@@ -58,6 +60,7 @@ class TranslateRequest:
 class Translated:
     provider_symbol: str
     record_id: int
+    receipt: str = ""  # the signed receipt for the record (log/receipts.py), when signing
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class ResolveRequest:
 class Resolved:
     provider_agencies: tuple[str, ...]
     record_id: int
+    receipt: str = ""
 
 
 Outcome = Issued | Translated | SymbolsvcError
@@ -88,11 +92,14 @@ class Core:
         policy: PolicyHolder,
         *,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+        receipts: ReceiptSigner | None = None,
     ) -> None:
         self.deriver = deriver
         self.registry = registry
         self.policy = policy
         self._clock_us = clock_us
+        # Signs a receipt for every record appended (None: replies carry no receipt).
+        self.receipts = receipts
 
     # -- issuance ------------------------------------------------------------
 
@@ -204,7 +211,8 @@ class Core:
               self._translation(d, reqs[i], now, versions.get(i, d.current_version)))
              for i in todo]
         )
-        for i, res in zip(todo, results, strict=True):
+        receipts = self.receipts
+        for n, (i, res) in enumerate(zip(todo, results, strict=True)):
             if not res.held:
                 out[i] = _requester_not_holding()
             elif isinstance(res.value, SymbolsvcError):
@@ -218,7 +226,11 @@ class Core:
                     "on this subject",
                 )
             else:
-                out[i] = Translated(res.value, res.record_id)
+                symbol, leaf = res.value
+                receipt = "" if receipts is None else receipts.sign(leaf_hash(leaf))
+                out[i] = Translated(symbol, res.record_id, receipt)
+                if receipts is not None and n % YIELD_EVERY == YIELD_EVERY - 1:
+                    await asyncio.sleep(0)  # one signature per record: let others run
         return _filled(out)
 
     async def _provider_versions(
@@ -243,13 +255,14 @@ class Core:
 
     def _translation(
         self, d: Deriver, r: TranslateRequest, now: int, provider_version: int
-    ) -> Callable[[bytes], Built[str | SymbolsvcError]]:
+    ) -> Callable[[bytes], Built[tuple[str, bytes] | SymbolsvcError]]:
         """The write unit's build step for one translation, run in the registry's writer
         with the requester's sealed reference. It never raises: it returns the record and
-        the provider's symbol, or no record and the error. The provider's symbol is under
-        ``provider_version`` (the version it holds the subject at, else d's current one)."""
+        (the provider's symbol, the leaf), or no record and the error. The provider's symbol
+        is under ``provider_version`` (the version it holds the subject at, else d's
+        current one)."""
 
-        def build(sealed_ref: bytes) -> Built[str | SymbolsvcError]:
+        def build(sealed_ref: bytes) -> Built[tuple[str, bytes] | SymbolsvcError]:
             try:
                 sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
                 provider_symbol = d.symbol(r.provider_agency, sid, provider_version)
@@ -260,7 +273,7 @@ class Core:
                 )
             except SymbolsvcError as err:
                 return Built(None, err)
-            return Built(record, provider_symbol)
+            return Built(record, (provider_symbol, record.leaf))
 
         return build
 
@@ -298,7 +311,9 @@ class Core:
         (rid,) = await self.registry.append_records([record])
         if rid is None:  # released between the lookup and the append
             raise _requester_not_holding()
-        return Resolved(holders, rid)
+        receipts = self.receipts
+        return Resolved(holders, rid,
+                        "" if receipts is None else receipts.sign(leaf_hash(record.leaf)))
 
     # -- helpers ----------------------------------------------------------------
 

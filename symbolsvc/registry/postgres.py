@@ -45,6 +45,7 @@ from . import (
     NewHolding,
     NewRecord,
     PlanFn,
+    QueueAuth,
     StoredCheckpoint,
     StoredRecord,
 )
@@ -86,6 +87,8 @@ class PgRegistry(PgKeyVersions):
         self.standby = None if standby is None else StandbyReads(
             standby, standby_max_lag_ms, _kwargs(standby, connect_timeout), timeout)
         self.transactions = 0  # committed write transactions; read by benchmarks
+        self.queue_auth = QueueAuth()  # tags appended rows (set by the server)
+        self._ids = sql.IdPool()  # record ids fetched a block at a time
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -135,6 +138,9 @@ class PgRegistry(PgKeyVersions):
             log.warning("registry database %s unavailable (%s): %s", self.target.display, what,
                         self.target.scrub(_first_line(exc)))
         self._available = False
+        # Ids taken ahead from a server now gone may never have reached the standby that
+        # replaces it (the sequence's advance is durable only with a later commit): drop them.
+        self._ids = sql.IdPool()
         return Unavailable(
             "STORAGE_UNAVAILABLE",
             "the registry database is unreachable; nothing was changed, retry with back-off",
@@ -251,7 +257,8 @@ class PgRegistry(PgKeyVersions):
         recs = list(records)
         if not recs:
             return []
-        return await self._group.submit(lambda conn: sql.append(conn, recs))
+        return await self._group.submit(
+            lambda conn: sql.append(conn, recs, self.queue_auth, self._ids))
 
     async def append_for_holdings(
         self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]
@@ -259,7 +266,8 @@ class PgRegistry(PgKeyVersions):
         todo = list(items)
         if not todo:
             return []
-        return await self._group.submit(lambda conn: sql.append_for(conn, todo))
+        return await self._group.submit(
+            lambda conn: sql.append_for(conn, todo, self.queue_auth, self._ids))
 
     # -- the access log (docs/ACCESS_LOG.md) ------------------------------------
 
@@ -319,6 +327,9 @@ class PgRegistry(PgKeyVersions):
         return await self._read(lambda conn: sql.select_records(
             conn, sql.RECORD_COLUMNS + "WHERE leaf_index > %s ORDER BY leaf_index LIMIT %s",
             (after_leaf, limit)))
+
+    async def leaf_index_by_hash(self, leaf_hash: bytes, tree_size: int) -> int | None:
+        return await self._read(lambda conn: sql.leaf_index_by_hash(conn, leaf_hash, tree_size))
 
     async def records_for_subject(
         self, pseudonym: bytes, before_id: int | None, limit: int

@@ -20,6 +20,7 @@ from . import (
     LogStatus,
     NewRecord,
     PlanFn,
+    QueueAuth,
     StoredCheckpoint,
     StoredRecord,
     build_records,
@@ -31,6 +32,8 @@ _LIVE = "SELECT sealed_subject FROM holdings WHERE agency = ? AND symbol = ? AND
 
 # Rows per multi-row statement: within SQLite's 32,766 bound variables.
 _CHUNK = 5000
+_QUEUED = ("SELECT id, leaf, pseudonym, sealed_subject, mac FROM access_records "
+           "WHERE leaf_index IS NULL ORDER BY id LIMIT ?")
 
 
 def _chunks(rows: list[Any]) -> list[list[Any]]:
@@ -87,17 +90,19 @@ def release(conn: sqlite3.Connection, agency: str, symbol: str) -> bool | None:
 
 
 def append_merged(
-    conn: sqlite3.Connection, calls: list[list[NewRecord]]
+    conn: sqlite3.Connection, calls: list[list[NewRecord]], auth: QueueAuth | None = None
 ) -> list[list[int | None]]:
     """A group's access records: one liveness query and one insert per chunk.
 
     Ids are assigned here, consecutively after the largest id, inside the
     writer's transaction (which holds SQLite's write lock), so the id order is
-    the commit order even with several server processes on one file."""
+    the commit order even with several server processes on one file. Each row is
+    tagged by ``auth`` over its id and bytes (docs/QUEUE_AUTH.md)."""
     required = list({key for call in calls for r in call for key in r.require})
     live = {required[i] for i in _live_positions(conn, required)}
     next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM access_records").fetchone()[0]
-    rows: list[tuple[int, bytes, bytes, bytes]] = []
+    now = _now_us()
+    rows: list[tuple[int, bytes, bytes, bytes, bytes | None, int]] = []
     out: list[list[int | None]] = []
     for call in calls:
         ids: list[int | None] = []
@@ -105,14 +110,15 @@ def append_merged(
             if not live.issuperset(r.require):
                 ids.append(None)
                 continue
-            rows.append((next_id, r.pseudonym, r.sealed_subject, r.leaf))
+            mac = auth.tag(next_id, r) if auth is not None else None
+            rows.append((next_id, r.pseudonym, r.sealed_subject, r.leaf, mac, now))
             ids.append(next_id)
             next_id += 1
         out.append(ids)
     for chunk in _chunks(rows):
         conn.execute(
-            "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf) "
-            "VALUES " + _values(len(chunk), 4),
+            "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac, queued_us) "
+            "VALUES " + _values(len(chunk), 6),
             [v for row in chunk for v in row],
         )
     return out
@@ -146,7 +152,8 @@ def _live_sealed(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[
 
 
 def append_for_merged(
-    conn: sqlite3.Connection, calls: list[list[tuple[tuple[str, str], BuildRecord[Any]]]]
+    conn: sqlite3.Connection, calls: list[list[tuple[tuple[str, str], BuildRecord[Any]]]],
+    auth: QueueAuth | None = None,
 ) -> list[list[Appended[Any]]]:
     """A group's append_for_holdings: one read of the holdings, the builds, then
     :func:`append_merged`, all in the writer's transaction."""
@@ -155,7 +162,7 @@ def append_for_merged(
     results, records, slots = build_records(
         [build for _, build in items], [sealed.get(j) for j in range(len(items))])
     if records:
-        (ids,) = append_merged(conn, [records])
+        (ids,) = append_merged(conn, [records], auth)
         with_ids(results, slots, ids)
     out: list[list[Appended[Any]]] = []
     pos = 0
@@ -229,11 +236,16 @@ def integrate(
         return Integration(False, 0, _stored_size(conn), None)
     row = conn.execute("SELECT tree_size, frontier FROM log_state WHERE id = 1").fetchone()
     latest = conn.execute("SELECT MAX(tree_size) FROM checkpoints").fetchone()[0]
-    queued = conn.execute(
-        "SELECT id, leaf FROM access_records WHERE leaf_index IS NULL ORDER BY id LIMIT ?",
-        (batch,),
-    ).fetchall()
+    queued = conn.execute(_QUEUED, (batch,)).fetchall()
     plan = plan_fn(IntegrationInput(LogState(*row) if row else None, latest, queued))
+    now = _now_us()
+    for record_id, reason in plan.quarantine:  # kept aside, never deleted silently
+        conn.execute(
+            "INSERT INTO quarantined_records (id, pseudonym, sealed_subject, leaf, mac, reason, "
+            "quarantined_us) SELECT id, pseudonym, sealed_subject, leaf, mac, ?, ? "
+            "FROM access_records WHERE id = ? AND leaf_index IS NULL", (reason, now, record_id))
+        conn.execute("DELETE FROM access_records WHERE id = ? AND leaf_index IS NULL",
+                     (record_id,))
     if plan.assign:
         cur = conn.executemany(
             "UPDATE access_records SET leaf_index = ? WHERE id = ? AND leaf_index IS NULL",
@@ -256,7 +268,7 @@ def integrate(
             "INSERT INTO checkpoints (tree_size, note, signed_at_us) VALUES (?, ?, ?)",
             (size, note, _now_us()),
         )
-    return Integration(True, len(plan.assign), plan.tree_size, note)
+    return Integration(True, len(plan.assign), plan.tree_size, note, len(plan.quarantine))
 
 
 def release_lease(conn: sqlite3.Connection, holder: str) -> None:
@@ -273,7 +285,20 @@ def _stored_size(conn: sqlite3.Connection) -> int:
 def log_status(conn: sqlite3.Connection) -> LogStatus:
     size = _stored_size(conn)
     row = conn.execute("SELECT holder, expires_us FROM sequencer_lease WHERE id = 1").fetchone()
-    return LogStatus(size, row[0], row[1]) if row else LogStatus(size, None, 0)
+    oldest = conn.execute(
+        "SELECT queued_us FROM access_records WHERE leaf_index IS NULL ORDER BY id LIMIT 1"
+    ).fetchone()
+    (held,) = conn.execute(
+        "SELECT COUNT(*) FROM quarantined_records WHERE reviewed_us IS NULL").fetchone()
+    holder, expires = row if row else (None, 0)
+    return LogStatus(size, holder, expires, oldest[0] if oldest else None, held)
+
+
+def leaf_index_by_hash(conn: sqlite3.Connection, hash_: bytes, tree_size: int) -> int | None:
+    row = conn.execute(
+        "SELECT MIN(idx) FROM tree_nodes WHERE level = 0 AND hash = ? AND idx < ?",
+        (hash_, tree_size)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
 
 
 def get_nodes(conn: sqlite3.Connection, ids: list[tuple[int, int]]) -> list[bytes]:
