@@ -227,12 +227,20 @@ def test_failover_kill_9_primary_promote_standby_nothing_acknowledged_lost(
              str(tmp_path / "dep"), "--target", replica.address],
             capture_output=True, text=True, timeout=600)
         assert verify.returncode == 0, verify.stdout + verify.stderr
+        if load.receipts:  # the log's signed promises, checked independently
+            file = tmp_path / "receipts.txt"
+            file.write_text("\n\n".join(load.receipts))
+            kept = subprocess.run(
+                [sys.executable, "-m", "symbolsvc", "audit", "receipts", "--deployment",
+                 str(tmp_path / "dep"), "--target", replica.address, str(file)],
+                capture_output=True, text=True, timeout=600)
+            assert kept.returncode == 0, kept.stdout + kept.stderr
         print(f"failover: {first_after - crashed:.2f} s from kill -9 to the first success "
               f"(of which {promoted_at - crashed:.2f} s until the test saw failures and "
               f"promoted, pg_ctl promote {promoted - promoted_at:.2f} s, first success "
               f"{first_after - promoted:.2f} s after it returned); "
               f"{len(load.issued)} issues and {len(load.translated)} translations "
-              f"acknowledged, {len(load.failures)} UNAVAILABLE")
+              f"acknowledged ({len(load.receipts)} receipts), {len(load.failures)} UNAVAILABLE")
     finally:
         replica.stop()
 
