@@ -3,8 +3,8 @@
 ``[storage] read_url`` names a read-only PostgreSQL (a streaming-replication hot
 standby); ``[storage] read_max_lag_ms`` bounds how stale an answer it serves may be.
 Only the reads of the portal and the auditor come here (a subject's records, a
-record by id, checkpoints, leaves, tree nodes); issuance, translation, the
-sequencer and the watch scan stay on the primary.
+record by id, checkpoints, leaves, tree nodes, a leaf's index by its hash);
+issuance, translation, the sequencer and the watch scan stay on the primary.
 
 * **Bounded staleness.** The standby's lag is ``now() - pg_last_xact_replay_timestamp()``
   on the standby (the sequencer's lease renewal commits every

@@ -329,7 +329,9 @@ class PgRegistry(PgKeyVersions):
             (after_leaf, limit)))
 
     async def leaf_index_by_hash(self, leaf_hash: bytes, tree_size: int) -> int | None:
-        return await self._read(lambda conn: sql.leaf_index_by_hash(conn, leaf_hash, tree_size))
+        return await self._replica_read(
+            lambda conn: sql.leaf_index_by_hash(conn, leaf_hash, tree_size),
+            lambda index: index is not None)
 
     async def records_for_subject(
         self, pseudonym: bytes, before_id: int | None, limit: int
