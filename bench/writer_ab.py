@@ -1,8 +1,8 @@
 """A/B of the SQLite writer's levers in one process (``python -m bench.writer_ab [ROUNDS]``).
 
 "on": adaptive group gathering, WAL checkpoints in their own thread, a 64 MiB writer
-cache (registry/groupcommit.py, registry/sqlite_wal.py). "off": the same registry with
-``tuned_writer=False`` (SQLite's defaults, groups of whatever is queued). "wal": "on"
+cache (registry/groupcommit.py, registry/sqlite_wal.py; ``tuned_writer=True``). "off": the
+same registry with SQLite's defaults and groups of whatever is queued. "wal": "on"
 without the adaptive gathering, to tell the two levers apart. Each round runs all
 three, rotating which goes first, on registries that grow through the run:
 
@@ -79,7 +79,8 @@ async def measure(rounds: int, directory: Path) -> dict[str, dict[str, list[floa
     cores = {v: Core(_deriver("one"), SqliteRegistry(directory / f"{v}.db",
                                                       tuned_writer=(v != "off")),
                      PolicyHolder(policy)) for v in VARIANTS}
-    cores["wal"].registry._writer._adaptive = False  # type: ignore[attr-defined]
+    for v in ("wal", "off"):  # the adaptive gathering is on by default
+        cores[v].registry._writer._adaptive = False  # type: ignore[attr-defined]
     numbers = {v: Counter() for v in cores}
     out: dict[str, dict[str, list[float]]] = {
         v: {"unary_us": [], "unary_cpu_us": [], "group": [], "batch_ms": []} for v in cores}

@@ -74,14 +74,15 @@ def _open(path: Path, *, readonly: bool) -> sqlite3.Connection:
 class SqliteRegistry(SqliteKeyVersions):
     """:class:`symbolsvc.registry.Registry` on one SQLite file."""
 
-    def __init__(self, path: Path, *, read_threads: int = 2, tuned_writer: bool = True) -> None:
+    def __init__(self, path: Path, *, read_threads: int = 2, tuned_writer: bool = False) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._init_schema()
-        # tuned_writer=False: SQLite's defaults and ungathered groups (benchmarks' A/B).
+        # tuned_writer=True: WAL checkpoints off the commit path and a 64 MiB writer cache
+        # (.sqlite_wal). Off by default: with it a full disk's health probe can succeed
+        # (docs/BENCHMARKS.md, issue 16); benchmarks A/B it.
         self._writer = GroupCommitter(
-            lambda: tune_writer(_open(path, readonly=False), tuned_writer),
-            adaptive=tuned_writer)
+            lambda: tune_writer(_open(path, readonly=False), tuned_writer))
         # WAL checkpoints in their own thread, not inside a commit (.sqlite_wal).
         self._checkpointer = Checkpointer(path, lambda: _open(path, readonly=False),
                                           enabled=tuned_writer)

@@ -1,5 +1,9 @@
 """SQLite WAL checkpoints off the commit path, and the writer connection's page cache.
 
+Off by default (``SqliteRegistry(tuned_writer=True)`` turns it on): with the
+checkpointer running, the health probe after a full disk was seen to succeed while
+the disk was still full (docs/BENCHMARKS.md, issue 16); benchmarks A/B it.
+
 By default SQLite checkpoints inside the ``COMMIT`` that pushes the WAL past
 ``wal_autocheckpoint`` pages (1,000): that one commit copies the WAL's pages into
 the database file and fsyncs both, and every caller in its group waits for it. The
