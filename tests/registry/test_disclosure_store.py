@@ -45,11 +45,13 @@ def test_linkage_records_exactly_with_new_holdings_and_live_releases(
         (a, b, missing) = await registry.holding_rows(
             [("city-a", _sym(1)), ("city-b", _sym(1)), ("city-c", _sym(1))])
         assert missing is None
-        assert a is not None and (a.released, a.issued_at_us, a.released_at_us) == (True, 100, 300)
-        assert b is not None and (b.released, b.issued_at_us, b.released_at_us) == (False, 100, None)
+        assert a is not None and b is not None
+        assert (a.released, a.issued_at_us, a.released_at_us) == (True, 100, 300)
+        assert (b.released, b.issued_at_us, b.released_at_us) == (False, 100, None)
         assert await registry.issue([_h("city-a", 1, 500)]) == [True]  # re-created
         (a,) = await registry.holding_rows([("city-a", _sym(1))])
-        assert a is not None and (a.released, a.issued_at_us, a.released_at_us) == (False, 500, None)
+        assert a is not None
+        assert (a.released, a.issued_at_us, a.released_at_us) == (False, 500, None)
         assert (await _leaves(registry))[2:] == [b"leaf-release-1", b"leaf-issue-city-a-1-500"]
 
     aio.run(body())
