@@ -72,13 +72,14 @@ async def issue(
 async def append_new(conn: psycopg.AsyncConnection[Any], records: Sequence[NewRecord]) -> None:
     """Append records that require no holding (ISSUE/RELEASE) with one COPY (as the
     integration writes tree nodes: several times faster than a multi-row INSERT, and
-    accepted by CockroachDB, YugabyteDB and Citus alike)."""
+    accepted by CockroachDB, YugabyteDB and Citus alike), in pseudonym order: their ids
+    then follow neither the holdings' key order nor their physical order."""
     if not records:
         return
     async with conn.cursor() as cur, cur.copy(
             "COPY access_records (pseudonym, sealed_subject, leaf, withheld_until_us) "
             "FROM STDIN") as copy:
-        for r in records:
+        for r in sorted(records, key=lambda r: r.pseudonym):
             await copy.write_row((r.pseudonym, r.sealed_subject, r.leaf, r.withheld_until_us))
 
 

@@ -79,16 +79,16 @@ def issue_merged(
                 records.append(h.record)
             changed.discard(key)  # a repeat in the same group is not new
         out.append(flags)
-    if records:
-        append_merged(conn, [records])
+    append_new(conn, records)
     return out
 
 
 def append_new(conn: sqlite3.Connection, records: list[NewRecord]) -> None:
     """Append records that require no holding (ISSUE/RELEASE/POLICY) in the caller's
-    transaction."""
+    transaction, in pseudonym order: their ids then follow no order the holdings' rows
+    show (docs/DISCLOSURE.md, "What an attacker can do")."""
     if records:
-        append_merged(conn, [records])
+        append_merged(conn, [sorted(records, key=lambda r: r.pseudonym)])
 
 
 def release(conn: sqlite3.Connection, agency: str, symbol: str,
