@@ -12,6 +12,7 @@ from .admin.commands import register as register_admin
 from .config import DEFAULT_LISTEN, load_config
 from .errors import ConfigError
 from .hostlimits import restrict_umask
+from .portal.cli import register as register_portal
 
 if TYPE_CHECKING:
     from . import verify
@@ -236,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the last verified checkpoint: checked against, updated on success")
     av.set_defaults(func=_audit_verify)
     register_admin(sub)
+    register_portal(sub)
 
     keyadmin.add_parser(sub)
     return parser

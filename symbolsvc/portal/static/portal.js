@@ -1,0 +1,71 @@
+// The page's behaviour: "verify" buttons and live updates. Reading needs none of it.
+"use strict";
+
+(function () {
+  const table = document.getElementById("records-table");
+  if (!table) return;
+  const token = table.dataset.token;
+  const lang = document.documentElement.lang;
+  const vkey = document.getElementById("log-vkey").textContent;
+  const message = (key) => document.querySelector(`#messages [data-key="${key}"]`).textContent;
+  const verifier = globalThis.SymbolsvcVerify;
+
+  async function verify(button) {
+    const row = button.closest("tr");
+    const out = row.querySelector("output.verdict");
+    out.className = "verdict";
+    out.textContent = message("v_running");
+    try {
+      const reply = await fetch(`/p/${token}/proof/${row.dataset.recordId}`,
+                                { credentials: "same-origin", cache: "no-store" });
+      if (reply.status === 409) {
+        out.textContent = message("v_pending");
+        return;
+      }
+      if (!reply.ok) throw new verifier.VerifyError(`HTTP ${reply.status}`);
+      const shown = {
+        kind: row.dataset.kind, timeUs: row.dataset.timeUs, requester: row.dataset.requester,
+        officeWork: row.dataset.officeWork, infoItem: row.dataset.infoItem,
+        providers: row.dataset.providers,
+      };
+      const result = await verifier.verifyRecord(await reply.json(), vkey, shown);
+      out.textContent = message("v_ok").replace("{index}", result.index)
+        .replace("{size}", result.size);
+      out.classList.add("ok");
+      row.dataset.verified = "ok";
+    } catch (err) {
+      const why = err.message === "unsupported" ? message("v_unsupported") : err.message;
+      out.textContent = message("v_fail").replace("{why}", why);
+      out.classList.add("fail");
+      row.dataset.verified = "fail";
+    }
+  }
+
+  function arm(root) {
+    if (!(globalThis.crypto && crypto.subtle && verifier)) return;
+    for (const button of root.querySelectorAll("button.verify")) {
+      button.hidden = false;
+      button.addEventListener("click", () => verify(button));
+    }
+  }
+  arm(table);
+
+  if (table.dataset.live !== "1" || !globalThis.EventSource) return;
+  const status = document.getElementById("live-status");
+  const body = table.tBodies[0];
+  const source = new EventSource(
+    `/p/${token}/events?after=${encodeURIComponent(table.dataset.newest)}&lang=${lang}`);
+  source.addEventListener("record", (event) => {
+    const data = JSON.parse(event.data);
+    if (document.getElementById(`r${data.id}`)) return;  // already shown
+    const template = document.createElement("template");
+    template.innerHTML = data.row.trim();
+    const row = template.content.firstElementChild;
+    row.classList.add("new");
+    body.insertBefore(row, body.firstElementChild);
+    arm(row);
+    const none = document.getElementById("no-records");
+    if (none) none.remove();
+    status.textContent = message("new_record");
+  });
+})();
