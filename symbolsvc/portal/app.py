@@ -187,6 +187,7 @@ class Portal:
                 for r in reversed(first.records):  # oldest first, so each lands on top
                     if r.record_id > after:
                         yield self._event(lang, r)
+                yield {"event": "ready", "data": ""}  # caught up: from here on, the watch
                 while True:
                     record = await queue.get()
                     if record is not None:

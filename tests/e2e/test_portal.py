@@ -178,6 +178,11 @@ def test_a_new_translation_appears_without_reload(
     before = {r.get_attribute("data-record-id") for r in _rows(driver)}
     marker = driver.execute_script("document.body.dataset.loadedOnce = 'yes'; return 1;")
     assert marker == 1
+    # the page caught up and now listens to the portal's watch: the new record can only
+    # reach it through the watch stream, not through the catch-up read
+    table = driver.find_element("id", "records-table")
+    wait_until(lambda: table.get_attribute("data-live-state") == "ready", WAIT,
+               "the page's event stream")
     record_id = person.translate()
     wait_until(lambda: driver.find_elements("id", f"r{record_id}"), WAIT,
                "the new record's row to appear")

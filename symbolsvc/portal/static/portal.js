@@ -55,6 +55,8 @@
   const body = table.tBodies[0];
   const source = new EventSource(
     `/p/${token}/events?after=${encodeURIComponent(table.dataset.newest)}&lang=${lang}`);
+  source.addEventListener("ready", () => { table.dataset.liveState = "ready"; });
+  source.addEventListener("error", () => { table.dataset.liveState = "reconnecting"; });
   source.addEventListener("record", (event) => {
     const data = JSON.parse(event.data);
     if (document.getElementById(`r${data.id}`)) return;  // already shown
