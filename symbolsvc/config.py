@@ -109,6 +109,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "policy": {
         "file": Key("path"),
+        # the most days a rule's withhold_days may defer disclosure (docs/DISCLOSURE.md)
+        "max_withhold_days": Key("int", 365, 0, 3650),
     },
     "tracing": {
         # OpenTelemetry tracing, off unless an OTLP endpoint is set (docs/OBSERVABILITY.md)
@@ -170,6 +172,7 @@ class Config:
     log_origin: str
     security_log: Path | None
     principals: dict[str, Principal] = field(default_factory=dict)
+    max_withhold_days: int = 365  # [policy] max_withhold_days
     # The access log's sequencer (docs/ACCESS_LOG.md): integrate every
     # log_integrate_interval_ms up to log_integrate_batch records; the sequencer
     # lease lasts log_lease_ms without renewal.
@@ -312,6 +315,7 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         passphrase_file=keys["passphrase_file"],
         passphrase_env=keys["passphrase_env"],
         policy_file=s["policy"]["file"],
+        max_withhold_days=s["policy"]["max_withhold_days"],
         log_origin=log["origin"],
         security_log=log["security_log"],
         principals=principals,

@@ -20,44 +20,45 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from .errors import InvalidArgument, NotFound, SymbolsvcError
-from .registry import HoldingsStore, NewHolding
+from .registry import HoldingsStore, NewHolding, NewRecord
 from .registry.keyversions import Holding, Move
 from .symbols import Deriver
 
 
 async def issue_subjects(
     deriver: Deriver, registry: HoldingsStore, agency: str, sids: Sequence[bytes],
-    *, revive: bool = True,
+    *, revive: bool = True, now_us: int | None = None,
+    record: Callable[[bytes], NewRecord] | None = None,
 ) -> list[tuple[str, bool]]:
     """Issue current-version holdings for subject ids; per item (symbol, newly registered).
-    With ``revive`` False (upgrades) a holding that is not live is left alone (newly True)."""
+    With ``revive`` False (upgrades) a holding that is not live is left alone (newly True).
+    ``record(sid)`` builds the ISSUE record appended with each new holding."""
     version = deriver.current_version
     holdings = []
     for sid in sids:
         symbol = deriver.symbol(agency, sid, version)
-        holdings.append(NewHolding(agency, symbol, deriver.seal(sid, agency, symbol)))
+        holdings.append(NewHolding(agency, symbol, deriver.seal(sid, agency, symbol), now_us,
+                                   None if record is None else record(sid)))
     if not deriver.older_versions and revive:
         fresh = await registry.issue(holdings)
     else:
         older = deriver.older_versions
         fresh = await registry.issue_moving([
             Move(Holding(h.agency, h.symbol, h.sealed_subject),
-                 tuple(deriver.symbol(agency, sid, v) for v in older), revive)
+                 tuple(deriver.symbol(agency, sid, v) for v in older), revive,
+                 h.issued_at_us, h.record)
             for h, sid in zip(holdings, sids, strict=True)
         ])
     return [(h.symbol, new) for h, new in zip(holdings, fresh, strict=True)]
 
 
 async def release(deriver: Deriver, registry: HoldingsStore, agency: str, symbol: str,
-                  sid: bytes | None) -> bool:
-    """Release all rows of the holding that ``symbol`` names (``sid``: its subject id when
-    the holding is live, else None). Returns whether it was live."""
-    if sid is None:
-        was_held = await registry.release(agency, symbol)
-        if was_held is None:
-            raise NotFound("NOT_ISSUED", "this agency was never issued that symbol", "symbol")
-        return was_held
-    return await registry.release_all(agency, deriver.symbols_all_versions(agency, sid))
+                  sid: bytes, *, now_us: int | None = None,
+                  record: NewRecord | None = None) -> bool:
+    """Release all rows of the holding that ``symbol`` names (``sid``: its subject id),
+    appending ``record`` when it was live. Returns whether it was live."""
+    return await registry.release_all(agency, deriver.symbols_all_versions(agency, sid),
+                                      at_us=now_us, record=record)
 
 
 async def newest_live(

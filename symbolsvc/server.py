@@ -16,8 +16,9 @@ import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,10 +26,10 @@ from grpc_health.v1._async import HealthServicer as AioHealthServicer  # health.
 from grpc_reflection.v1alpha import reflection
 
 from . import metrics_http, stderr_bridge
-from .config import Config
+from .config import Config, Principal
 from .core import Core
 from .disclosure import Disclosure
-from .errors import ConfigError, ResourceExhausted, Unavailable
+from .errors import ConfigError, ResourceExhausted, SymbolsvcError, Unavailable
 from .hostlimits import check_fd_budget, check_secret_modes, fd_need
 from .interceptor import GuardInterceptor
 from .keyload import open_keys, reload_keys
@@ -40,6 +41,7 @@ from .memguard import EXIT_STATUS as MEMORY_EXIT_STATUS
 from .memguard import MemoryGuard
 from .metrics import MetricsInterceptor, sample_domain
 from .policy import PolicyHolder
+from .publish import publish, reload_and_publish
 from .registry import LogStore, Registry
 from .registry.backends import open_registry
 from .reload import reload_principals, warn_unknown_agencies
@@ -50,6 +52,7 @@ from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
 from .services.symbol import SymbolService
 from .tracing import Tracing
+from .transparency import Transparency
 from .v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
@@ -88,11 +91,12 @@ class App:
     disclosure: Disclosure
     notifier: LogNotifier
     sequencer: Sequencer | None  # None: the storage backend cannot sequence (yet)
+    transparency: Transparency  # ListHoldings, GetPolicy
 
 
 def build_app(config: Config) -> App:
     _, deriver, sign = open_keys(config)
-    policy = PolicyHolder(config.policy_file)
+    policy = PolicyHolder(config.policy_file, max_withhold_days=config.max_withhold_days)
     registry = open_registry(config.storage_url, config.base)
     core = Core(deriver, registry, policy)
     notifier = LogNotifier()
@@ -111,7 +115,15 @@ def build_app(config: Config) -> App:
     access_log = AccessLog(registry)
     disclosure = Disclosure(core.deriver, registry, registry, access_log, notifier,
                             poll_seconds=WATCH_SAFETY_POLL_S)
-    return App(config, core, policy, registry, access_log, disclosure, notifier, sequencer)
+    transparency = Transparency(core.deriver, registry, registry, policy,
+                                agencies_of(config.by_identity()))
+    return App(config, core, policy, registry, access_log, disclosure, notifier, sequencer,
+               transparency)
+
+
+def agencies_of(identities: dict[str, Principal]) -> Callable[[], list[str]]:
+    """The deployment's agencies now (``identities`` is updated in place on SIGHUP)."""
+    return lambda: sorted({p.name for p in identities.values() if "agency" in p.roles})
 
 
 def _credentials(config: Config) -> grpc.ServerCredentials:
@@ -160,8 +172,9 @@ async def run(
     )
     symbol_service_pb2_grpc.add_SymbolServiceServicer_to_server(SymbolService(app.core), server)
     broker_service_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(app.core), server)
+    app.transparency.agencies = agencies_of(identities)  # follows SIGHUP's principals
     disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(
-        DisclosureService(app.disclosure), server)
+        DisclosureService(app.disclosure, app.transparency), server)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
         AuditService(app.access_log), server)
     health_servicer = AioHealthServicer()
@@ -184,6 +197,8 @@ async def run(
     if config.health_listen:
         probe_server = _probe_server(config.health_listen, health_servicer)
 
+    # The table is in the log before any exchange can name it (docs/DISCLOSURE.md).
+    await publish(app.registry, app.policy.current)
     if app.sequencer is not None:
         await app.sequencer.start()
     await server.start()
@@ -276,23 +291,29 @@ async def _writes_fit(registry: Registry) -> bool:
 def _reload(app: App, tasks: set[asyncio.Task[None]], peers: PeerCheck) -> None:
     """SIGHUP: the permission table and the revocation list now, the keyring in the
     background (keyload.py)."""
-    _reload_policy(app.policy)
+    _spawn(tasks, _reload_policy(app))
     try:
         revoked = peers.reload()
     except ConfigError as exc:
         log.error("revocation list NOT reloaded; keeping the previous one: %s", exc)
     else:
         log.info("revocation list reloaded: %d entries", revoked)
-    task = asyncio.get_running_loop().create_task(
-        reload_keys(app.config, [app.core, app.disclosure], app.sequencer))
+    _spawn(tasks, reload_keys(app.config, [app.core, app.disclosure, app.transparency],
+                            app.sequencer))
+
+
+def _spawn(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
     tasks.add(task)
     task.add_done_callback(tasks.discard)
 
 
-def _reload_policy(policy: PolicyHolder) -> None:
+async def _reload_policy(app: App) -> None:
+    """Read the table, publish it as a POLICY record, then swap it in; on any error keep
+    the previous table (no exchange is ever allowed under an unpublished table)."""
     try:
-        table = policy.reload()
-    except ConfigError as exc:
+        table = await reload_and_publish(app.policy, app.registry)
+    except (ConfigError, SymbolsvcError) as exc:
         log.error("permission table NOT reloaded; keeping the previous one: %s", exc)
         return
     log.info("permission table reloaded: %d rules", table.rules)

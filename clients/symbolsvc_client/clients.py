@@ -168,6 +168,17 @@ class PortalClient(_Client):
         except grpc.RpcError as err:
             raise CallError.from_rpc_error(err) from None
 
+    def list_holdings(self, symbol: str) -> disclosure_pb.ListHoldingsResponse:
+        reply: disclosure_pb.ListHoldingsResponse = _call(
+            self.stub.ListHoldings, disclosure_pb.ListHoldingsRequest(symbol=symbol),
+            self.timeout)
+        return reply
+
+    def get_policy(self, version: str = "") -> disclosure_pb.GetPolicyResponse:
+        reply: disclosure_pb.GetPolicyResponse = _call(
+            self.stub.GetPolicy, disclosure_pb.GetPolicyRequest(version=version), self.timeout)
+        return reply
+
     def record_proof(self, symbol: str, record_id: int) -> disclosure_pb.GetRecordProofResponse:
         reply: disclosure_pb.GetRecordProofResponse = _call(self.stub.GetRecordProof,
                      disclosure_pb.GetRecordProofRequest(symbol=symbol, record_id=record_id),

@@ -30,21 +30,49 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class NewHolding:
-    agency: str
-    symbol: str
-    sealed_subject: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class NewRecord:
     """An access record to append; ``require`` names the holdings ``(agency, symbol)``
-    that must all be live, checked in the transaction that appends the record."""
+    that must all be live, checked in the transaction that appends the record.
+    ``withheld_until_us`` copies the leaf's WITHHELD_UNTIL (None: disclosed at once)."""
 
     leaf: bytes
     pseudonym: bytes
     sealed_subject: bytes
     require: tuple[tuple[str, str], ...] = ()
+    withheld_until_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewHolding:
+    """A holding to issue at ``issued_at_us``; ``record`` (its ISSUE record) is appended in
+    the same transaction exactly when the holding is new (or re-created after release)."""
+
+    agency: str
+    symbol: str
+    sealed_subject: bytes
+    issued_at_us: int | None = None
+    record: NewRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldingRow:
+    """One stored holding row, live or released (ListHoldings reads these)."""
+
+    agency: str
+    symbol: str
+    sealed_subject: bytes
+    released: bool
+    moved: bool
+    issued_at_us: int | None
+    released_at_us: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedPolicy:
+    """A permission table version as published: its POLICY record and first load time."""
+
+    record_id: int
+    loaded_at_us: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +83,7 @@ class StoredRecord:
     leaf: bytes
     sealed_subject: bytes
     leaf_index: int | None = None
+    withheld_until_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +263,12 @@ class LogStore(Protocol):
     async def integrated_after(self, after_leaf: int, limit: int) -> list[StoredRecord]:
         """Integrated records with leaf_index > ``after_leaf``, in leaf order."""
 
+    async def withheld_due(self, after: tuple[int, int], until_us: int, max_leaf: int,
+                           limit: int) -> list[StoredRecord]:
+        """Integrated records with leaf_index <= ``max_leaf``, withheld_until <= ``until_us``
+        and (withheld_until, id) > ``after``, in (withheld_until, id) order, with
+        withheld_until_us set (a watch delivers them once their date has come)."""
+
 
 @runtime_checkable
 class HoldingsStore(KeyVersionStore, Protocol):
@@ -243,8 +278,28 @@ class HoldingsStore(KeyVersionStore, Protocol):
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         """Register holdings; per item True when new (or re-created after release)."""
 
-    async def release(self, agency: str, symbol: str) -> bool | None:
-        """End a holding: True if it was live, False if already released, None if unknown."""
+    async def release(self, agency: str, symbol: str, *, at_us: int | None = None,
+                      record: NewRecord | None = None) -> bool | None:
+        """End a holding at ``at_us``: True if it was live, False if already released, None
+        if unknown. ``record`` (its RELEASE record) is appended in the same transaction
+        exactly when the holding was live."""
+
+    async def holding_rows(self, keys: Sequence[tuple[str, str]]) -> list[HoldingRow | None]:
+        """The stored rows (live or released) of holdings ``(agency, symbol)``, in order."""
+
+    async def withheld_for_subject(self, pseudonym: bytes, now_us: int
+                                   ) -> tuple[int, int | None]:
+        """How many of a subject's records are withheld at ``now_us``, and the earliest
+        withheld_until among them (None when none is)."""
+
+    async def publish_policy(self, version: bytes, record: NewRecord, loaded_at_us: int
+                             ) -> PublishedPolicy:
+        """Append ``record`` (a POLICY record) and register ``version`` in one transaction,
+        unless the version was published before: then nothing is written. Returns the
+        version's publication either way."""
+
+    async def policy_version(self, version: bytes) -> PublishedPolicy | None:
+        """A published permission table version, or None."""
 
     async def lookup(self, agency: str, symbol: str) -> bytes | None:
         """The sealed subject reference of a live holding, or None."""
@@ -267,9 +322,10 @@ class HoldingsStore(KeyVersionStore, Protocol):
         record's id if one was appended, and the build's value."""
 
     async def records_for_subject(
-        self, pseudonym: bytes, before_id: int | None, limit: int
+        self, pseudonym: bytes, before_id: int | None, limit: int, *, now_us: int | None = None
     ) -> list[StoredRecord]:
-        """A subject's records with id < before_id (all if None), newest first."""
+        """A subject's records with id < before_id (all if None), newest first; with
+        ``now_us``, only those not withheld at that time."""
 
     async def records_after(self, after_id: int, limit: int) -> list[StoredRecord]:
         """Records with id > after_id, oldest first."""

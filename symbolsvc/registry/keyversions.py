@@ -16,7 +16,7 @@ modules only name the mixin.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,6 +30,8 @@ class Move:
     holding: Holding
     older: tuple[str, ...]
     revive: bool = True  # False (an upgrade): change nothing unless a row is live
+    issued_at_us: int | None = None
+    record: Any = None  # the holding's ISSUE record (a NewRecord), appended when it is new
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +58,10 @@ class KeyVersionStore(Protocol):
         holding is new (no row of it was live; then a move with ``revive`` False
         changes nothing), in one durable transaction."""
 
-    async def release_all(self, agency: str, symbols: Sequence[str]) -> bool:
-        """Release every listed row of one holding in one transaction; True if any was live."""
+    async def release_all(self, agency: str, symbols: Sequence[str], *,
+                          at_us: int | None = None, record: Any = None) -> bool:
+        """Release every listed row of one holding in one transaction at ``at_us``; True if
+        any was live. ``record`` (a RELEASE record) is appended exactly when one was."""
 
     async def key_version_counts(self) -> list[VersionCount]:
         """Per key version present in the registry: live, moved and released rows."""
@@ -90,7 +94,8 @@ def _plan(moves: list[Move], live: set[tuple[str, str]]
 _ROWS = 400  # holdings per statement (each move names a few rows; SQLite allows 32,766 vars)
 
 
-def _sqlite_moves(conn: sqlite3.Connection, moves: list[Move]) -> list[bool]:
+def _sqlite_moves(conn: sqlite3.Connection, moves: list[Move],
+                  append: Callable[[sqlite3.Connection, list[Any]], None]) -> list[bool]:
     """All of a group's moves in a few statements per chunk: read which rows are live, upsert
     the current rows, mark the older rows moved (and live)."""
     out: list[bool] = []
@@ -110,28 +115,47 @@ def _sqlite_moves(conn: sqlite3.Connection, moves: list[Move]) -> list[bool]:
         if not apply:
             continue
         conn.execute(
-            "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES "  # noqa: S608
-            + ",".join(["(?, ?, ?)"] * len(apply))
-            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = 0, moved = 0",
+            "INSERT INTO holdings (agency, symbol, sealed_subject, issued_at_us) VALUES "  # noqa: S608
+            + ",".join(["(?, ?, ?, ?)"] * len(apply))
+            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = 0, moved = 0, "
+            + _REISSUED,
             [v for m in apply for v in (m.holding.agency, m.holding.symbol,
-                                        m.holding.sealed_subject)],
+                                        m.holding.sealed_subject, m.issued_at_us)],
         )
         older = [(m.holding.agency, s) for m in apply for s in m.older]
         if older:
             conn.executemany(
-                "UPDATE holdings SET moved = 1, released = 0 WHERE agency = ? AND symbol = ?",
+                "UPDATE holdings SET moved = 1, released = 0, released_at_us = NULL "
+                "WHERE agency = ? AND symbol = ?",
                 older,
             )
+        append(conn, _new_records(chunk, fresh))
     return out
 
 
-def _sqlite_release_all(conn: sqlite3.Connection, agency: str, symbols: list[str]) -> bool:
+# A re-created holding starts anew; a live one keeps its time.
+_REISSUED = ("issued_at_us = CASE WHEN holdings.released THEN excluded.issued_at_us "
+             "ELSE COALESCE(holdings.issued_at_us, excluded.issued_at_us) END, "
+             "released_at_us = NULL")
+
+
+def _new_records(moves: list[Move], fresh: list[bool]) -> list[Any]:
+    """The ISSUE records of the moves that made a new holding (first of each key only)."""
+    return [m.record for m, new in zip(moves, fresh, strict=True)
+            if new and m.revive and m.record is not None]
+
+
+def _sqlite_release_all(conn: sqlite3.Connection, agency: str, symbols: list[str],
+                        at_us: int | None, records: list[Any],
+                        append: Callable[[sqlite3.Connection, list[Any]], None]) -> bool:
     marks = ",".join("?" * len(symbols))
     cur = conn.execute(
-        f"UPDATE holdings SET released = 1 WHERE agency = ? AND symbol IN ({marks}) "  # noqa: S608
-        "AND released = 0",
-        [agency, *symbols],
+        f"UPDATE holdings SET released = 1, released_at_us = ? WHERE agency = ? "  # noqa: S608
+        f"AND symbol IN ({marks}) AND released = 0",
+        [at_us, agency, *symbols],
     )
+    if cur.rowcount > 0:
+        append(conn, records)
     return cur.rowcount > 0
 
 
@@ -166,16 +190,20 @@ class SqliteKeyVersions:
 
     _write: Any
     _read: Any
+    _append_new: Any  # (conn, records) -> None: the backend's append, in the transaction
 
     async def issue_moving(self, moves: Sequence[Move]) -> list[bool]:
         """Issue current-version holdings, moving older rows; per item True when new."""
         todo = list(moves)
-        return await self._write(lambda c: _sqlite_moves(c, todo)) if todo else []
+        append = self._append_new
+        return await self._write(lambda c: _sqlite_moves(c, todo, append)) if todo else []
 
-    async def release_all(self, agency: str, symbols: Sequence[str]) -> bool:
+    async def release_all(self, agency: str, symbols: Sequence[str], *,
+                          at_us: int | None = None, record: Any = None) -> bool:
         """Release every row of one holding; True if any was live."""
-        syms = list(symbols)
-        return await self._write(lambda c: _sqlite_release_all(c, agency, syms))
+        syms, records, append = list(symbols), [record] if record else [], self._append_new
+        return await self._write(
+            lambda c: _sqlite_release_all(c, agency, syms, at_us, records, append))
 
     async def key_version_counts(self) -> list[VersionCount]:
         return await self._read(_sqlite_counts)
@@ -189,7 +217,7 @@ class SqliteKeyVersions:
 # -- PostgreSQL -----------------------------------------------------------------------
 
 
-async def _pg_moves(conn: Any, moves: list[Move]) -> list[bool]:
+async def _pg_moves(conn: Any, moves: list[Move], append: Any) -> list[bool]:
     """As on SQLite: lock and read the group's rows (in key order, as every writer does),
     upsert the current rows, mark the older rows moved."""
     keys = sorted({(m.holding.agency, s) for m in moves for s in (m.holding.symbol, *m.older)})
@@ -200,33 +228,40 @@ async def _pg_moves(conn: Any, moves: list[Move]) -> list[bool]:
     )
     live = {(a, s) for a, s, released in await cur.fetchall() if not released}
     fresh, apply = _plan(moves, live)
-    current = sorted({(m.holding.agency, m.holding.symbol): m.holding.sealed_subject
+    current = sorted({(m.holding.agency, m.holding.symbol): (m.holding.sealed_subject,
+                                                              m.issued_at_us)
                       for m in apply}.items())
     if current:
         await conn.execute(
-            "INSERT INTO holdings (agency, symbol, sealed_subject) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[]) "
-            "ON CONFLICT (agency, symbol) DO UPDATE SET released = false, moved = false",
+            "INSERT INTO holdings (agency, symbol, sealed_subject, issued_at_us) "  # noqa: S608
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::bigint[]) "
+            "ON CONFLICT (agency, symbol) DO UPDATE SET released = false, moved = false, "
+            + _REISSUED,
             ([a for (a, _), _ in current], [s for (_, s), _ in current],
-             [sealed for _, sealed in current]),
+             [v[0] for _, v in current], [v[1] for _, v in current]),
         )
     older = sorted({(m.holding.agency, s) for m in apply for s in m.older})
     if older:
         await conn.execute(
-            "UPDATE holdings SET moved = true, released = false WHERE (agency, symbol) IN "
-            "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+            "UPDATE holdings SET moved = true, released = false, released_at_us = NULL "
+            "WHERE (agency, symbol) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
             ([a for a, _ in older], [s for _, s in older]),
         )
+    await append(conn, _new_records(moves, fresh))
     return fresh
 
 
-async def _pg_release_all(conn: Any, agency: str, symbols: list[str]) -> bool:
+async def _pg_release_all(conn: Any, agency: str, symbols: list[str], at_us: int | None,
+                          records: list[Any], append: Any) -> bool:
     cur = await conn.execute(
-        "UPDATE holdings SET released = true WHERE agency = %s AND symbol = ANY(%s) "
-        "AND NOT released RETURNING 1",
-        (agency, sorted(symbols)),
+        "UPDATE holdings SET released = true, released_at_us = %s WHERE agency = %s "
+        "AND symbol = ANY(%s) AND NOT released RETURNING 1",
+        (at_us, agency, sorted(symbols)),
     )
-    return bool(await cur.fetchall())
+    released = bool(await cur.fetchall())
+    if released:
+        await append(conn, records)
+    return released
 
 
 async def _pg_counts(conn: Any) -> list[VersionCount]:
@@ -259,14 +294,17 @@ class PgKeyVersions:
     _write: Any
     _read: Any
     _group: Any
+    _append_new: Any  # async (conn, records) -> None: the backend's append, in the transaction
 
     async def issue_moving(self, moves: Sequence[Move]) -> list[bool]:
-        todo = list(moves)
-        return await self._group.submit(lambda c: _pg_moves(c, todo)) if todo else []
+        todo, append = list(moves), self._append_new
+        return await self._group.submit(lambda c: _pg_moves(c, todo, append)) if todo else []
 
-    async def release_all(self, agency: str, symbols: Sequence[str]) -> bool:
-        syms = list(symbols)
-        return await self._group.submit(lambda c: _pg_release_all(c, agency, syms))
+    async def release_all(self, agency: str, symbols: Sequence[str], *,
+                          at_us: int | None = None, record: Any = None) -> bool:
+        syms, records, append = list(symbols), [record] if record else [], self._append_new
+        return await self._group.submit(
+            lambda c: _pg_release_all(c, agency, syms, at_us, records, append))
 
     async def key_version_counts(self) -> list[VersionCount]:
         return await self._read(_pg_counts)

@@ -16,12 +16,15 @@ import psycopg
 from . import (
     Appended,
     BuildRecord,
+    HoldingRow,
     Integration,
     IntegrationInput,
     LogState,
     LogStatus,
+    NewHolding,
     NewRecord,
     PlanFn,
+    PublishedPolicy,
     StoredCheckpoint,
     StoredRecord,
     build_records,
@@ -47,28 +50,46 @@ def chunks(seq: Sequence[T], size: int = _CHUNK) -> list[Sequence[T]]:
 
 
 async def issue(
-    conn: psycopg.AsyncConnection[Any], rows: list[tuple[str, str, bytes]]
+    conn: psycopg.AsyncConnection[Any], rows: list[NewHolding]
 ) -> set[tuple[str, str]]:
+    """Upsert the holdings (distinct keys, key order); append the ISSUE records of the
+    new ones in the same transaction. Returns the new keys."""
     fresh: set[tuple[str, str]] = set()
     for chunk in chunks(rows):
         cur = await conn.execute(
-            "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES "  # noqa: S608 - placeholders only
-            + values(len(chunk), 3)
-            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = false "
+            "INSERT INTO holdings (agency, symbol, sealed_subject, issued_at_us) VALUES "  # noqa: S608 - placeholders only
+            + values(len(chunk), 4)
+            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = false, "
+            "issued_at_us = excluded.issued_at_us, released_at_us = NULL "
             "WHERE holdings.released RETURNING agency, symbol",
-            [v for row in chunk for v in row],
+            [v for h in chunk for v in (h.agency, h.symbol, h.sealed_subject, h.issued_at_us)],
         )
         fresh.update((a, s) for a, s in await cur.fetchall())
+    await append_new(conn, [h.record for h in rows
+                            if h.record is not None and (h.agency, h.symbol) in fresh])
     return fresh
 
 
-async def release(conn: psycopg.AsyncConnection[Any], agency: str, symbol: str) -> bool | None:
+async def append_new(conn: psycopg.AsyncConnection[Any], records: Sequence[NewRecord]) -> None:
+    """Append records that require no holding (ISSUE/RELEASE), a chunk per statement."""
+    for chunk in chunks(records):
+        await conn.execute(
+            "INSERT INTO access_records (pseudonym, sealed_subject, leaf, withheld_until_us) "
+            "SELECT * FROM unnest(%s::bytea[], %s::bytea[], %s::bytea[], %s::bigint[])",
+            ([r.pseudonym for r in chunk], [r.sealed_subject for r in chunk],
+             [r.leaf for r in chunk], [r.withheld_until_us for r in chunk]))
+
+
+async def release(conn: psycopg.AsyncConnection[Any], agency: str, symbol: str,
+                  at_us: int | None, record: NewRecord | None) -> bool | None:
     cur = await conn.execute(
-        "UPDATE holdings SET released = true "
+        "UPDATE holdings SET released = true, released_at_us = %s "
         "WHERE agency = %s AND symbol = %s AND NOT released RETURNING 1",
-        (agency, symbol),
+        (at_us, agency, symbol),
     )
     if await cur.fetchone() is not None:
+        if record is not None:
+            await append_new(conn, [record])
         return True
     cur = await conn.execute(
         "SELECT 1 FROM holdings WHERE agency = %s AND symbol = %s", (agency, symbol)
@@ -101,7 +122,8 @@ async def lookup_many(
 
 
 _INSERT_RECORD = (
-    "INSERT INTO access_records (pseudonym, sealed_subject, leaf) VALUES (%s, %s, %s) RETURNING id"
+    "INSERT INTO access_records (pseudonym, sealed_subject, leaf, withheld_until_us) "
+    "VALUES (%s, %s, %s, %s) RETURNING id"
 )
 # The required holdings' rows are share-locked until COMMIT, so a concurrent release
 # waits and no record is appended against a holding released before the record commits.
@@ -110,8 +132,9 @@ def _insert_record_if_live(n: int) -> str:
     tables = ", ".join(f"holdings h{i}" for i in range(n))
     where = " AND ".join(
         f"h{i}.agency = %s AND h{i}.symbol = %s AND NOT h{i}.released" for i in range(n))
-    return ("INSERT INTO access_records (pseudonym, sealed_subject, leaf) "  # noqa: S608
-            f"SELECT %s, %s, %s FROM {tables} WHERE {where} FOR SHARE RETURNING id")
+    return ("INSERT INTO access_records (pseudonym, sealed_subject, leaf, "  # noqa: S608
+            f"withheld_until_us) SELECT %s, %s, %s, %s::bigint FROM {tables} WHERE {where} "
+            "FOR SHARE RETURNING id")
 
 
 _INSERT_RECORD_IF_LIVE = {n: _insert_record_if_live(n) for n in (1, 2)}
@@ -125,11 +148,13 @@ async def append(
         for r in records:
             cur = conn.cursor()
             if not r.require:
-                await cur.execute(_INSERT_RECORD, (r.pseudonym, r.sealed_subject, r.leaf))
+                await cur.execute(_INSERT_RECORD, (r.pseudonym, r.sealed_subject, r.leaf,
+                                                   r.withheld_until_us))
             else:
                 n = len(r.require)
                 sql = _INSERT_RECORD_IF_LIVE.get(n) or _insert_record_if_live(n)
                 await cur.execute(sql, (r.pseudonym, r.sealed_subject, r.leaf,
+                                        r.withheld_until_us,
                                         *(v for key in r.require for v in key)))
             cursors.append(cur)
     out: list[int | None] = []
@@ -161,6 +186,68 @@ async def select_records(
     cur = await conn.execute(sql, params)
     return [StoredRecord(int(i), bytes(leaf), bytes(sealed), None if li is None else int(li))
             for i, leaf, sealed, li in await cur.fetchall()]
+
+
+async def holding_rows(conn: psycopg.AsyncConnection[Any], keys: list[tuple[str, str]]
+                       ) -> list[HoldingRow | None]:
+    found: dict[tuple[str, str], HoldingRow] = {}
+    for chunk in chunks(keys):
+        cur = await conn.execute(
+            "SELECT agency, symbol, sealed_subject, released, moved, issued_at_us, "  # noqa: S608
+            "released_at_us FROM holdings WHERE (agency, symbol) IN ("
+            + values(len(chunk), 2) + ")", [v for key in chunk for v in key])
+        for a, s, sealed, released, moved, issued, rel in await cur.fetchall():
+            found[(a, s)] = HoldingRow(a, s, bytes(sealed), bool(released), bool(moved),
+                                       None if issued is None else int(issued),
+                                       None if rel is None else int(rel))
+    return [found.get(key) for key in keys]
+
+
+async def withheld_for_subject(conn: psycopg.AsyncConnection[Any], pseudonym: bytes,
+                               now_us: int) -> tuple[int, int | None]:
+    cur = await conn.execute(
+        "SELECT count(*), MIN(withheld_until_us) FROM access_records "
+        "WHERE pseudonym = %s AND withheld_until_us > %s", (pseudonym, now_us))
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), None if row[1] is None else int(row[1])
+
+
+async def withheld_due(conn: psycopg.AsyncConnection[Any], after: tuple[int, int], until_us: int,
+                       max_leaf: int, limit: int) -> list[StoredRecord]:
+    cur = await conn.execute(
+        "SELECT id, leaf, sealed_subject, leaf_index, withheld_until_us FROM access_records "
+        "WHERE (withheld_until_us > %s OR (withheld_until_us = %s AND id > %s)) "
+        "AND withheld_until_us <= %s AND leaf_index <= %s ORDER BY withheld_until_us, id "
+        "LIMIT %s", (after[0], after[0], after[1], until_us, max_leaf, limit))
+    return [StoredRecord(int(i), bytes(leaf), bytes(sealed), int(li), int(wu))
+            for i, leaf, sealed, li, wu in await cur.fetchall()]
+
+
+async def policy_version(conn: psycopg.AsyncConnection[Any], version: bytes
+                         ) -> PublishedPolicy | None:
+    cur = await conn.execute(
+        "SELECT record_id, loaded_at_us FROM policy_versions WHERE version = %s", (version,))
+    row = await cur.fetchone()
+    return None if row is None else PublishedPolicy(int(row[0]), int(row[1]))
+
+
+async def publish_policy(conn: psycopg.AsyncConnection[Any], version: bytes,
+                         record: NewRecord, loaded_at_us: int) -> PublishedPolicy:
+    """Register the version (first publisher wins: a concurrent second one finds the row
+    and appends nothing) and append its POLICY record, in the caller's transaction."""
+    cur = await conn.execute(
+        "INSERT INTO policy_versions (version, record_id, loaded_at_us) VALUES (%s, 0, %s) "
+        "ON CONFLICT (version) DO NOTHING RETURNING 1", (version, loaded_at_us))
+    if await cur.fetchone() is None:
+        found = await policy_version(conn, version)
+        assert found is not None
+        return found
+    (rid,) = await append(conn, [record])
+    assert rid is not None  # a POLICY record requires no holding
+    await conn.execute("UPDATE policy_versions SET record_id = %s WHERE version = %s",
+                       (rid, version))
+    return PublishedPolicy(rid, loaded_at_us)
 
 
 async def execute(conn: psycopg.AsyncConnection[Any], sql: Any, params: tuple[Any, ...]) -> None:

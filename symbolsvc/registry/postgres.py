@@ -42,11 +42,13 @@ from ..errors import ConfigError, ResourceExhausted, Unavailable
 from . import (
     Appended,
     BuildRecord,
+    HoldingRow,
     Integration,
     LogStatus,
     NewHolding,
     NewRecord,
     PlanFn,
+    PublishedPolicy,
     StoredCheckpoint,
     StoredRecord,
 )
@@ -201,12 +203,14 @@ class PgRegistry(PgKeyVersions):
 
     # -- holdings --------------------------------------------------------------
 
+    _append_new = staticmethod(sql.append_new)  # keyversions' moves append ISSUE records
+
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         keys = [(h.agency, h.symbol) for h in items]
-        unique: dict[tuple[str, str], bytes] = {}
+        unique: dict[tuple[str, str], NewHolding] = {}
         for h in items:
-            unique.setdefault((h.agency, h.symbol), h.sealed_subject)
-        rows = sorted((a, s, sealed) for (a, s), sealed in unique.items())
+            unique.setdefault((h.agency, h.symbol), h)
+        rows = [h for _, h in sorted(unique.items(), key=lambda kv: kv[0])]
         if not rows:
             return []
         fresh = await self._group.submit(lambda conn: sql.issue(conn, rows))
@@ -218,8 +222,31 @@ class PgRegistry(PgKeyVersions):
             seen.add(key)
         return out
 
-    async def release(self, agency: str, symbol: str) -> bool | None:
-        return await self._group.submit(lambda conn: sql.release(conn, agency, symbol))
+    async def release(self, agency: str, symbol: str, *, at_us: int | None = None,
+                      record: NewRecord | None = None) -> bool | None:
+        return await self._group.submit(
+            lambda conn: sql.release(conn, agency, symbol, at_us, record))
+
+    async def holding_rows(self, keys: Sequence[tuple[str, str]]) -> list[HoldingRow | None]:
+        wanted = list(keys)
+        return await self._read(lambda conn: sql.holding_rows(conn, wanted)) if wanted else []
+
+    async def withheld_for_subject(self, pseudonym: bytes, now_us: int
+                                   ) -> tuple[int, int | None]:
+        return await self._read(lambda conn: sql.withheld_for_subject(conn, pseudonym, now_us))
+
+    async def withheld_due(self, after: tuple[int, int], until_us: int, max_leaf: int, limit: int
+                           ) -> list[StoredRecord]:
+        return await self._read(lambda conn: sql.withheld_due(
+            conn, after, until_us, max_leaf, limit))
+
+    async def policy_version(self, version: bytes) -> PublishedPolicy | None:
+        return await self._read(lambda conn: sql.policy_version(conn, version))
+
+    async def publish_policy(self, version: bytes, record: NewRecord, loaded_at_us: int
+                             ) -> PublishedPolicy:
+        return await self._group.submit(
+            lambda conn: sql.publish_policy(conn, version, record, loaded_at_us))
 
     async def lookup(self, agency: str, symbol: str) -> bytes | None:
         return await self._read(lambda conn: sql.lookup(conn, agency, symbol))
@@ -301,12 +328,14 @@ class PgRegistry(PgKeyVersions):
             (after_leaf, limit)))
 
     async def records_for_subject(
-        self, pseudonym: bytes, before_id: int | None, limit: int
+        self, pseudonym: bytes, before_id: int | None, limit: int, *, now_us: int | None = None
     ) -> list[StoredRecord]:
         before = before_id if before_id is not None else _MAX_ID
+        now = _MAX_ID if now_us is None else now_us
         return await self._read(lambda conn: sql.select_records(
-            conn, sql.RECORD_COLUMNS + "WHERE pseudonym = %s AND id < %s ORDER BY id DESC LIMIT %s",
-            (pseudonym, before, limit)))
+            conn, sql.RECORD_COLUMNS + "WHERE pseudonym = %s AND id < %s AND "
+            "(withheld_until_us IS NULL OR withheld_until_us <= %s) ORDER BY id DESC LIMIT %s",
+            (pseudonym, before, now, limit)))
 
     async def records_after(self, after_id: int, limit: int) -> list[StoredRecord]:
         return await self._read(lambda conn: sql.select_records(

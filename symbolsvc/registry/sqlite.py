@@ -24,11 +24,13 @@ from ..errors import ConfigError, ResourceExhausted, Unavailable
 from . import (
     Appended,
     BuildRecord,
+    HoldingRow,
     Integration,
     LogStatus,
     NewHolding,
     NewRecord,
     PlanFn,
+    PublishedPolicy,
     StoredCheckpoint,
     StoredRecord,
 )
@@ -70,6 +72,8 @@ def _open(path: Path, *, readonly: bool) -> sqlite3.Connection:
 
 class SqliteRegistry(SqliteKeyVersions):
     """:class:`symbolsvc.registry.Registry` on one SQLite file."""
+
+    _append_new = staticmethod(sql.append_new)  # keyversions' moves append ISSUE records
 
     def __init__(self, path: Path, *, read_threads: int = 2) -> None:
         self.path = path
@@ -115,9 +119,27 @@ class SqliteRegistry(SqliteKeyVersions):
         return await self._read(sql.lookup_many, list(keys))
 
     async def records_for_subject(
-        self, pseudonym: bytes, before_id: int | None, limit: int
+        self, pseudonym: bytes, before_id: int | None, limit: int, *, now_us: int | None = None
     ) -> list[StoredRecord]:
-        return await self._read(sql.records_for_subject, pseudonym, before_id, limit)
+        return await self._read(sql.records_for_subject, pseudonym, before_id, limit, now_us)
+
+    async def holding_rows(self, keys: Sequence[tuple[str, str]]) -> list[HoldingRow | None]:
+        return await self._read(sql.holding_rows, list(keys))
+
+    async def withheld_for_subject(self, pseudonym: bytes, now_us: int
+                                   ) -> tuple[int, int | None]:
+        return await self._read(sql.withheld_for_subject, pseudonym, now_us)
+
+    async def withheld_due(self, after: tuple[int, int], until_us: int, max_leaf: int, limit: int
+                           ) -> list[StoredRecord]:
+        return await self._read(sql.withheld_due, after, until_us, max_leaf, limit)
+
+    async def policy_version(self, version: bytes) -> PublishedPolicy | None:
+        return await self._read(sql.policy_version, version)
+
+    async def publish_policy(self, version: bytes, record: NewRecord, loaded_at_us: int
+                             ) -> PublishedPolicy:
+        return await self._write(lambda c: sql.publish_policy(c, version, record, loaded_at_us))
 
     async def records_after(self, after_id: int, limit: int) -> list[StoredRecord]:
         return await self._read(sql.records_after, after_id, limit)
@@ -179,11 +201,11 @@ class SqliteRegistry(SqliteKeyVersions):
         self.write_failure = None
 
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
-        rows = [(h.agency, h.symbol, h.sealed_subject) for h in items]
-        return await self._write(sql.issue_merged, rows)
+        return await self._write(sql.issue_merged, list(items))
 
-    async def release(self, agency: str, symbol: str) -> bool | None:
-        return await self._write(lambda c: sql.release(c, agency, symbol))
+    async def release(self, agency: str, symbol: str, *, at_us: int | None = None,
+                      record: NewRecord | None = None) -> bool | None:
+        return await self._write(lambda c: sql.release(c, agency, symbol, at_us, record))
 
     async def append_records(self, records: Sequence[NewRecord]) -> list[int | None]:
         return await self._write(sql.append_merged, list(records))

@@ -14,12 +14,15 @@ from typing import Any
 from . import (
     Appended,
     BuildRecord,
+    HoldingRow,
     Integration,
     IntegrationInput,
     LogState,
     LogStatus,
+    NewHolding,
     NewRecord,
     PlanFn,
+    PublishedPolicy,
     StoredCheckpoint,
     StoredRecord,
     build_records,
@@ -31,6 +34,7 @@ _LIVE = "SELECT sealed_subject FROM holdings WHERE agency = ? AND symbol = ? AND
 
 # Rows per multi-row statement: within SQLite's 32,766 bound variables.
 _CHUNK = 5000
+_MAX_ID = 2**63 - 1
 
 
 def _chunks(rows: list[Any]) -> list[list[Any]]:
@@ -48,37 +52,57 @@ def _live_positions(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> se
 
 
 def issue_merged(
-    conn: sqlite3.Connection, calls: list[list[tuple[str, str, bytes]]]
+    conn: sqlite3.Connection, calls: list[list[NewHolding]]
 ) -> list[list[bool]]:
     """The issue rows of a whole group in one upsert per chunk; per row, True when
-    the row was inserted or re-activated (the first occurrence within the group)."""
-    rows = [row for call in calls for row in call]
+    the row was inserted or re-activated (the first occurrence within the group).
+    The ISSUE records of the new rows are appended in the same transaction."""
+    rows = [(h.agency, h.symbol, h.sealed_subject, h.issued_at_us)
+            for call in calls for h in call]
     changed: set[tuple[str, str]] = set()
     for chunk in _chunks(rows):
         sql = (
-            "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES "  # noqa: S608
-            + _values(len(chunk), 3)
-            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = 0 WHERE released = 1"
+            "INSERT INTO holdings (agency, symbol, sealed_subject, issued_at_us) VALUES "  # noqa: S608
+            + _values(len(chunk), 4)
+            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = 0, "
+            "issued_at_us = excluded.issued_at_us, released_at_us = NULL WHERE released = 1"
             " RETURNING agency, symbol"
         )
         changed.update(conn.execute(sql, [v for row in chunk for v in row]).fetchall())
     out: list[list[bool]] = []
+    records: list[NewRecord] = []
     for call in calls:
         flags = []
-        for agency, symbol, _ in call:
-            key = (agency, symbol)
-            flags.append(key in changed)
+        for h in call:
+            key = (h.agency, h.symbol)
+            new = key in changed
+            flags.append(new)
+            if new and h.record is not None:
+                records.append(h.record)
             changed.discard(key)  # a repeat in the same group is not new
         out.append(flags)
+    if records:
+        append_merged(conn, [records])
     return out
 
 
-def release(conn: sqlite3.Connection, agency: str, symbol: str) -> bool | None:
+def append_new(conn: sqlite3.Connection, records: list[NewRecord]) -> None:
+    """Append records that require no holding (ISSUE/RELEASE/POLICY) in the caller's
+    transaction."""
+    if records:
+        append_merged(conn, [records])
+
+
+def release(conn: sqlite3.Connection, agency: str, symbol: str, at_us: int | None,
+            record: NewRecord | None) -> bool | None:
     cur = conn.execute(
-        "UPDATE holdings SET released = 1 WHERE agency = ? AND symbol = ? AND released = 0",
-        (agency, symbol),
+        "UPDATE holdings SET released = 1, released_at_us = ? "
+        "WHERE agency = ? AND symbol = ? AND released = 0",
+        (at_us, agency, symbol),
     )
     if cur.rowcount == 1:
+        if record is not None:
+            append_merged(conn, [[record]])
         return True
     exists = conn.execute(
         "SELECT 1 FROM holdings WHERE agency = ? AND symbol = ?", (agency, symbol)
@@ -97,7 +121,7 @@ def append_merged(
     required = list({key for call in calls for r in call for key in r.require})
     live = {required[i] for i in _live_positions(conn, required)}
     next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM access_records").fetchone()[0]
-    rows: list[tuple[int, bytes, bytes, bytes]] = []
+    rows: list[tuple[int, bytes, bytes, bytes, int | None]] = []
     out: list[list[int | None]] = []
     for call in calls:
         ids: list[int | None] = []
@@ -105,14 +129,14 @@ def append_merged(
             if not live.issuperset(r.require):
                 ids.append(None)
                 continue
-            rows.append((next_id, r.pseudonym, r.sealed_subject, r.leaf))
+            rows.append((next_id, r.pseudonym, r.sealed_subject, r.leaf, r.withheld_until_us))
             ids.append(next_id)
             next_id += 1
         out.append(ids)
     for chunk in _chunks(rows):
         conn.execute(
-            "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf) "
-            "VALUES " + _values(len(chunk), 4),
+            "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, withheld_until_us) "
+            "VALUES " + _values(len(chunk), 5),
             [v for row in chunk for v in row],
         )
     return out
@@ -174,14 +198,66 @@ def lookup_many(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> list[b
 
 
 def records_for_subject(
-    conn: sqlite3.Connection, pseudonym: bytes, before_id: int | None, limit: int
+    conn: sqlite3.Connection, pseudonym: bytes, before_id: int | None, limit: int,
+    now_us: int | None,
 ) -> list[StoredRecord]:
     rows = conn.execute(
         "SELECT id, leaf, sealed_subject, leaf_index FROM access_records "
-        "WHERE pseudonym = ? AND id < ? ORDER BY id DESC LIMIT ?",
-        (pseudonym, before_id if before_id is not None else 2**63 - 1, limit),
+        "WHERE pseudonym = ? AND id < ? AND (withheld_until_us IS NULL OR withheld_until_us <= ?)"
+        " ORDER BY id DESC LIMIT ?",
+        (pseudonym, before_id if before_id is not None else _MAX_ID,
+         _MAX_ID if now_us is None else now_us, limit),
     ).fetchall()
     return [StoredRecord(*row) for row in rows]
+
+
+def holding_rows(conn: sqlite3.Connection, keys: list[tuple[str, str]]
+                 ) -> list[HoldingRow | None]:
+    out: list[HoldingRow | None] = []
+    for agency, symbol in keys:
+        row = conn.execute(
+            "SELECT sealed_subject, released, moved, issued_at_us, released_at_us "
+            "FROM holdings WHERE agency = ? AND symbol = ?", (agency, symbol)).fetchone()
+        out.append(None if row is None else HoldingRow(
+            agency, symbol, row[0], bool(row[1]), bool(row[2]), row[3], row[4]))
+    return out
+
+
+def withheld_for_subject(conn: sqlite3.Connection, pseudonym: bytes, now_us: int
+                         ) -> tuple[int, int | None]:
+    count, earliest = conn.execute(
+        "SELECT count(*), MIN(withheld_until_us) FROM access_records "
+        "WHERE pseudonym = ? AND withheld_until_us > ?", (pseudonym, now_us)).fetchone()
+    return int(count), earliest
+
+
+def withheld_due(conn: sqlite3.Connection, after: tuple[int, int], until_us: int, max_leaf: int,
+                 limit: int) -> list[StoredRecord]:
+    rows = conn.execute(
+        "SELECT id, leaf, sealed_subject, leaf_index, withheld_until_us FROM access_records "
+        "WHERE (withheld_until_us > ? OR (withheld_until_us = ? AND id > ?)) "
+        "AND withheld_until_us <= ? AND leaf_index <= ? ORDER BY withheld_until_us, id LIMIT ?",
+        (after[0], after[0], after[1], until_us, max_leaf, limit),
+    ).fetchall()
+    return [StoredRecord(*row) for row in rows]
+
+
+def publish_policy(conn: sqlite3.Connection, version: bytes, record: NewRecord,
+                   loaded_at_us: int) -> PublishedPolicy:
+    found = policy_version(conn, version)
+    if found is not None:
+        return found
+    ((rid,),) = append_merged(conn, [[record]])
+    assert rid is not None  # a POLICY record requires no holding
+    conn.execute("INSERT INTO policy_versions (version, record_id, loaded_at_us) "
+                 "VALUES (?, ?, ?)", (version, rid, loaded_at_us))
+    return PublishedPolicy(rid, loaded_at_us)
+
+
+def policy_version(conn: sqlite3.Connection, version: bytes) -> PublishedPolicy | None:
+    row = conn.execute("SELECT record_id, loaded_at_us FROM policy_versions WHERE version = ?",
+                       (version,)).fetchone()
+    return None if row is None else PublishedPolicy(*row)
 
 
 def records_after(conn: sqlite3.Connection, after_id: int, limit: int) -> list[StoredRecord]:
