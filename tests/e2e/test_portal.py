@@ -1,9 +1,10 @@
 """The reference portal (issue 18, docs/PORTAL.md) in a real headless Chromium.
 
-A real ``symbolsvc portal serve`` process calls the suite's shared server over mTLS as the
-portal principal; records and holdings are made by real agency and broker calls; the page
-is read, watched and verified by Debian's chromium through selenium. One test module
-shares one portal and one browser.
+A real ``symbolsvc portal serve`` process calls a real server over mTLS as the portal
+principal; records and holdings are made by real agency and broker calls; the page is
+read, watched and verified by Debian's chromium through selenium. The module shares one
+server (on a deployment whose permission table gives rules a purpose, a legal basis and,
+for one, deferred disclosure), one portal and one browser.
 
 The portal is a client of the API and holds no storage: its cases run on the SQLite
 deployment only (the disclosure API itself is tested on both backends elsewhere).
@@ -20,10 +21,20 @@ from typing import Any
 
 import grpc
 import pytest
-from helpers import Clients, NumberSource, config_with, wait_until
+from helpers import (
+    Clients,
+    NumberSource,
+    Registries,
+    ServerProcess,
+    config_with,
+    copy_deployment,
+    wait_until,
+)
 from helpers.portal import PortalProcess, TamperingProxy, chromium, get
+from symbolsvc_client import Deployment
 
 from bench import browser
+from symbolsvc.portal import i18n
 from symbolsvc.portal.links import load_key, mint
 from symbolsvc.v1 import disclosure_service_pb2 as pb
 
@@ -32,7 +43,37 @@ pytestmark = pytest.mark.sqlite_only("the portal is an API client; the backends 
 
 REQUESTER, PROVIDER = "pension-service", "city-chiyoda"
 OFFICE, ITEM = "survivor-pension", "resident-tax-income"
+INVESTIGATOR = "tax-office"  # its inquiries are withheld from the person for 30 days
+POLICY = """\
+[groups]
+municipalities = ["city-chiyoda", "city-minato"]
+
+[[allow]]
+id          = "survivor-pension-income"
+requester   = "pension-service"
+office_work = "survivor-pension"
+info_item   = "resident-tax-income"
+providers   = ["@municipalities"]
+purpose     = "To work out the survivor's pension from the survivor's income."
+basis       = "My Number Act, art. 19 item 8; Annexed Table 2, item 80"
+
+[[allow]]
+id            = "tax-investigation"
+requester     = "tax-office"
+office_work   = "tax-investigation"
+info_item     = "resident-record"
+providers     = ["city-chiyoda"]
+purpose       = "A tax investigation."
+basis         = "National Tax Act, art. 74-2"
+withhold_days = 30
+"""
 LABELS = """\
+[agencies.portal]
+ja = "マイナポータル"
+en = "The portal (you)"
+[agencies.tax-office]
+ja = "税務署"
+en = "Tax office"
 [agencies.pension-service]
 ja = "日本年金機構"
 en = "Japan Pension Service"
@@ -62,7 +103,7 @@ class Person:
         self.clients = clients
         self.number = numbers.one()
         self.symbols = {a: clients.agency(a).issue(self.number).symbol
-                        for a in (REQUESTER, PROVIDER)}
+                        for a in (REQUESTER, PROVIDER, INVESTIGATOR)}
         self.portal_symbol = clients.portal().agency.issue(self.number).symbol
         self.exchanges = 0
 
@@ -71,6 +112,13 @@ class Person:
         reply = self.clients.broker().translate(
             REQUESTER, self.symbols[REQUESTER], PROVIDER, OFFICE, ITEM,
             f"portal-{self.portal_symbol[-6:]}-{self.exchanges}")
+        return int(reply.record_id)
+
+    def investigate(self) -> int:
+        self.exchanges += 1
+        reply = self.clients.broker().translate(
+            INVESTIGATOR, self.symbols[INVESTIGATOR], PROVIDER, "tax-investigation",
+            "resident-record", f"portal-{self.portal_symbol[-6:]}-{self.exchanges}")
         return int(reply.record_id)
 
     def records(self) -> list[Any]:
@@ -82,12 +130,34 @@ class Person:
 
 
 @pytest.fixture(scope="module")
-def portal(deployment: Path, server: Any, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[PortalProcess]:
-    (deployment / "portal-labels.toml").write_text(LABELS)
-    config = config_with(deployment / "config.toml", {
-        "portal": {"target": server.address, "labels": "portal-labels.toml"}}, "portal")
-    proc = PortalProcess(config, tmp_path_factory.mktemp("portal") / "portal.log").start()
+def portal_server(deployment_template: Path, session_registries: Registries,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    directory = tmp_path_factory.mktemp("portal") / "dep"
+    session_registries.provision(copy_deployment(deployment_template, directory))
+    (directory / "policy.toml").write_text(POLICY)
+    (directory / "portal-labels.toml").write_text(LABELS)
+    proc = ServerProcess(directory / "config.toml", directory.parent / "server.log").start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def clients(portal_server: ServerProcess) -> Iterator[Clients]:
+    c = Clients(Deployment(portal_server.directory), portal_server.address)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def portal(portal_server: ServerProcess) -> Iterator[PortalProcess]:
+    directory = portal_server.directory
+    config = config_with(directory / "config.toml", {
+        "portal": {"target": portal_server.address, "labels": "portal-labels.toml"}}, "portal")
+    proc = PortalProcess(config, directory.parent / "portal.log").start()
     try:
         yield proc
     finally:
@@ -104,6 +174,7 @@ def driver() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def person(clients: Clients, numbers: NumberSource) -> Person:
     p = Person(clients, numbers)
+    p.investigate()  # withheld: counted on the page, never shown
     p.wait_integrated(p.translate())
     return p
 
@@ -149,6 +220,14 @@ def test_page_lists_the_records_and_holdings_made_by_real_calls(
                     "Resident-tax income")}[lang]
     for word in words:  # the agencies, office work and item in words, in the language
         assert word in text
+    assert "To work out the survivor's pension" in text and "Annexed Table 2" in text
+    assert "tax-investigation" not in {r.get_attribute("data-office-work") for r in rows}
+    page = clients.portal().stub.ListAccessRecords(
+        pb.ListAccessRecordsRequest(symbol=person.portal_symbol), timeout=30)
+    assert page.withheld_count == 1
+    release = i18n.format_time(lang, page.next_release_time.ToMicroseconds())
+    deferred = driver.find_element("id", "deferred").text
+    assert "1" in deferred and release in deferred  # how many, and the earliest date
     note = driver.find_element("css selector", ".login-note").text
     assert ("国のログイン" if lang == "ja" else "national login") in note
     vkey = (portal.config.parent / "pki" / "log.vkey").read_text().strip()
@@ -157,7 +236,7 @@ def test_page_lists_the_records_and_holdings_made_by_real_calls(
     if _holdings_supported(clients, person.portal_symbol):
         agencies = {h.get_attribute("data-agency")
                     for h in holdings.find_elements("css selector", "tbody tr")}
-        assert {REQUESTER, PROVIDER, "portal"} <= agencies
+        assert agencies == {REQUESTER, PROVIDER, INVESTIGATOR, "portal"}
     else:  # the server has no ListHoldings yet: the page says so instead of failing
         assert holdings.find_element("css selector", ".unavailable").is_displayed()
     source = driver.page_source
