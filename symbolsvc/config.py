@@ -136,6 +136,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "link_key": Key("path", None),
         "link_ttl_seconds": Key("int", 3600, 60, 2_592_000),
         "labels": Key("path", None),
+        "witness_vkeys": Key("path", None),
+        "witness_quorum": Key("int", 0, 0, 100),
     },
 }
 # [principals.NAME]: one table per principal.

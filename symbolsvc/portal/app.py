@@ -80,8 +80,10 @@ class Portal:
     """The app's state: settings, the link key, the labels, the upstream and the hub."""
 
     def __init__(self, settings: PortalSettings, link_key: bytes, vkey: str,
-                 labels: i18n.Labels, clock: Callable[[], float] | None = None) -> None:
+                 labels: i18n.Labels, clock: Callable[[], float] | None = None,
+                 witnesses: list[str] | None = None) -> None:
         self.settings = settings
+        self.witnesses = witnesses or []
         self.link_key = link_key
         self.vkey = vkey
         self.labels = labels
@@ -143,6 +145,7 @@ class Portal:
                                 body="try_later")
         return self._render(
             "page.html", lang, records=records, holdings=holdings, vkey=self.vkey,
+            witnesses=self.witnesses, quorum=self.settings.witness_quorum,
             token=request.path_params["token"], page_token=page_token,
             newest=max((r.record_id for r in records.records), default=0))
 

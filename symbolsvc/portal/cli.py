@@ -16,7 +16,7 @@ from ..config import load_config
 from ..errors import ConfigError, SymbolsvcError
 from ..symbols import symbol_version
 from .links import load_key, mint
-from .settings import portal_settings
+from .settings import portal_settings, witness_keys
 
 
 def _link(args: argparse.Namespace) -> int:
@@ -60,7 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = portal_settings(config, f"{settings.listen_host}:{sock.getsockname()[1]}"
                                if settings.listen_port == 0 else args.listen)
     portal = Portal(settings, load_key(settings.link_key, create=True), "\n".join(vkeys),
-                    Labels.load(settings.labels))
+                    Labels.load(settings.labels), witnesses=witness_keys(settings))
     ready = f"symbolsvc portal serving on {settings.public_url}"
     # No access log: the path holds the person's link (docs/PORTAL.md).
     server = uvicorn.Server(uvicorn.Config(

@@ -101,6 +101,10 @@ TEXT: dict[str, tuple[str, str]] = {  # key: (ja, en)
     "v_fail": ("検証できませんでした：{why}", "Verification FAILED: {why}"),
     "v_pending": ("まだログに取り込まれていません。少し待ってからもう一度お試しください。",
                   "Not in the log yet. Please try again in a moment."),
+    "v_witnessed": ("{m} 者の立会人のうち {n} 者がこのチェックポイントに連署しています。",
+                    "{n} of the {m} witnesses cosigned this checkpoint."),
+    "witnesses": ("立会人の検証鍵（{k} 者以上の連署を確認します）",
+                  "The witnesses' keys (at least {k} must cosign)"),
     "v_unsupported": ("このブラウザは Ed25519 署名の検証に対応していません。",
                       "This browser cannot check Ed25519 signatures."),
 }

@@ -5,7 +5,8 @@ test_records.py), run in a real headless Chromium with its own WebCrypto.
 * RFC 6962 reference hashes and inclusion proofs (certificate-transparency test data);
 * transparency-dev/merkle inclusion vectors, the failing ones included;
 * golang.org/x/mod/sumdb/note signed notes (Ed25519, one and two signers, wrong keys);
-* the access-record leaf vectors (docs/ACCESS_LOG.md), decoded field by field.
+* the access-record leaf vectors (docs/ACCESS_LOG.md), decoded field by field;
+* witness cosignatures (c2sp.org/tlog-cosignature, cosignature/v1) made here from the spec.
 
 No server: the page is a local file that loads the verifier, and each case is one
 ``execute_async_script`` call returning what the verifier computed.
@@ -14,6 +15,7 @@ No server: the page is a local file that loads the verifier, and each case is on
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,3 +166,66 @@ def test_access_record_leaves_decode_field_by_field(page: Any) -> None:
     bad = run(page, """async (V, hex, unhex, leaf) => V.decodeLeaf(unhex(leaf))""",
               vectors[0]["leaf_hex"] + "00")  # a trailing byte
     assert not bad["ok"] and "trailing" in bad["error"]
+
+
+def _witness(name: str) -> tuple[str, Any]:
+    """A witness key and its cosignature/v1 vkey, written from c2sp.org/tlog-cosignature."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = Ed25519PrivateKey.generate()
+    pub = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    kid = hashlib.sha256(name.encode() + b"\n\x04" + pub).digest()[:4]
+    typed = base64.b64encode(b"\x04" + pub).decode()
+    return f"{name}+{kid.hex()}+{typed}", (name, kid, key)
+
+
+def _cosign(body: str, witness: tuple[str, bytes, Any], timestamp: int) -> str:
+    name, kid, key = witness
+    sig = key.sign(b"cosignature/v1\n" + f"time {timestamp}\n".encode() + body.encode())
+    blob = kid + timestamp.to_bytes(8, "big") + sig
+    return f"\u2014 {name} {base64.b64encode(blob).decode()}\n"
+
+
+def test_witness_cosignatures_are_counted_and_a_bad_one_fails(page: Any) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from symbolsvc.log.checkpoint import Checkpoint, sign_checkpoint, vkey_string
+
+    leaf = bytes.fromhex(_load("access_record_v1.json")["vectors"][0]["leaf_hex"])
+    root = hashlib.sha256(b"\x00" + leaf).digest()  # a one-leaf tree
+    log_key = Ed25519PrivateKey.generate()
+    origin = "symbolsvc.local/access-log"
+    note = sign_checkpoint(Checkpoint(origin, 1, root), log_key)
+    body = note[: note.rindex("\n\n") + 1]
+    (v1, w1), (v2, w2), (v3, _) = (_witness(f"witness.example/w{i}") for i in (1, 2, 3))
+    cosigned = note + _cosign(body, w1, 1_767_225_600) + _cosign(body, w2, 1_767_225_601)
+    line = _cosign(body, w1, 1_767_225_600)
+    blob = bytearray(base64.b64decode(line.split(" ")[2]))
+    blob[11] ^= 1  # the timestamp, no longer the one signed
+    forged = note + line.replace(line.split(" ")[2], base64.b64encode(bytes(blob)).decode() + "\n")
+    proof = {"leaf": base64.b64encode(leaf).decode(), "leaf_index": 0, "checkpoint": cosigned,
+             "hashes": []}
+    log_vkey = vkey_string(origin, log_key.public_key())
+    out = run(page, """async (V, hex, unhex, a) => {
+        const count = async (note, keys) => {
+          try { return await V.countCosignatures(note, keys); } catch (e) { return e.message; }
+        };
+        const record = async (quorum) => {
+          try {
+            const r = await V.verifyRecord(a.proof, a.log, null, {vkeys: a.keys, quorum});
+            return ["ok", r.cosigned];
+          } catch (e) { return ["fail", e.message]; }
+        };
+        return [await count(a.cosigned, a.keys), await count(a.note, a.keys),
+                await count(a.forged, a.keys), await count(a.cosigned, [a.log]),
+                await record(2), await record(3)];
+    }""", {"cosigned": cosigned, "note": note, "forged": forged, "keys": [v1, v2, v3],
+           "proof": proof, "log": log_vkey})
+    assert out["ok"], out
+    both, none, forged_result, wrong_type, quorum2, quorum3 = out["value"]
+    assert (both, none) == (2, 0)
+    assert "does not verify" in forged_result
+    assert "malformed" in wrong_type  # a log (0x01) key is not a witness key
+    assert quorum2 == ["ok", 2]
+    assert quorum3[0] == "fail" and "2 of the 3 witness cosignatures" in quorum3[1]

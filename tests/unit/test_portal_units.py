@@ -118,3 +118,23 @@ def test_portal_settings_default_to_the_files_init_writes(tmp_path: Path) -> Non
         _config(tmp_path, {"listn": "x"})
     with pytest.raises(ConfigError, match="public_url"):
         portal_settings(_config(tmp_path, {"public_url": "ftp://x"}))  # type: ignore[arg-type]
+
+
+def test_witness_keys_must_be_cosignature_vkeys_and_cover_the_quorum(tmp_path: Path) -> None:
+    import base64
+
+    from symbolsvc.portal.settings import witness_keys
+
+    good = "witness.example/w1+1a2b3c4d+" + base64.b64encode(b"\x04" + bytes(32)).decode()
+    log_key = "log.example+1a2b3c4d+" + base64.b64encode(b"\x01" + bytes(32)).decode()
+    path = tmp_path / "witnesses"
+    path.write_text(f"{good}\n\n")
+    s = portal_settings(_config(tmp_path, {  # type: ignore[arg-type]
+        "witness_vkeys": "witnesses", "witness_quorum": 1}))
+    assert witness_keys(s) == [good]
+    path.write_text(f"{good}\n{log_key}\n")
+    with pytest.raises(ConfigError, match="not a cosignature/v1 vkey"):
+        witness_keys(s)
+    s = portal_settings(_config(tmp_path, {"witness_quorum": 1}))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="witness_quorum 1 is more than the 0"):
+        witness_keys(s)

@@ -7,6 +7,11 @@
   const token = table.dataset.token;
   const lang = document.documentElement.lang;
   const vkey = document.getElementById("log-vkey").textContent;
+  const witnessList = document.getElementById("witness-vkeys");
+  const witnesses = {
+    vkeys: witnessList ? [...witnessList.querySelectorAll("code")].map((c) => c.textContent) : [],
+    quorum: witnessList ? Number(witnessList.dataset.quorum) : 0,
+  };
   const message = (key) => document.querySelector(`#messages [data-key="${key}"]`).textContent;
   const verifier = globalThis.SymbolsvcVerify;
 
@@ -28,9 +33,13 @@
         officeWork: row.dataset.officeWork, infoItem: row.dataset.infoItem,
         providers: row.dataset.providers,
       };
-      const result = await verifier.verifyRecord(await reply.json(), vkey, shown);
+      const result = await verifier.verifyRecord(await reply.json(), vkey, shown, witnesses);
       out.textContent = message("v_ok").replace("{index}", result.index)
         .replace("{size}", result.size);
+      if (witnesses.vkeys.length) {
+        out.textContent += " " + message("v_witnessed").replace("{n}", result.cosigned)
+          .replace("{m}", witnesses.vkeys.length);
+      }
       out.classList.add("ok");
       row.dataset.verified = "ok";
     } catch (err) {

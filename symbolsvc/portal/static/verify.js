@@ -6,7 +6,9 @@
 //      (c2sp.org/signed-note; the key is the one printed on the page, name+keyid+key);
 //   2. the note text is a c2sp.org/tlog-checkpoint (origin, tree size, root hash);
 //   3. the RFC 9162 §2.1.3.2 inclusion proof leads from SHA-256(0x00 || leaf) to that root;
-//   4. the leaf decodes (docs/ACCESS_LOG.md, versions 1 and 2) to the record shown.
+//   4. the leaf decodes (docs/ACCESS_LOG.md, versions 1 and 2) to the record shown;
+//   5. when the deployment has witnesses: at least `quorum` of the witness keys shown on the
+//      page validly cosigned the checkpoint (c2sp.org/tlog-cosignature, cosignature/v1).
 // Any failure throws a VerifyError saying which step failed. Tree arithmetic uses BigInt
 // (JavaScript's bit operators are 32-bit). Tested against the server's vectors in
 // tests/e2e/test_portal_verifier.py.
@@ -65,14 +67,15 @@
     return r;
   }
 
-  // c2sp.org/signed-note verifier key: name+hash+base64(0x01 || 32-byte Ed25519 key)
-  async function parseVkey(vkey) {
+  // c2sp.org/signed-note verifier key: name+hash+base64(type || 32-byte Ed25519 key), type
+  // 0x01 for the log's note signatures, 0x04 for witnesses' cosignature/v1
+  async function parseVkey(vkey, type = 1) {
     const parts = vkey.trim().split("+");
     if (parts.length < 3) throw new VerifyError("the verifier key is malformed");
     const [name, hashHex] = parts;
     const raw = b64(parts.slice(2).join("+"));
     if (!name || /\s/.test(name) || !/^[0-9a-f]{8}$/.test(hashHex) || raw.length !== 33 ||
-        raw[0] !== 1) {
+        raw[0] !== type) {
       throw new VerifyError("the verifier key is malformed");
     }
     const keyId = (await sha256(concat(enc.encode(name + "\n"), raw))).slice(0, 4);
@@ -131,6 +134,35 @@
     throw last || new VerifyError("no verifier key is shown");
   }
 
+  // c2sp.org/tlog-cosignature (cosignature/v1): how many of the witnesses' keys validly
+  // cosigned the checkpoint text; a line by a listed witness that fails is a failure.
+  // Signature = key ID (4) || u64 timestamp || Ed25519("cosignature/v1\ntime T\n" || text).
+  async function countCosignatures(note, witnessVkeys) {
+    const split = note.lastIndexOf("\n\n");
+    const text = note.slice(0, split + 1);
+    const lines = note.slice(split + 2).split("\n").filter(Boolean);
+    const good = new Set();
+    for (const vkey of witnessVkeys) {
+      const w = await parseVkey(vkey, 4);
+      const key = await crypto.subtle.importKey("raw", w.publicKey, { name: "Ed25519" }, false,
+                                                ["verify"]);
+      for (const line of lines) {
+        const m = /^\u2014 (\S+) ([A-Za-z0-9+/=]+)$/.exec(line);
+        if (!m || m[1] !== w.name) continue;
+        const blob = b64(m[2]);
+        if (blob.length < 4 || !equal(blob.slice(0, 4), w.keyId)) continue;
+        if (blob.length !== 76) throw new VerifyError(`the cosignature by ${w.name} is malformed`);
+        const time = new DataView(blob.buffer, blob.byteOffset + 4, 8).getBigUint64(0);
+        const message = enc.encode(`cosignature/v1\ntime ${time}\n${text}`);
+        if (!await crypto.subtle.verify({ name: "Ed25519" }, key, blob.slice(12), message)) {
+          throw new VerifyError(`the cosignature by ${w.name} does not verify`);
+        }
+        good.add(w.name);
+      }
+    }
+    return good.size;
+  }
+
   // c2sp.org/tlog-checkpoint body: origin, decimal size, base64 root, optional extensions
   function parseCheckpoint(text) {
     const lines = text.slice(0, -1).split("\n");
@@ -173,9 +205,17 @@
 
   // The whole check for one record. proof: {leaf, leaf_index, checkpoint, hashes} as the
   // portal sends it (base64); shown: what the page shows for the record.
-  async function verifyRecord(proof, vkeys, shown) {
+  // witnesses: {vkeys: [...], quorum: k}; fewer than k valid cosignatures is a failure.
+  async function verifyRecord(proof, vkeys, shown, witnesses = { vkeys: [], quorum: 0 }) {
     const note = proof.checkpoint;
     const checkpoint = parseCheckpoint(await verifyNoteByAny(note, vkeys));
+    const cosigned = await countCosignatures(note, witnesses.vkeys);
+    if (cosigned < witnesses.quorum) {
+      const err = new VerifyError(
+        `the checkpoint carries ${cosigned} of the ${witnesses.quorum} witness cosignatures required`);
+      err.unwitnessed = true;
+      throw err;
+    }
     const leaf = b64(proof.leaf);
     const index = BigInt(proof.leaf_index);
     const root = await rootFromInclusionProof(await leafHash(leaf), index, checkpoint.size,
@@ -189,11 +229,12 @@
         rec.infoItem !== shown.infoItem || rec.providers.join(" ") !== shown.providers)) {
       throw new VerifyError("the logged record differs from the record shown");
     }
-    return { index: index + 1n, size: checkpoint.size, origin: checkpoint.origin, record: rec };
+    return { index: index + 1n, size: checkpoint.size, origin: checkpoint.origin, record: rec,
+             cosigned };
   }
 
   global.SymbolsvcVerify = {
     VerifyError, b64, sha256, leafHash, nodeHash, rootFromInclusionProof, parseVkey,
-    verifyNote, verifyNoteByAny, parseCheckpoint, decodeLeaf, verifyRecord,
+    verifyNote, verifyNoteByAny, countCosignatures, parseCheckpoint, decodeLeaf, verifyRecord,
   };
 })(globalThis);
