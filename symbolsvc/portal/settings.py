@@ -10,7 +10,7 @@ from pathlib import Path
 from ..config import Config
 from ..errors import ConfigError
 
-_WITNESS_VKEY = re.compile(r"[^+\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]{43}=")
+_WITNESS_VKEY = re.compile(r"[^+\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ def witness_keys(settings: PortalSettings) -> list[str]:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{settings.witness_vkeys}: cannot read: {exc}") from None
         for line in filter(None, (ln.strip() for ln in text.splitlines())):
-            if not _WITNESS_VKEY.fullmatch(line) or _typed(line.rsplit("+", 1)[-1]) != 0x04:
+            if not _WITNESS_VKEY.fullmatch(line) or _typed(line.split("+", 2)[2]) != 0x04:
                 raise ConfigError(f"{settings.witness_vkeys}: {line[:40]!r} is not a "
                                   "cosignature/v1 vkey (name+hash+base64(0x04 || key))")
             keys.append(line)
