@@ -141,7 +141,7 @@ class Portal:
             return self._render("message.html", lang, 404, heading="not_found",
                                 body="unknown_person")
         except grpc.aio.AioRpcError:
-            return self._render("message.html", lang, 503, heading="not_found",
+            return self._render("message.html", lang, 503, heading="unavailable_title",
                                 body="try_later")
         return self._render(
             "page.html", lang, records=records, holdings=holdings, vkey=self.vkey,

@@ -90,6 +90,7 @@ TEXT: dict[str, tuple[str, str]] = {  # key: (ja, en)
     "not_found": ("見つかりません", "Not found"),
     "unknown_person": ("このリンクの方の記録は見つかりません。",
                        "No records are known for the person this link names."),
+    "unavailable_title": ("ただいま利用できません", "Temporarily unavailable"),
     "try_later": ("サーバーに接続できません。しばらくしてからもう一度お試しください。",
                   "The server cannot be reached. Please try again later."),
     # the verifier's messages (static/portal.js reads them from the page)

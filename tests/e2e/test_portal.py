@@ -331,6 +331,8 @@ def test_nothing_about_another_person_is_reachable_by_changing_the_link(
     status, headers, body = get(mine)
     assert status == 200 and other.portal_symbol.encode() not in body
     assert f'id="r{theirs}"'.encode() not in body
+    for r in person.records():  # every record of mine is in the HTML itself: reading needs no JS
+        assert f'id="r{r.record_id}"'.encode() in body
     # the page is served under a strict policy: no inline script or style, nothing foreign
     csp = headers["content-security-policy"]
     assert "default-src 'none'" in csp and "script-src 'self'" in csp
