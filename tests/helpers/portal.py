@@ -3,8 +3,8 @@ Chromium driving it, and a proxy that tampers with proofs in transit.
 
 * :class:`PortalProcess` — starts the portal on a free port, learns the port from its
   ``symbolsvc portal serving on URL`` line, stops it with SIGTERM.
-* :func:`chromium` — a selenium driver for Debian's chromium and chromedriver (the flags of
-  ``bench/browser.py``), nothing downloaded.
+* :func:`chromium` — ``bench.browser.chromium``: a selenium driver for Debian's chromium and
+  chromedriver, nothing downloaded.
 * :class:`TamperingProxy` — forwards GETs to the portal, flipping one byte of every record
   proof it carries (and answering the event stream with 204, so the page stays quiet).
 """
@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import queue
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+
+from bench.browser import chromium
+
+__all__ = ["PortalProcess", "TamperingProxy", "chromium", "get"]
 
 READY = "symbolsvc portal serving on "
 
@@ -91,27 +90,6 @@ def get(url: str) -> tuple[int, dict[str, str], bytes]:
             return reply.status, dict(reply.headers), reply.read()
     except urllib.error.HTTPError as err:
         return err.code, dict(err.headers), err.read()
-
-
-@contextmanager
-def chromium() -> Iterator[Any]:
-    os.environ.setdefault("SE_OFFLINE", "true")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    from bench.browser import CHROMEDRIVER, CHROMIUM, FLAGS
-
-    with tempfile.TemporaryDirectory(prefix="portal-chromium-") as profile:
-        opts = webdriver.ChromeOptions()
-        opts.binary_location = str(CHROMIUM)
-        for flag in (*FLAGS, f"--user-data-dir={profile}"):
-            opts.add_argument(flag)
-        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
-        try:
-            yield driver
-        finally:
-            driver.quit()
 
 
 def _flip(b64: str) -> str:
