@@ -51,12 +51,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _policy_check(args: argparse.Namespace) -> int:
     from .config import agencies_without_principal
-    from .policy import Policy
+    from .policy import DEFAULT_MAX_WITHHOLD_DAYS, Policy
 
-    table = Policy.load(Path(args.file))
     config_path = Path(args.config) if args.config else Path(args.file).parent / "config.toml"
-    if args.config or config_path.exists():
-        unknown = agencies_without_principal(table, load_config(config_path))
+    config = load_config(config_path) if args.config or config_path.exists() else None
+    table = Policy.load(Path(args.file), max_withhold_days=(
+        config.max_withhold_days if config is not None else DEFAULT_MAX_WITHHOLD_DAYS))
+    if config is not None:
+        unknown = agencies_without_principal(table, config)
         if unknown:
             level = "error" if args.strict else "warning"
             print(f"symbolsvc: {level}: {args.file}: agency IDs no principal of {config_path} "
@@ -67,7 +69,7 @@ def _policy_check(args: argparse.Namespace) -> int:
         raise ConfigError(f"--strict needs the deployment's config.toml (--config); "
                           f"{config_path} does not exist")
     print(f"{args.file}: OK, {table.rules} rules, {len(table.providers)} "
-          "(requester, office work, info item) entries")
+          f"(requester, office work, info item) entries, version {table.version.hex()}")
     return 0
 
 

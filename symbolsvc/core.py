@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from . import rotation
 from .errors import InvalidArgument, NotFound, PermissionDenied, SymbolsvcError
-from .newrecords import exchange_record, linkage_record
+from .newrecords import exchange_record, linkage_record, linkage_records
 from .numbers import validate_individual_number
 from .policy import Policy, PolicyHolder, Rule, is_ident
 from .records import AccessKind
@@ -130,7 +130,7 @@ class Core:
             now = self._clock_us()
             issued = await rotation.issue_subjects(
                 d, self.registry, agency, sids, now_us=now,
-                record=lambda sid: linkage_record(d, AccessKind.ISSUE, now, agency, sid))
+                records=lambda s: linkage_records(d, AccessKind.ISSUE, now, agency, s))
             for i, (symbol, new) in zip(pending, issued, strict=True):
                 out[i] = Issued(symbol, new, version)
         return _filled(out)

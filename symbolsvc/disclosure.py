@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from .errors import FailedPrecondition, InvalidArgument, NotFound, SymbolsvcError, Unavailable
 from .log.fanout import SharedScans
@@ -40,6 +41,9 @@ PROGRESS_INTERVAL_S = 5.0
 """A watch sends a progress-only message (cursor, no record) at most this often."""
 WATCH_SCAN = 500
 """Leaves one watch step examines (one read, one holdings look-up per subject)."""
+DUE_STEP_US = 1_000_000
+"""A watch's "now" for withheld records is rounded down to this, so watchers caught up
+together share one read of the records that became due (and one holdings look-up)."""
 _MAX_INDEX = (1 << 63) - 1  # leaf indices and sizes are signed 64-bit in storage
 _N = r"(0|[1-9][0-9]{0,18})"
 _CURSOR = re.compile(rf"L{_N}(?:W{_N}(?:\.{_N})?)?")
@@ -190,11 +194,11 @@ class Disclosure:
         loop = asyncio.get_running_loop()
         quiet_until = 0.0  # the first step reports progress at once
         while not self._notifier.closed:
-            now = self._clock_us()
+            now = self._clock_us() // DUE_STEP_US * DUE_STEP_US
             # Withheld records already passed whose date has come, in (date, id) order.
-            due = await self._store.withheld_due(mark, now, after, WATCH_SCAN)
+            due, labels = await self._scans.share(
+                ("due", portal, after, mark, now), partial(self._due, portal, after, mark, now))
             if due:
-                labels = await self.portal_symbols(portal, [r.sealed_subject for r in due])
                 for row, label in zip(due, labels, strict=True):
                     mark = (row.withheld_until_us or 0, row.id)
                     if label is not None and row.leaf_index is not None:
@@ -230,6 +234,13 @@ class Disclosure:
                     continue
             await self._notifier.wait_for_growth(after + 1, self._poll)
         raise _shutting_down()
+
+    async def _due(self, portal: str, after: int, mark: Mark, now: int
+                   ) -> tuple[list[StoredRecord], list[str | None]]:
+        rows = await self._store.withheld_due(mark, now, after, WATCH_SCAN)
+        if not rows:
+            return rows, []
+        return rows, await self.portal_symbols(portal, [r.sealed_subject for r in rows])
 
     async def _scan(self, portal: str, after: int) -> tuple[list[StoredRecord],
                                                           list[str | None]]:

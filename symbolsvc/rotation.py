@@ -17,6 +17,7 @@ The subject id is what ties one agency's rows across versions; it is derived
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 from .errors import InvalidArgument, NotFound, SymbolsvcError
@@ -28,17 +29,19 @@ from .symbols import Deriver
 async def issue_subjects(
     deriver: Deriver, registry: HoldingsStore, agency: str, sids: Sequence[bytes],
     *, revive: bool = True, now_us: int | None = None,
-    record: Callable[[bytes], NewRecord] | None = None,
+    records: Callable[[Sequence[bytes]], list[NewRecord]] | None = None,
 ) -> list[tuple[str, bool]]:
     """Issue current-version holdings for subject ids; per item (symbol, newly registered).
     With ``revive`` False (upgrades) a holding that is not live is left alone (newly True).
-    ``record(sid)`` builds the ISSUE record appended with each new holding."""
+    ``records(sids)`` builds the ISSUE records appended with the new holdings."""
     version = deriver.current_version
     holdings = []
-    for sid in sids:
+    built = records(sids) if records is not None else [None] * len(sids)
+    nonces = os.urandom(12 * len(sids))
+    for i, (sid, record) in enumerate(zip(sids, built, strict=True)):
         symbol = deriver.symbol(agency, sid, version)
-        holdings.append(NewHolding(agency, symbol, deriver.seal(sid, agency, symbol), now_us,
-                                   None if record is None else record(sid)))
+        holdings.append(NewHolding(agency, symbol, deriver.seal(
+            sid, agency, symbol, nonces[12 * i:12 * i + 12]), now_us, record))
     if not deriver.older_versions and revive:
         fresh = await registry.issue(holdings)
     else:

@@ -71,13 +71,16 @@ async def issue(
 
 
 async def append_new(conn: psycopg.AsyncConnection[Any], records: Sequence[NewRecord]) -> None:
-    """Append records that require no holding (ISSUE/RELEASE), a chunk per statement."""
-    for chunk in chunks(records):
-        await conn.execute(
-            "INSERT INTO access_records (pseudonym, sealed_subject, leaf, withheld_until_us) "
-            "SELECT * FROM unnest(%s::bytea[], %s::bytea[], %s::bytea[], %s::bigint[])",
-            ([r.pseudonym for r in chunk], [r.sealed_subject for r in chunk],
-             [r.leaf for r in chunk], [r.withheld_until_us for r in chunk]))
+    """Append records that require no holding (ISSUE/RELEASE) with one COPY (as the
+    integration writes tree nodes: several times faster than a multi-row INSERT, and
+    accepted by CockroachDB, YugabyteDB and Citus alike)."""
+    if not records:
+        return
+    async with conn.cursor() as cur, cur.copy(
+            "COPY access_records (pseudonym, sealed_subject, leaf, withheld_until_us) "
+            "FROM STDIN") as copy:
+        for r in records:
+            await copy.write_row((r.pseudonym, r.sealed_subject, r.leaf, r.withheld_until_us))
 
 
 async def release(conn: psycopg.AsyncConnection[Any], agency: str, symbol: str,

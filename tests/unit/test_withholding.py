@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from symbolsvc.core import Core, TranslateRequest
-from symbolsvc.disclosure import Disclosure, WatchItem
+from symbolsvc.disclosure import DUE_STEP_US, Disclosure, WatchItem
 from symbolsvc.errors import FailedPrecondition
 from symbolsvc.keys import Keyring
 from symbolsvc.log.integrate import planner
@@ -118,7 +118,7 @@ def test_withheld_records_reach_the_portal_only_after_their_date(tmp_path: Path)
             assert "inv-1" not in {i.record.record.exchange_id for i in before if i.record}
             # Resume from the last cursor after the date: the withheld record, once.
             cursor = before[-1].cursor
-            clock.now = hidden.time_us + 30 * DAY_US
+            clock.now = hidden.time_us + 30 * DAY_US + DUE_STEP_US  # the watch steps by 1 s
             page, _, withheld = await disclosure.list_records("portal", me, 0, "")
             assert "inv-1" in {d.record.exchange_id for d in page} and withheld.count == 0
             await disclosure.record_proof("portal", me, held.record_id)
