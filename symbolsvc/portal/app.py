@@ -146,7 +146,7 @@ class Portal:
         return self._render(
             "page.html", lang, records=records, holdings=holdings, vkey=self.vkey,
             witnesses=self.witnesses, quorum=self.settings.witness_quorum,
-            token=request.path_params["token"], page_token=page_token,
+            page_token=page_token,
             newest=max((r.record_id for r in records.records), default=0))
 
     async def proof(self, request: Request) -> Response:

@@ -4,7 +4,6 @@
 (function () {
   const table = document.getElementById("records-table");
   if (!table) return;
-  const token = table.dataset.token;
   const lang = document.documentElement.lang;
   const vkey = document.getElementById("log-vkey").textContent;
   const witnessList = document.getElementById("witness-vkeys");
@@ -21,7 +20,8 @@
     out.className = "verdict";
     out.textContent = message("v_running");
     try {
-      const reply = await fetch(`/p/${token}/proof/${row.dataset.recordId}`,
+      // relative to the page (/p/TOKEN/): the link stays the only place naming the person
+      const reply = await fetch(`proof/${encodeURIComponent(row.dataset.recordId)}`,
                                 { credentials: "same-origin", cache: "no-store" });
       if (reply.status === 409) {
         out.textContent = message("v_pending");
@@ -63,7 +63,7 @@
   const status = document.getElementById("live-status");
   const body = table.tBodies[0];
   const source = new EventSource(
-    `/p/${token}/events?after=${encodeURIComponent(table.dataset.newest)}&lang=${lang}`);
+    `events?after=${encodeURIComponent(table.dataset.newest)}&lang=${lang}`);
   source.addEventListener("ready", () => { table.dataset.liveState = "ready"; });
   source.addEventListener("error", () => { table.dataset.liveState = "reconnecting"; });
   source.addEventListener("record", (event) => {
