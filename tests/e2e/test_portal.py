@@ -341,3 +341,8 @@ def test_nothing_about_another_person_is_reachable_by_changing_the_link(
     assert not re.search(r"<script(?![^>]*\bsrc=)", html) and " style=" not in html
     assert not re.search(r"(src|href)=\"(https?:)?//", html)
     assert headers["referrer-policy"] == "no-referrer" and headers["cache-control"] == "no-store"
+    # the portal's own log names nobody: no link, no symbol, no number
+    log = portal.log_path.read_text()
+    for secret in (mine.split("/p/")[1].strip("/"), person.portal_symbol, person.number,
+                   other.portal_symbol, other.number):
+        assert secret not in log
