@@ -31,7 +31,7 @@ from .views import RecordView
 log = logging.getLogger("symbolsvc.portal")
 
 QUEUE_BOUND = 256
-RETRY_MAX_S = 10.0
+RETRY_MAX_S = 5.0
 FRESH_MARGIN_US = 60_000_000  # a record this much older than the watch counts as live
 
 

@@ -31,7 +31,7 @@ from helpers import (
     wait_until,
 )
 from helpers.portal import PortalProcess, TamperingProxy, chromium, get
-from symbolsvc_client import Deployment
+from symbolsvc_client import CallError, Deployment
 
 from bench import browser
 from symbolsvc.portal import i18n
@@ -346,3 +346,26 @@ def test_nothing_about_another_person_is_reachable_by_changing_the_link(
     for secret in (mine.split("/p/")[1].strip("/"), person.portal_symbol, person.number,
                    other.portal_symbol, other.number):
         assert secret not in log
+
+
+def test_live_updates_resume_after_the_server_restarts(
+        portal: PortalProcess, portal_server: ServerProcess, driver: Any, person: Person) -> None:
+    driver.get(portal.link(person.portal_symbol))
+    table = driver.find_element("id", "records-table")
+    wait_until(lambda: table.get_attribute("data-live-state") == "ready", WAIT,
+               "the page's event stream")
+    portal_server.stop()
+    portal_server.restart()  # same port: the portal's channel and watch reconnect by themselves
+
+    def broker_back() -> bool:  # the test's own broker channel reconnects too
+        try:
+            return person.clients.broker().health() == 1
+        except CallError:
+            return False
+
+    wait_until(broker_back, WAIT, "the broker's channel to reconnect")
+    record_id = person.translate()
+    wait_until(lambda: driver.find_elements("id", f"r{record_id}"), WAIT,
+               "the record made after the restart to appear")
+    ids = [r.get_attribute("data-record-id") for r in _rows(driver)]
+    assert len(ids) == len(set(ids))  # resumed from the cursor: nothing shown twice
