@@ -39,8 +39,7 @@ async def _round(d: Deriver, registry: HoldingsStore, batch: int, records: bool
     builder = (lambda s: linkage_records(d, AccessKind.ISSUE, now, AGENCY, s)) \
         if records else None
     start, cpu = time.perf_counter(), time.process_time()
-    issued = await rotation.issue_subjects(d, registry, AGENCY, sids, now_us=now,
-                                           records=builder)
+    issued = await rotation.issue_subjects(d, registry, AGENCY, sids, records=builder)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert all(new for _, new in issued)
     return elapsed, cpu

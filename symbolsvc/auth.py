@@ -80,12 +80,17 @@ def identify(auth_context: Mapping[str, Sequence[bytes]], principals: Mapping[st
 def authorize(p: Principal, method: str) -> None:
     """Raise PermissionDenied (and log it) unless ``p`` may call ``method``."""
     roles = METHOD_ROLES.get(method)
-    if roles is not None and roles & p.roles:
-        return
-    service = method[1:].rsplit("/", 1)[0] if method.startswith("/") else ""
-    role = SERVICE_ROLES.get(service)
-    if role == ANY_PRINCIPAL or (role is not None and role in p.roles):
-        return
+    if roles is not None:
+        if roles & p.roles:
+            return
+        role: str | None = "|".join(sorted(roles))  # logged as "auditor|portal"
+        needs = " or ".join(repr(r) for r in sorted(roles))
+    else:
+        service = method[1:].rsplit("/", 1)[0] if method.startswith("/") else ""
+        role = SERVICE_ROLES.get(service)
+        if role == ANY_PRINCIPAL or (role is not None and role in p.roles):
+            return
+        needs = repr(role)
     security_log.warning(
         "call refused: missing role",
         extra={"event": "role_denied", "principal": p.name, "method": method,
@@ -94,5 +99,5 @@ def authorize(p: Principal, method: str) -> None:
     raise PermissionDenied(
         "MISSING_ROLE",
         f"principal {p.name!r} may not call {method}"
-        + (f" (needs role {role!r})" if role else ""),
+        + (f" (needs role {needs})" if role else ""),
     )

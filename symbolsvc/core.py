@@ -129,7 +129,7 @@ class Core:
         if sids:
             now = self._clock_us()
             issued = await rotation.issue_subjects(
-                d, self.registry, agency, sids, now_us=now,
+                d, self.registry, agency, sids,
                 records=lambda s: linkage_records(d, AccessKind.ISSUE, now, agency, s))
             for i, (symbol, new) in zip(pending, issued, strict=True):
                 out[i] = Issued(symbol, new, version)
@@ -153,9 +153,8 @@ class Core:
         now = self._clock_us()
         record = linkage_record(d, AccessKind.RELEASE, now, agency, sid)
         if d.older_versions:  # a holding may have rows under several versions
-            return await rotation.release(d, self.registry, agency, symbol, sid,
-                                          now_us=now, record=record)
-        was_held = await self.registry.release(agency, symbol, at_us=now, record=record)
+            return await rotation.release(d, self.registry, agency, symbol, sid, record=record)
+        was_held = await self.registry.release(agency, symbol, record=record)
         if was_held is None:
             raise NotFound("NOT_ISSUED", "this agency was never issued that symbol", "symbol")
         return was_held

@@ -28,7 +28,7 @@ from .symbols import Deriver
 
 async def issue_subjects(
     deriver: Deriver, registry: HoldingsStore, agency: str, sids: Sequence[bytes],
-    *, revive: bool = True, now_us: int | None = None,
+    *, revive: bool = True,
     records: Callable[[Sequence[bytes]], list[NewRecord]] | None = None,
 ) -> list[tuple[str, bool]]:
     """Issue current-version holdings for subject ids; per item (symbol, newly registered).
@@ -41,27 +41,25 @@ async def issue_subjects(
     for i, (sid, record) in enumerate(zip(sids, built, strict=True)):
         symbol = deriver.symbol(agency, sid, version)
         holdings.append(NewHolding(agency, symbol, deriver.seal(
-            sid, agency, symbol, nonces[12 * i:12 * i + 12]), now_us, record))
+            sid, agency, symbol, nonces[12 * i:12 * i + 12]), record))
     if not deriver.older_versions and revive:
         fresh = await registry.issue(holdings)
     else:
         older = deriver.older_versions
         fresh = await registry.issue_moving([
             Move(Holding(h.agency, h.symbol, h.sealed_subject),
-                 tuple(deriver.symbol(agency, sid, v) for v in older), revive,
-                 h.issued_at_us, h.record)
+                 tuple(deriver.symbol(agency, sid, v) for v in older), revive, h.record)
             for h, sid in zip(holdings, sids, strict=True)
         ])
     return [(h.symbol, new) for h, new in zip(holdings, fresh, strict=True)]
 
 
 async def release(deriver: Deriver, registry: HoldingsStore, agency: str, symbol: str,
-                  sid: bytes, *, now_us: int | None = None,
-                  record: NewRecord | None = None) -> bool:
+                  sid: bytes, *, record: NewRecord | None = None) -> bool:
     """Release all rows of the holding that ``symbol`` names (``sid``: its subject id),
     appending ``record`` when it was live. Returns whether it was live."""
     return await registry.release_all(agency, deriver.symbols_all_versions(agency, sid),
-                                      at_us=now_us, record=record)
+                                      record=record)
 
 
 async def newest_live(

@@ -7,6 +7,11 @@ unseals, every candidate agency's symbol under every accepted key version and re
 those rows (live or released). The candidates are the deployment's agencies (principals
 with the agency role, reloaded on SIGHUP) and every agency named by an ISSUE record of
 the subject (an agency since removed from the configuration still shows).
+
+Holdings store no time (a time in a holding's row would join it to its ISSUE record
+and so to the subject's pseudonym: docs/DISCLOSURE.md); the dates come from the
+subject's ISSUE and RELEASE records. A holding from before ISSUE records existed has
+no ``since``.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ from .errors import InvalidArgument, NotFound
 from .policy import PolicyHolder
 from .policytable import Table, TableError, parse
 from .records import AccessKind, AccessRecord, LeafError
-from .registry import HoldingRow, HoldingsStore, LogStore
+from .registry import HoldingsStore, LogStore
 from .subjects import unseal_holding
 from .symbols import Deriver
 
-ISSUE_SCAN = 1000
-"""Newest records of the subject read to find agencies named by ISSUE records."""
+RECORD_PAGE = 1000
+MAX_RECORD_PAGES = 20
+"""ListHoldings reads at most this many pages of the subject's records (newest first) for
+the dates of its ISSUE and RELEASE records."""
 _VERSION = re.compile(r"[0-9a-f]{64}")
 
 
@@ -105,25 +112,40 @@ class Transparency:
         if sealed is None:
             raise NotFound("NOT_HOLDING", "the portal holds no subject with that symbol", "symbol")
         sid = unseal_holding(d, sealed, portal, symbol)
-        candidates = set(self.agencies()) | {portal}
-        for stored in await self._holdings.records_for_subject(d.log_pseudonym(sid), None,
-                                                               ISSUE_SCAN):
-            try:
-                record = AccessRecord.decode(stored.leaf)
-            except LeafError:
-                continue
-            if record.kind is AccessKind.ISSUE:
-                candidates.add(record.requester)
-        agencies = sorted(candidates)
+        issued, released = await self._linkage_times(d.log_pseudonym(sid))
+        agencies = sorted(set(self.agencies()) | {portal} | set(issued))
         keys = [(a, s) for a in agencies for s in d.symbols_all_versions(a, sid)]
-        rows = await self._holdings.holding_rows(keys)
-        by_agency: dict[str, list[HoldingRow]] = {}
-        for row in rows:
+        live: dict[str, bool] = {}
+        for row in await self._holdings.holding_rows(keys):
             if row is not None:
-                by_agency.setdefault(row.agency, []).append(row)
-        views = [_view(agency, found) for agency, found in by_agency.items()]
+                live[row.agency] = live.get(row.agency, False) or not row.released
+        views = [HoldingView(a, issued.get(a), not is_live,
+                             None if is_live else released.get(a))
+                 for a, is_live in live.items()]
         views.sort(key=lambda v: (v.since_us or 0, v.agency))
         return views
+
+    async def _linkage_times(self, pseudonym: bytes) -> tuple[dict[str, int], dict[str, int]]:
+        """Per agency, the time of its latest ISSUE and latest RELEASE record about the
+        subject (newest first, so the first seen is the latest)."""
+        issued: dict[str, int] = {}
+        released: dict[str, int] = {}
+        before = None
+        for _ in range(MAX_RECORD_PAGES):
+            rows = await self._holdings.records_for_subject(pseudonym, before, RECORD_PAGE)
+            for stored in rows:
+                try:
+                    record = AccessRecord.decode(stored.leaf)
+                except LeafError:
+                    continue
+                if record.kind is AccessKind.ISSUE:
+                    issued.setdefault(record.requester, record.time_us)
+                elif record.kind is AccessKind.RELEASE:
+                    released.setdefault(record.requester, record.time_us)
+            if len(rows) < RECORD_PAGE:
+                break
+            before = rows[-1].id
+        return issued, released
 
     async def get_policy(self, version_hex: str) -> PolicyView:
         """A published table by version (hex), or the current one for ''."""
@@ -142,16 +164,3 @@ class Transparency:
                            "ever published", "version")
         table = AccessRecord.decode(row.leaf).policy_table or ""
         return PolicyView(version, table, published.loaded_at_us, published.record_id)
-
-
-def _view(agency: str, rows: list[HoldingRow]) -> HoldingView:
-    """One agency's holding from its rows under every key version: live when any row is;
-    since the earliest issue time of the rows that count (the live ones, else all)."""
-    live = [r for r in rows if not r.released]
-    counted = live or rows
-    times = [r.issued_at_us for r in counted if r.issued_at_us is not None]
-    released_at = None
-    if not live:
-        ends = [r.released_at_us for r in rows if r.released_at_us is not None]
-        released_at = max(ends) if ends else None
-    return HoldingView(agency, min(times) if times else None, not live, released_at)

@@ -44,13 +44,12 @@ class NewRecord:
 
 @dataclass(frozen=True, slots=True)
 class NewHolding:
-    """A holding to issue at ``issued_at_us``; ``record`` (its ISSUE record) is appended in
-    the same transaction exactly when the holding is new (or re-created after release)."""
+    """A holding to issue; ``record`` (its ISSUE record) is appended in the same transaction
+    exactly when the holding is new (or re-created after release)."""
 
     agency: str
     symbol: str
     sealed_subject: bytes
-    issued_at_us: int | None = None
     record: NewRecord | None = None
 
 
@@ -63,8 +62,6 @@ class HoldingRow:
     sealed_subject: bytes
     released: bool
     moved: bool
-    issued_at_us: int | None
-    released_at_us: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,11 +275,11 @@ class HoldingsStore(KeyVersionStore, Protocol):
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         """Register holdings; per item True when new (or re-created after release)."""
 
-    async def release(self, agency: str, symbol: str, *, at_us: int | None = None,
+    async def release(self, agency: str, symbol: str, *,
                       record: NewRecord | None = None) -> bool | None:
-        """End a holding at ``at_us``: True if it was live, False if already released, None
-        if unknown. ``record`` (its RELEASE record) is appended in the same transaction
-        exactly when the holding was live."""
+        """End a holding: True if it was live, False if already released, None if unknown.
+        ``record`` (its RELEASE record) is appended in the same transaction exactly when
+        the holding was live."""
 
     async def holding_rows(self, keys: Sequence[tuple[str, str]]) -> list[HoldingRow | None]:
         """The stored rows (live or released) of holdings ``(agency, symbol)``, in order."""

@@ -30,7 +30,6 @@ class Move:
     holding: Holding
     older: tuple[str, ...]
     revive: bool = True  # False (an upgrade): change nothing unless a row is live
-    issued_at_us: int | None = None
     record: Any = None  # the holding's ISSUE record (a NewRecord), appended when it is new
 
 
@@ -59,9 +58,9 @@ class KeyVersionStore(Protocol):
         changes nothing), in one durable transaction."""
 
     async def release_all(self, agency: str, symbols: Sequence[str], *,
-                          at_us: int | None = None, record: Any = None) -> bool:
-        """Release every listed row of one holding in one transaction at ``at_us``; True if
-        any was live. ``record`` (a RELEASE record) is appended exactly when one was."""
+                          record: Any = None) -> bool:
+        """Release every listed row of one holding in one transaction; True if any was
+        live. ``record`` (a RELEASE record) is appended exactly when one was."""
 
     async def key_version_counts(self) -> list[VersionCount]:
         """Per key version present in the registry: live, moved and released rows."""
@@ -115,28 +114,20 @@ def _sqlite_moves(conn: sqlite3.Connection, moves: list[Move],
         if not apply:
             continue
         conn.execute(
-            "INSERT INTO holdings (agency, symbol, sealed_subject, issued_at_us) VALUES "  # noqa: S608
-            + ",".join(["(?, ?, ?, ?)"] * len(apply))
-            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = 0, moved = 0, "
-            + _REISSUED,
+            "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES "  # noqa: S608
+            + ",".join(["(?, ?, ?)"] * len(apply))
+            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = 0, moved = 0",
             [v for m in apply for v in (m.holding.agency, m.holding.symbol,
-                                        m.holding.sealed_subject, m.issued_at_us)],
+                                        m.holding.sealed_subject)],
         )
         older = [(m.holding.agency, s) for m in apply for s in m.older]
         if older:
             conn.executemany(
-                "UPDATE holdings SET moved = 1, released = 0, released_at_us = NULL "
-                "WHERE agency = ? AND symbol = ?",
+                "UPDATE holdings SET moved = 1, released = 0 WHERE agency = ? AND symbol = ?",
                 older,
             )
         append(conn, _new_records(chunk, fresh))
     return out
-
-
-# A re-created holding starts anew; a live one keeps its time.
-_REISSUED = ("issued_at_us = CASE WHEN holdings.released THEN excluded.issued_at_us "
-             "ELSE COALESCE(holdings.issued_at_us, excluded.issued_at_us) END, "
-             "released_at_us = NULL")
 
 
 def _new_records(moves: list[Move], fresh: list[bool]) -> list[Any]:
@@ -146,13 +137,13 @@ def _new_records(moves: list[Move], fresh: list[bool]) -> list[Any]:
 
 
 def _sqlite_release_all(conn: sqlite3.Connection, agency: str, symbols: list[str],
-                        at_us: int | None, records: list[Any],
+                        records: list[Any],
                         append: Callable[[sqlite3.Connection, list[Any]], None]) -> bool:
     marks = ",".join("?" * len(symbols))
     cur = conn.execute(
-        f"UPDATE holdings SET released = 1, released_at_us = ? WHERE agency = ? "  # noqa: S608
-        f"AND symbol IN ({marks}) AND released = 0",
-        [at_us, agency, *symbols],
+        f"UPDATE holdings SET released = 1 WHERE agency = ? AND symbol IN ({marks}) "  # noqa: S608
+        "AND released = 0",
+        [agency, *symbols],
     )
     if cur.rowcount > 0:
         append(conn, records)
@@ -199,11 +190,11 @@ class SqliteKeyVersions:
         return await self._write(lambda c: _sqlite_moves(c, todo, append)) if todo else []
 
     async def release_all(self, agency: str, symbols: Sequence[str], *,
-                          at_us: int | None = None, record: Any = None) -> bool:
+                          record: Any = None) -> bool:
         """Release every row of one holding; True if any was live."""
         syms, records, append = list(symbols), [record] if record else [], self._append_new
         return await self._write(
-            lambda c: _sqlite_release_all(c, agency, syms, at_us, records, append))
+            lambda c: _sqlite_release_all(c, agency, syms, records, append))
 
     async def key_version_counts(self) -> list[VersionCount]:
         return await self._read(_sqlite_counts)
@@ -228,35 +219,33 @@ async def _pg_moves(conn: Any, moves: list[Move], append: Any) -> list[bool]:
     )
     live = {(a, s) for a, s, released in await cur.fetchall() if not released}
     fresh, apply = _plan(moves, live)
-    current = sorted({(m.holding.agency, m.holding.symbol): (m.holding.sealed_subject,
-                                                              m.issued_at_us)
+    current = sorted({(m.holding.agency, m.holding.symbol): m.holding.sealed_subject
                       for m in apply}.items())
     if current:
         await conn.execute(
-            "INSERT INTO holdings (agency, symbol, sealed_subject, issued_at_us) "  # noqa: S608
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::bigint[]) "
-            "ON CONFLICT (agency, symbol) DO UPDATE SET released = false, moved = false, "
-            + _REISSUED,
+            "INSERT INTO holdings (agency, symbol, sealed_subject) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[]) "
+            "ON CONFLICT (agency, symbol) DO UPDATE SET released = false, moved = false",
             ([a for (a, _), _ in current], [s for (_, s), _ in current],
-             [v[0] for _, v in current], [v[1] for _, v in current]),
+             [sealed for _, sealed in current]),
         )
     older = sorted({(m.holding.agency, s) for m in apply for s in m.older})
     if older:
         await conn.execute(
-            "UPDATE holdings SET moved = true, released = false, released_at_us = NULL "
-            "WHERE (agency, symbol) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            "UPDATE holdings SET moved = true, released = false WHERE (agency, symbol) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::text[]))",
             ([a for a, _ in older], [s for _, s in older]),
         )
     await append(conn, _new_records(moves, fresh))
     return fresh
 
 
-async def _pg_release_all(conn: Any, agency: str, symbols: list[str], at_us: int | None,
+async def _pg_release_all(conn: Any, agency: str, symbols: list[str],
                           records: list[Any], append: Any) -> bool:
     cur = await conn.execute(
-        "UPDATE holdings SET released = true, released_at_us = %s WHERE agency = %s "
-        "AND symbol = ANY(%s) AND NOT released RETURNING 1",
-        (at_us, agency, sorted(symbols)),
+        "UPDATE holdings SET released = true WHERE agency = %s AND symbol = ANY(%s) "
+        "AND NOT released RETURNING 1",
+        (agency, sorted(symbols)),
     )
     released = bool(await cur.fetchall())
     if released:
@@ -301,10 +290,10 @@ class PgKeyVersions:
         return await self._group.submit(lambda c: _pg_moves(c, todo, append)) if todo else []
 
     async def release_all(self, agency: str, symbols: Sequence[str], *,
-                          at_us: int | None = None, record: Any = None) -> bool:
+                          record: Any = None) -> bool:
         syms, records, append = list(symbols), [record] if record else [], self._append_new
         return await self._group.submit(
-            lambda c: _pg_release_all(c, agency, syms, at_us, records, append))
+            lambda c: _pg_release_all(c, agency, syms, records, append))
 
     async def key_version_counts(self) -> list[VersionCount]:
         return await self._read(_pg_counts)

@@ -57,12 +57,11 @@ async def issue(
     fresh: set[tuple[str, str]] = set()
     for chunk in chunks(rows):
         cur = await conn.execute(
-            "INSERT INTO holdings (agency, symbol, sealed_subject, issued_at_us) VALUES "  # noqa: S608 - placeholders only
-            + values(len(chunk), 4)
-            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = false, "
-            "issued_at_us = excluded.issued_at_us, released_at_us = NULL "
+            "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES "  # noqa: S608 - placeholders only
+            + values(len(chunk), 3)
+            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = false "
             "WHERE holdings.released RETURNING agency, symbol",
-            [v for h in chunk for v in (h.agency, h.symbol, h.sealed_subject, h.issued_at_us)],
+            [v for h in chunk for v in (h.agency, h.symbol, h.sealed_subject)],
         )
         fresh.update((a, s) for a, s in await cur.fetchall())
     await append_new(conn, [h.record for h in rows
@@ -73,22 +72,23 @@ async def issue(
 async def append_new(conn: psycopg.AsyncConnection[Any], records: Sequence[NewRecord]) -> None:
     """Append records that require no holding (ISSUE/RELEASE) with one COPY (as the
     integration writes tree nodes: several times faster than a multi-row INSERT, and
-    accepted by CockroachDB, YugabyteDB and Citus alike)."""
+    accepted by CockroachDB, YugabyteDB and Citus alike), in pseudonym order: their ids
+    then follow neither the holdings' key order nor their physical order."""
     if not records:
         return
     async with conn.cursor() as cur, cur.copy(
             "COPY access_records (pseudonym, sealed_subject, leaf, withheld_until_us) "
             "FROM STDIN") as copy:
-        for r in records:
+        for r in sorted(records, key=lambda r: r.pseudonym):
             await copy.write_row((r.pseudonym, r.sealed_subject, r.leaf, r.withheld_until_us))
 
 
 async def release(conn: psycopg.AsyncConnection[Any], agency: str, symbol: str,
-                  at_us: int | None, record: NewRecord | None) -> bool | None:
+                  record: NewRecord | None) -> bool | None:
     cur = await conn.execute(
-        "UPDATE holdings SET released = true, released_at_us = %s "
+        "UPDATE holdings SET released = true "
         "WHERE agency = %s AND symbol = %s AND NOT released RETURNING 1",
-        (at_us, agency, symbol),
+        (agency, symbol),
     )
     if await cur.fetchone() is not None:
         if record is not None:
@@ -196,13 +196,11 @@ async def holding_rows(conn: psycopg.AsyncConnection[Any], keys: list[tuple[str,
     found: dict[tuple[str, str], HoldingRow] = {}
     for chunk in chunks(keys):
         cur = await conn.execute(
-            "SELECT agency, symbol, sealed_subject, released, moved, issued_at_us, "  # noqa: S608
-            "released_at_us FROM holdings WHERE (agency, symbol) IN ("
-            + values(len(chunk), 2) + ")", [v for key in chunk for v in key])
-        for a, s, sealed, released, moved, issued, rel in await cur.fetchall():
-            found[(a, s)] = HoldingRow(a, s, bytes(sealed), bool(released), bool(moved),
-                                       None if issued is None else int(issued),
-                                       None if rel is None else int(rel))
+            "SELECT agency, symbol, sealed_subject, released, moved FROM holdings "  # noqa: S608
+            "WHERE (agency, symbol) IN (" + values(len(chunk), 2) + ")",
+            [v for key in chunk for v in key])
+        for a, s, sealed, released, moved in await cur.fetchall():
+            found[(a, s)] = HoldingRow(a, s, bytes(sealed), bool(released), bool(moved))
     return [found.get(key) for key in keys]
 
 

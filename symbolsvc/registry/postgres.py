@@ -222,10 +222,10 @@ class PgRegistry(PgKeyVersions):
             seen.add(key)
         return out
 
-    async def release(self, agency: str, symbol: str, *, at_us: int | None = None,
+    async def release(self, agency: str, symbol: str, *,
                       record: NewRecord | None = None) -> bool | None:
         return await self._group.submit(
-            lambda conn: sql.release(conn, agency, symbol, at_us, record))
+            lambda conn: sql.release(conn, agency, symbol, record))
 
     async def holding_rows(self, keys: Sequence[tuple[str, str]]) -> list[HoldingRow | None]:
         wanted = list(keys)

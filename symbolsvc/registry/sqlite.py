@@ -203,9 +203,9 @@ class SqliteRegistry(SqliteKeyVersions):
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         return await self._write(sql.issue_merged, list(items))
 
-    async def release(self, agency: str, symbol: str, *, at_us: int | None = None,
+    async def release(self, agency: str, symbol: str, *,
                       record: NewRecord | None = None) -> bool | None:
-        return await self._write(lambda c: sql.release(c, agency, symbol, at_us, record))
+        return await self._write(lambda c: sql.release(c, agency, symbol, record))
 
     async def append_records(self, records: Sequence[NewRecord]) -> list[int | None]:
         return await self._write(sql.append_merged, list(records))

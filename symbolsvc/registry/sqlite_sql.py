@@ -57,15 +57,13 @@ def issue_merged(
     """The issue rows of a whole group in one upsert per chunk; per row, True when
     the row was inserted or re-activated (the first occurrence within the group).
     The ISSUE records of the new rows are appended in the same transaction."""
-    rows = [(h.agency, h.symbol, h.sealed_subject, h.issued_at_us)
-            for call in calls for h in call]
+    rows = [(h.agency, h.symbol, h.sealed_subject) for call in calls for h in call]
     changed: set[tuple[str, str]] = set()
     for chunk in _chunks(rows):
         sql = (
-            "INSERT INTO holdings (agency, symbol, sealed_subject, issued_at_us) VALUES "  # noqa: S608
-            + _values(len(chunk), 4)
-            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = 0, "
-            "issued_at_us = excluded.issued_at_us, released_at_us = NULL WHERE released = 1"
+            "INSERT INTO holdings (agency, symbol, sealed_subject) VALUES "  # noqa: S608
+            + _values(len(chunk), 3)
+            + " ON CONFLICT (agency, symbol) DO UPDATE SET released = 0 WHERE released = 1"
             " RETURNING agency, symbol"
         )
         changed.update(conn.execute(sql, [v for row in chunk for v in row]).fetchall())
@@ -81,24 +79,23 @@ def issue_merged(
                 records.append(h.record)
             changed.discard(key)  # a repeat in the same group is not new
         out.append(flags)
-    if records:
-        append_merged(conn, [records])
+    append_new(conn, records)
     return out
 
 
 def append_new(conn: sqlite3.Connection, records: list[NewRecord]) -> None:
     """Append records that require no holding (ISSUE/RELEASE/POLICY) in the caller's
-    transaction."""
+    transaction, in pseudonym order: their ids then follow no order the holdings' rows
+    show (docs/DISCLOSURE.md, "What an attacker can do")."""
     if records:
-        append_merged(conn, [records])
+        append_merged(conn, [sorted(records, key=lambda r: r.pseudonym)])
 
 
-def release(conn: sqlite3.Connection, agency: str, symbol: str, at_us: int | None,
+def release(conn: sqlite3.Connection, agency: str, symbol: str,
             record: NewRecord | None) -> bool | None:
     cur = conn.execute(
-        "UPDATE holdings SET released = 1, released_at_us = ? "
-        "WHERE agency = ? AND symbol = ? AND released = 0",
-        (at_us, agency, symbol),
+        "UPDATE holdings SET released = 1 WHERE agency = ? AND symbol = ? AND released = 0",
+        (agency, symbol),
     )
     if cur.rowcount == 1:
         if record is not None:
@@ -216,10 +213,10 @@ def holding_rows(conn: sqlite3.Connection, keys: list[tuple[str, str]]
     out: list[HoldingRow | None] = []
     for agency, symbol in keys:
         row = conn.execute(
-            "SELECT sealed_subject, released, moved, issued_at_us, released_at_us "
-            "FROM holdings WHERE agency = ? AND symbol = ?", (agency, symbol)).fetchone()
+            "SELECT sealed_subject, released, moved FROM holdings WHERE agency = ? AND symbol = ?",
+            (agency, symbol)).fetchone()
         out.append(None if row is None else HoldingRow(
-            agency, symbol, row[0], bool(row[1]), bool(row[2]), row[3], row[4]))
+            agency, symbol, row[0], bool(row[1]), bool(row[2])))
     return out
 
 

@@ -1,9 +1,7 @@
 -- symbolsvc registry schema 6 (SQLite): what the person sees (issue 13, docs/DISCLOSURE.md).
--- issued_at_us / released_at_us: when the holding (row) was issued or re-created, and when
--- it was released (NULL while live, and for rows written before this schema). Each is a
--- time of one agency's row only: no value shared between one subject's rows for two agencies.
-ALTER TABLE holdings ADD COLUMN issued_at_us INTEGER;
-ALTER TABLE holdings ADD COLUMN released_at_us INTEGER;
+-- Holdings get no time column: a time in a holding's row equal (or close) to its ISSUE
+-- record's time would join the row to the record's subject pseudonym, and so link one
+-- subject's holdings across agencies. ListHoldings takes its dates from the records.
 
 -- withheld_until_us: a record made under a rule with withhold_days is not listed or
 -- watched before this time (a copy of the leaf's WITHHELD_UNTIL extension, so the
