@@ -179,9 +179,9 @@ class Portal:
             after = 0
         assert self.hub is not None and self.upstream is not None
         hub, upstream = self.hub, self.upstream
-        queue = hub.subscribe(symbol)  # before the catch-up read: nothing falls between
 
         async def stream() -> AsyncIterator[dict[str, str]]:
+            queue = hub.subscribe(symbol)  # before the catch-up read: nothing falls between
             try:
                 try:
                     first = await upstream.records(symbol)
