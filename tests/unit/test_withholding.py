@@ -156,3 +156,18 @@ def test_verify_fails_naming_the_record_for_an_unknown_rule_or_version() -> None
         ledger.check(4, exchange(policy.version, "investigation"))
     with pytest.raises(AuditFailure, match=r"leaf 5: .* names no permission table"):
         ledger.check(5, AccessRecord(AccessKind.RESOLVE, T0, "a", "b", "c", "x", (), bytes(32)))
+
+
+def test_watch_cursor_carries_the_withholding_mark() -> None:
+    from symbolsvc.disclosure import format_cursor, parse_cursor, parse_watch_cursor
+    from symbolsvc.errors import InvalidArgument
+
+    big = (1 << 63) - 1
+    assert parse_watch_cursor("", 77) == (-1, (77, big))
+    assert parse_watch_cursor("L5", 77) == (5, (0, 0))  # before deferred disclosure
+    for leaf, mark in ((5, (1000, big)), (0, (1000, 42)), (9, (0, 0))):
+        assert parse_watch_cursor(format_cursor(leaf, mark), 77) == (leaf, mark)
+    assert parse_cursor(format_cursor(12, (5, 6))) == 12
+    for bad in ("L5W", "L5W1.", "L5W01", "L5.3", "L5W1.2.3", f"L5W{1 << 63}"):
+        with pytest.raises(InvalidArgument):
+            parse_watch_cursor(bad, 0)
