@@ -12,6 +12,7 @@ from .admin.commands import register as register_admin
 from .config import DEFAULT_LISTEN, load_config
 from .errors import ConfigError
 from .hostlimits import restrict_umask
+from .portal.cli import register as register_portal
 
 if TYPE_CHECKING:
     from . import verify
@@ -291,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     ar.add_argument("--origin", help="the log origin expected (default: the vkey's name)")
     ar.set_defaults(func=_audit_receipts)
     register_admin(sub)
+    register_portal(sub)
 
     keyadmin.add_parser(sub)
     return parser

@@ -125,6 +125,21 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "lease_ms": Key("int", 5_000, 1, 86_400_000),
         "max_merge_delay": Key("float", 10.0, 1.0, 86_400.0),
     },
+    "portal": {
+        # the reference portal web app (symbolsvc portal serve; docs/PORTAL.md); unset paths
+        # default to the files `symbolsvc init` writes (symbolsvc/portal/settings.py)
+        "listen": Key("str", "127.0.0.1:8080"),
+        "public_url": Key("str", ""),
+        "target": Key("str", ""),
+        "cert": Key("path", None),
+        "key": Key("path", None),
+        "vkey": Key("path", None),
+        "link_key": Key("path", None),
+        "link_ttl_seconds": Key("int", 3600, 60, 2_592_000),
+        "labels": Key("path", None),
+        "witness_vkeys": Key("path", None),
+        "witness_quorum": Key("int", 0, 0, 100),
+    },
 }
 # [principals.NAME]: one table per principal.
 PRINCIPAL_KEYS: dict[str, Key] = {
