@@ -242,21 +242,23 @@ async def _watch_storage(registry: Registry, servicer: AioHealthServicer,
     serving = True
     while True:
         await asyncio.sleep(interval)
+        why = ""
         try:
             await asyncio.wait_for(registry.ping(), timeout=3 * interval)
-            ok = await _writes_fit(registry)
+            if not await _writes_fit(registry):
+                why = "disk full: health NOT_SERVING until a write fits again"
         except (Unavailable, TimeoutError):
-            ok = False
+            why = "registry unreachable: health NOT_SERVING until it answers"
+        ok = not why
         if ok == serving:
             continue
         serving = ok
         status = health_pb2.HealthCheckResponse.SERVING if ok else \
             health_pb2.HealthCheckResponse.NOT_SERVING
         if ok:
-            log.info("registry reachable again: health SERVING")
+            log.info("registry reachable and writable again: health SERVING")
         else:
-            log.error("registry unreachable or its disk full: health NOT_SERVING until it "
-                      "answers and a write fits again")
+            log.error("registry %s", why)
         for name in ("", *SERVICE_NAMES):
             await servicer.set(name, status)
 

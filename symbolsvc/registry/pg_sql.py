@@ -37,6 +37,20 @@ async def ping(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.execute("SELECT 1")
 
 
+async def probe_write(conn: psycopg.AsyncConnection[Any]) -> None:
+    """About 1 MiB written to a temporary table in the database's default tablespace (each
+    new page extends its file on disk), then rolled back: DiskFull while there is no room.
+    Rows stay under the TOAST threshold, so nothing is compressed away."""
+    await conn.execute("CREATE TEMP TABLE symbolsvc_probe (b text) ON COMMIT DROP")
+    await conn.execute("INSERT INTO symbolsvc_probe SELECT repeat(md5(i::text), 56) "
+                       "FROM generate_series(1, 600) AS i")
+    raise ProbeDone
+
+
+class ProbeDone(Exception):
+    """Raised to roll :func:`probe_write` back once its writes have fitted."""
+
+
 def values(n: int, width: int) -> str:
     row = "(" + ", ".join(["%s"] * width) + ")"
     return ", ".join([row] * n)

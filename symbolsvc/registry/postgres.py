@@ -27,6 +27,7 @@ suite (tests/registry). Differences that matter:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -86,6 +87,10 @@ class PgRegistry(PgKeyVersions):
         self._available = True
         self._group = GroupWriter(self._write, lanes=self._pools.write_max)
         self.transactions = 0  # committed write transactions; read by benchmarks
+        # "STORAGE_FULL" from the last write that found no room until a 1 MiB probe write
+        # fits again (health is NOT_SERVING meanwhile: server._writes_fit); a small write
+        # that still fits in a half-empty page does not end it.
+        self.write_failure: str | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -185,14 +190,24 @@ class PgRegistry(PgKeyVersions):
             except TIMEOUTS as exc:
                 raise timeout_error(exc, "write", self.target.scrub) from None
             except pgerrors.DiskFull:
-                log.error("registry database %s: disk full; writes refused with "
-                          "RESOURCE_EXHAUSTED (STORAGE_FULL)", self.target.display)
+                if self.write_failure is None:  # once per episode, not once per call
+                    log.error("registry database %s: disk full; writes refused with "
+                              "RESOURCE_EXHAUSTED (STORAGE_FULL) and health NOT_SERVING "
+                              "until a write fits again", self.target.display)
+                self.write_failure = "STORAGE_FULL"
                 raise ResourceExhausted("STORAGE_FULL", "the registry's disk is full: nothing "
                                         "was written; retry later (the operator has been "
                                         "alerted)") from None
             except psycopg.OperationalError as exc:
                 raise self._unavailable(exc, "write") from None
         raise AssertionError("unreachable")
+
+    async def probe_write(self) -> None:
+        """Whether a write would fit now (health, after a full disk): ResourceExhausted
+        while the database still has no room; nothing is kept either way."""
+        with contextlib.suppress(sql.ProbeDone):
+            await self._write(sql.probe_write)
+        self.write_failure = None
 
     @property
     def commit_stats(self) -> tuple[int, int]:
