@@ -121,6 +121,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "integrate_interval_ms": Key("int", 200, 1, 3_600_000),
         "integrate_batch": Key("int", 10_000, 1, 10_000_000),
         "lease_ms": Key("int", 5_000, 1, 86_400_000),
+        "watch_poll_ms": Key("int", 30_000, 100, 86_400_000),
     },
 }
 # [principals.NAME]: one table per principal.
@@ -163,6 +164,8 @@ class Config:
     log_integrate_interval_ms: int = 200
     log_integrate_batch: int = 10_000
     log_lease_ms: int = 5_000
+    # An idle watch re-reads the store this often even if no notification wakes it.
+    watch_poll_ms: int = 30_000
     # The certificate revocation list ([tls] revoked; docs/OPERATIONS.md).
     revoked: Path | None = None
     # Per-principal limits and stream bounds ([limits], validated by limits.parse_limits;
@@ -305,6 +308,7 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         log_integrate_interval_ms=log["integrate_interval_ms"],
         log_integrate_batch=log["integrate_batch"],
         log_lease_ms=log["lease_ms"],
+        watch_poll_ms=log["watch_poll_ms"],
         revoked=tls["revoked"],
         limits=parse_limits(doc.get("limits", {}), path),
         log_format=server["log_format"],

@@ -27,6 +27,7 @@ from . import (
     build_records,
     with_ids,
 )
+from .pg_listen import CHANNEL as GROWTH_CHANNEL
 
 T = TypeVar("T")
 
@@ -268,6 +269,8 @@ async def integrate(
         await conn.execute(
             "INSERT INTO checkpoints (tree_size, note, signed_at_us) VALUES (%s, %s, %s)",
             (size, note, await _db_now_us(conn)))
+    if plan.assign:  # every replica's watchers, at COMMIT and only if it commits
+        await conn.execute("SELECT pg_notify(%s, %s)", (GROWTH_CHANNEL, str(plan.tree_size)))
     return Integration(True, len(plan.assign), plan.tree_size, note)
 
 

@@ -55,6 +55,7 @@ from . import pg_sql as sql
 from .keyversions import PgKeyVersions
 from .migrations import Migration, pg_migrate, pg_version, require_current
 from .pg_group import GroupWriter
+from .pg_listen import follow_growth
 from .pg_pools import TIMEOUTS, Pools, saturation_error, timeout_error
 from .url import PgTarget
 
@@ -270,6 +271,11 @@ class PgRegistry(PgKeyVersions):
         self, batch: int, holder: str, lease_ms: int, plan: PlanFn
     ) -> Integration:
         return await self._write(lambda conn: sql.integrate(conn, batch, holder, lease_ms, plan))
+
+    async def follow_growth(self, on_size: Callable[[int], None]) -> None:
+        """Every replica's integrations, as they commit (LISTEN/NOTIFY: :mod:`.pg_listen`)."""
+        await follow_growth(self.target.conninfo, self._connect_kwargs, self.target.display,
+                            on_size)
 
     async def release_lease(self, holder: str) -> None:
         await self._write(lambda conn: sql.execute(

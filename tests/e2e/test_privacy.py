@@ -123,7 +123,8 @@ def scenario(deployment_template: Path, tmp_path_factory: pytest.TempPathFactory
 def assert_no_number_in_registry(sc: Scenario) -> None:
     dump = registry_dump(sc.server.config)
     # A registry kept in files is dumped from those very files.
-    assert {f.name for f in per_backend(sc.server.config).stored_files(sc.server.config)} <= set(dump)
+    files = per_backend(sc.server.config).stored_files(sc.server.config)
+    assert {f.name for f in files} <= set(dump)
     # Not vacuous: the holdings' symbols are stored as they are, and the scan sees them.
     everything = b"".join(dump.values())
     assert all(s.encode() in everything for s in sc.all_symbols()[:20])
