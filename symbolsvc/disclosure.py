@@ -179,8 +179,10 @@ class Disclosure:
                     continue
             # Caught up: park with the portal's other idle watches (log/fanout.py); woken
             # only for a leaf the portal may see, or to send progress past others.
-            after, passed = await self._followers.park(portal, after, quiet_until)
-            if passed:
+            while not self._notifier.closed:
+                after, passed = await self._followers.park(portal, after, quiet_until)
+                if not passed:
+                    break
                 yield WatchItem(None, "", format_cursor(after))
                 quiet_until = loop.time() + PROGRESS_INTERVAL_S
         raise _shutting_down()

@@ -56,8 +56,8 @@ class _Group:
         event, self._hit = self._hit, asyncio.Event()
         event.set()
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait for a hit (or a wake-up for good); False after ``timeout``."""
+    async def wait(self, timeout: float | None) -> bool:
+        """Wait for a hit (or a wake-up for good); False after ``timeout`` (None: none)."""
         try:
             async with asyncio.timeout(timeout):  # a timer, not a task per waiter
                 await self._hit.wait()
@@ -104,9 +104,10 @@ class PortalFollowers:
 
     async def park(self, portal: str, after: int, progress_at: float) -> tuple[int, bool]:
         """Wait until the watch at ``after`` has something to read: returns ``(after,
-        False)`` to scan from its own cursor (a leaf the portal may see, the safety poll,
-        shutdown), or ``(cursor, True)``: nothing the portal may see up to ``cursor``,
-        reached once the loop's time passes ``progress_at`` (to send progress)."""
+        False)`` to scan from its own cursor (a leaf the portal may see, the follower
+        stopped, shutdown), or ``(cursor, True)``: nothing the portal may see up to
+        ``cursor``, reached once the loop's time passes ``progress_at`` (to send progress;
+        the watch then parks again at ``cursor`` without reading the store)."""
         loop = asyncio.get_running_loop()
         group = self._groups.get(portal)
         if group is None:
@@ -121,15 +122,14 @@ class PortalFollowers:
             while not self._growth.closed:
                 if group.last_hit > after:
                     return after, False
-                ahead = group.cursor > after
-                if ahead and loop.time() >= progress_at:
+                due = progress_at - loop.time()
+                if group.cursor > after and due <= 0:
                     return group.cursor, True
-                timeout = max(0.0, progress_at - loop.time()) if ahead else self._poll
-                woke = await group.wait(timeout)
+                # Wake when progress falls due (then, if the group has moved on, send it);
+                # once due, only for a hit. No safety poll per watch: the follower has one.
+                await group.wait(due if due > 0 else None)
                 if group.task.done():  # the group stopped (shutdown, a failed scan)
                     return after, False
-                if not woke and not ahead:
-                    return after, False  # the safety poll: read the store itself
             return after, False
         finally:
             group.members -= 1

@@ -275,7 +275,10 @@ class PgRegistry(PgKeyVersions):
     async def follow_growth(self, on_size: Callable[[int], None]) -> None:
         """Every replica's integrations, as they commit (LISTEN/NOTIFY: :mod:`.pg_listen`)."""
         await follow_growth(self.target.conninfo, self._connect_kwargs, self.target.display,
-                            on_size)
+                            self._stored_size, on_size)
+
+    async def _stored_size(self) -> int:
+        return (await self.log_status()).tree_size
 
     async def release_lease(self, holder: str) -> None:
         await self._write(lambda conn: sql.execute(
