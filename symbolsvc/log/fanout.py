@@ -56,8 +56,8 @@ class _Group:
         event, self._hit = self._hit, asyncio.Event()
         event.set()
 
-    async def wait(self, timeout: float | None) -> bool:
-        """Wait for a hit (or a wake-up for good); False after ``timeout`` (None: none)."""
+    async def wait(self, timeout: float) -> bool:
+        """Wait for a hit (or a wake-up for good); False after ``timeout``."""
         try:
             async with asyncio.timeout(timeout):  # a timer, not a task per waiter
                 await self._hit.wait()
@@ -126,8 +126,9 @@ class PortalFollowers:
                 if group.cursor > after and due <= 0:
                     return group.cursor, True
                 # Wake when progress falls due (then, if the group has moved on, send it);
-                # once due, only for a hit. No safety poll per watch: the follower has one.
-                await group.wait(due if due > 0 else None)
+                # once due, for a hit, or every poll interval to see whether the group has
+                # moved on. No store read per watch: the follower does the reading.
+                await group.wait(due if due > 0 else self._poll)
                 if group.task.done():  # the group stopped (shutdown, a failed scan)
                     return after, False
             return after, False
@@ -144,8 +145,10 @@ class PortalFollowers:
                 await self._growth.wait_for_growth(group.cursor + 1, self._poll)
                 if self._growth.closed:
                     break
-                leaves, visible = await self._scan(portal, group.cursor, self._growth.size)
-                if not leaves:
+                size = self._growth.size
+                leaves, visible = await self._scan(portal, group.cursor, size)
+                if not leaves:  # the size ran ahead of the store: wait for more, not spin
+                    await self._growth.wait_for_growth(size, self._poll)
                     continue
                 hits = [leaf for leaf, seen in zip(leaves, visible, strict=True) if seen]
                 group.cursor = leaves[-1]
