@@ -124,6 +124,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "integrate_batch": Key("int", 10_000, 1, 10_000_000),
         "lease_ms": Key("int", 5_000, 1, 86_400_000),
         "max_merge_delay": Key("float", 10.0, 1.0, 86_400.0),
+        "watch_poll_ms": Key("int", 30_000, 100, 86_400_000),
     },
     "portal": {
         # the reference portal web app (symbolsvc portal serve; docs/PORTAL.md); unset paths
@@ -185,6 +186,8 @@ class Config:
     # The maximum merge delay (seconds): receipts promise integration within it; the
     # broker's health is NOT_SERVING while the integration lag exceeds it.
     log_max_merge_delay: float = 10.0
+    # An idle watch re-reads the store this often even if no notification wakes it.
+    watch_poll_ms: int = 30_000
     # The certificate revocation list ([tls] revoked; docs/OPERATIONS.md).
     revoked: Path | None = None
     # Per-principal limits and stream bounds ([limits], validated by limits.parse_limits;
@@ -332,6 +335,7 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         log_integrate_batch=log["integrate_batch"],
         log_lease_ms=log["lease_ms"],
         log_max_merge_delay=float(log["max_merge_delay"]),
+        watch_poll_ms=log["watch_poll_ms"],
         revoked=tls["revoked"],
         limits=parse_limits(doc.get("limits", {}), path),
         log_format=server["log_format"],

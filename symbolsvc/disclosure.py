@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from .errors import FailedPrecondition, InvalidArgument, NotFound, SymbolsvcError, Unavailable
-from .log.fanout import SharedScans
+from .log.fanout import PortalFollowers, SharedScans
 from .log.sequencer import LogNotifier
 from .log.service import AccessLog
 from .records import AccessRecord, LeafError
@@ -135,6 +135,7 @@ class Disclosure:
         self._poll = poll_seconds
         self._scans: SharedScans[tuple[list[StoredRecord], list[str | None]]] = \
             SharedScans(self._scan)
+        self._followers = PortalFollowers(notifier, self._follow_scan, poll_seconds)
 
     async def subject_pseudonym(self, portal: str, symbol: str) -> bytes:
         """The log pseudonym of the subject the portal knows by ``symbol``."""
@@ -234,7 +235,13 @@ class Disclosure:
                 after = last
                 if len(rows) == WATCH_SCAN:
                     continue
-            await self._notifier.wait_for_growth(after + 1, self._poll)
+            # Caught up: park with the portal's other idle watches (log/fanout.py); woken
+            # for a leaf the portal may see, to send progress past others, or after a quiet
+            # poll interval; each wake re-checks the withheld records that fell due.
+            after, passed = await self._followers.park(portal, after, quiet_until)
+            if passed:
+                yield WatchItem(None, "", format_cursor(after, mark))
+                quiet_until = loop.time() + PROGRESS_INTERVAL_S
         raise _shutting_down()
 
     async def _due(self, portal: str, after: int, mark: Mark, now: int
@@ -243,6 +250,15 @@ class Disclosure:
         if not rows:
             return rows, []
         return rows, await self.portal_symbols(portal, [r.sealed_subject for r in rows])
+
+    async def _follow_scan(self, portal: str, after: int, size: int
+                           ) -> tuple[list[int], list[bool]]:
+        rows, labels = await self._scans.get(portal, after, size)
+        leaves = [r.leaf_index for r in rows]
+        if None in leaves:  # integrated_after returns integrated rows only
+            raise SymbolsvcError("LOG_DAMAGED", "the access log returned an unintegrated "
+                                 "record as integrated")
+        return [leaf for leaf in leaves if leaf is not None], [lb is not None for lb in labels]
 
     async def _scan(self, portal: str, after: int) -> tuple[list[StoredRecord],
                                                           list[str | None]]:

@@ -66,8 +66,6 @@ from .v1 import (
 
 log = logging.getLogger("symbolsvc.server")
 
-WATCH_SAFETY_POLL_S = 30.0
-"""An idle watch re-reads the store this often even if the notifier never wakes it."""
 HEALTH_RESERVE = 64
 """Calls gRPC admits beyond [server] max_concurrent_rpcs, for health checks only."""
 
@@ -117,12 +115,14 @@ def build_app(config: Config) -> App:
     else:
         log.error("the %s registry cannot sequence the access log yet: records queue "
                   "but are not integrated", type(registry).__name__)
-    # Watchers wait on the notifier, which this process's sequencer advances every
-    # interval (integrating, or reading the size another replica's sequencer reached):
-    # one store read per process, not per watcher. The poll is only a safety net.
+    # Watchers wait on the notifier, which this process's sequencer advances when it
+    # integrates and, on PostgreSQL, every replica's integration through LISTEN/NOTIFY
+    # (run() starts registry.follow_growth); without such a channel the sequencer reads
+    # the size another replica reached every interval: one store read per process, not
+    # per watcher. [access_log] watch_poll_ms is only a safety net.
     access_log = AccessLog(registry)
     disclosure = Disclosure(core.deriver, registry, registry, access_log, notifier,
-                            poll_seconds=WATCH_SAFETY_POLL_S)
+                            poll_seconds=config.watch_poll_ms / 1000)
     transparency = Transparency(core.deriver, registry, registry, policy,
                                 agencies_of(config.by_identity()))
     return App(config, core, policy, registry, access_log, disclosure, notifier, sequencer,
@@ -237,11 +237,16 @@ async def run(
 
     monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer, app.sequencer))
     sampler = asyncio.create_task(sample_domain(app.notifier, app.sequencer, app.policy))
+    # Other replicas' integrations wake this process's watchers as they commit.
+    growth = asyncio.create_task(app.registry.follow_growth(app.notifier.advance)) \
+        if isinstance(app.registry, LogStore) else None
     await stop.wait()
 
     log.info("stopping: finishing in-flight calls (grace %.0f s)", config.grace_seconds)
     monitor.cancel()
     sampler.cancel()
+    if growth is not None:
+        growth.cancel()
     await health_servicer.enter_graceful_shutdown()
     app.notifier.close()  # watch streams end now (UNAVAILABLE), not after the grace period
     # Past the memory bound, connections still growing it get a short grace only.
@@ -268,18 +273,20 @@ async def _watch_storage(registry: Registry, servicer: AioHealthServicer,
     shown: dict[str, bool] = {}
     while True:
         await asyncio.sleep(interval)
+        why = ""
         try:
             await asyncio.wait_for(registry.ping(), timeout=3 * interval)
-            ok = await _writes_fit(registry)
+            if not await _writes_fit(registry):
+                why = "disk full: health NOT_SERVING until a write fits again"
         except (Unavailable, TimeoutError):
-            ok = False
+            why = "registry unreachable: health NOT_SERVING until it answers"
+        ok = not why
         if ok != serving:
             serving = ok
             if ok:
-                log.info("registry reachable again: health SERVING")
+                log.info("registry reachable and writable again: health SERVING")
             else:
-                log.error("registry unreachable or its disk full: health NOT_SERVING until it "
-                          "answers and a write fits again")
+                log.error("registry %s", why)
         watch = sequencer.watch if sequencer is not None else None
         wanted = {name: ok for name in ("", *SERVICE_NAMES)}
         wanted[BROKER_SERVICE] = ok and (watch is None or watch.broker_serving)

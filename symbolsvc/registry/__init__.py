@@ -273,6 +273,12 @@ class LogStore(Protocol):
     async def log_status(self) -> LogStatus:
         """The stored tree size and the lease, read without writing."""
 
+    async def follow_growth(self, on_size: Callable[[int], None]) -> None:
+        """Call ``on_size(tree_size)`` whenever any process's sequencer grows the tree,
+        until cancelled (PostgreSQL: LISTEN/NOTIFY). Returns at once where the engine has
+        no such channel (SQLite: the processes sharing a file learn the size from the
+        sequencer's reads every interval)."""
+
     async def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
         """Hashes of the stored perfect nodes ``(level, index)``, in order; ``KeyError``
         if any is missing."""

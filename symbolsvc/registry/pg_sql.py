@@ -31,6 +31,8 @@ from . import (
     build_records,
     with_ids,
 )
+from .pg_ids import IdPool
+from .pg_listen import CHANNEL as GROWTH_CHANNEL
 
 T = TypeVar("T")
 
@@ -39,6 +41,20 @@ _CHUNK = 1000  # rows per multi-row statement (3-4 parameters a row, far below 6
 
 async def ping(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.execute("SELECT 1")
+
+
+async def probe_write(conn: psycopg.AsyncConnection[Any]) -> None:
+    """About 1 MiB written to a temporary table in the database's default tablespace (each
+    new page extends its file on disk), then rolled back: DiskFull while there is no room.
+    Rows stay under the TOAST threshold, so nothing is compressed away."""
+    await conn.execute("CREATE TEMP TABLE symbolsvc_probe (b text) ON COMMIT DROP")
+    await conn.execute("INSERT INTO symbolsvc_probe SELECT repeat(md5(i::text), 56) "
+                       "FROM generate_series(1, 600) AS i")
+    raise ProbeDone
+
+
+class ProbeDone(Exception):
+    """Raised to roll :func:`probe_write` back once its writes have fitted."""
 
 
 def values(n: int, width: int) -> str:
@@ -136,29 +152,6 @@ async def lookup_many(
 
 _INSERT_RECORD = ("INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac, "
                   "withheld_until_us) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id")
-_NEXT_IDS = ("SELECT nextval(pg_get_serial_sequence('access_records', 'id')) "
-             "FROM generate_series(1, %s)")
-
-
-class IdPool:
-    """Record ids taken from the sequence ahead of use, a block at a time (as a sequence's
-    CACHE does), so that tagging a row over its id costs no round trip per append. Ids are
-    unique whatever happens to the transaction (nextval is never rolled back); here, as
-    before, they are not commit order (docs/ACCESS_LOG.md)."""
-
-    BLOCK = 256
-
-    def __init__(self) -> None:
-        self._ids: list[int] = []
-
-    async def take(self, conn: psycopg.AsyncConnection[Any], n: int) -> list[int]:
-        while len(self._ids) < n:  # a loop: a concurrent lane may take ids meanwhile
-            cur = await conn.execute(_NEXT_IDS, (max(n - len(self._ids), self.BLOCK),))
-            self._ids.extend(sorted(int(row[0]) for row in await cur.fetchall()))
-        out, self._ids = self._ids[:n], self._ids[n:]
-        return out
-
-
 # The required holdings' rows are share-locked until COMMIT, so a concurrent release
 # waits and no record is appended against a holding released before the record commits.
 def _insert_record_if_live(n: int) -> str:
@@ -389,6 +382,8 @@ async def integrate(
         await conn.execute(
             "INSERT INTO checkpoints (tree_size, note, signed_at_us) VALUES (%s, %s, %s)",
             (size, note, await _db_now_us(conn)))
+    if plan.assign:  # every replica's watchers, at COMMIT and only if it commits
+        await conn.execute("SELECT pg_notify(%s, %s)", (GROWTH_CHANNEL, str(plan.tree_size)))
     return Integration(True, len(plan.assign), plan.tree_size, note, len(plan.quarantine))
 
 

@@ -24,6 +24,7 @@ suite (tests/registry). Differences that matter:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,6 +53,7 @@ from . import pg_sql as sql
 from .keyversions import PgKeyVersions
 from .migrations import pg_version, require_current
 from .pg_group import GroupWriter
+from .pg_listen import follow_growth
 from .pg_pools import TIMEOUTS, Pools, saturation_error, timeout_error
 from .url import PgTarget
 
@@ -86,6 +88,10 @@ class PgRegistry(PgKeyVersions):
         self.transactions = 0  # committed write transactions; read by benchmarks
         self.queue_auth = QueueAuth()  # tags appended rows (set by the server)
         self._ids = sql.IdPool()  # record ids fetched a block at a time
+        # "STORAGE_FULL" from the last write that found no room until a 1 MiB probe write
+        # fits again (health is NOT_SERVING meanwhile: server._writes_fit); a small write
+        # that still fits in a half-empty page does not end it.
+        self.write_failure: str | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -185,14 +191,24 @@ class PgRegistry(PgKeyVersions):
             except TIMEOUTS as exc:
                 raise timeout_error(exc, "write", self.target.scrub) from None
             except pgerrors.DiskFull:
-                log.error("registry database %s: disk full; writes refused with "
-                          "RESOURCE_EXHAUSTED (STORAGE_FULL)", self.target.display)
+                if self.write_failure is None:  # once per episode, not once per call
+                    log.error("registry database %s: disk full; writes refused with "
+                              "RESOURCE_EXHAUSTED (STORAGE_FULL) and health NOT_SERVING "
+                              "until a write fits again", self.target.display)
+                self.write_failure = "STORAGE_FULL"
                 raise ResourceExhausted("STORAGE_FULL", "the registry's disk is full: nothing "
                                         "was written; retry later (the operator has been "
                                         "alerted)") from None
             except psycopg.OperationalError as exc:
                 raise self._unavailable(exc, "write") from None
         raise AssertionError("unreachable")
+
+    async def probe_write(self) -> None:
+        """Whether a write would fit now (health, after a full disk): ResourceExhausted
+        while the database still has no room; nothing is kept either way."""
+        with contextlib.suppress(sql.ProbeDone):
+            await self._write(sql.probe_write)
+        self.write_failure = None
 
     @property
     def commit_stats(self) -> tuple[int, int]:
@@ -284,6 +300,14 @@ class PgRegistry(PgKeyVersions):
         self, batch: int, holder: str, lease_ms: int, plan: PlanFn
     ) -> Integration:
         return await self._write(lambda conn: sql.integrate(conn, batch, holder, lease_ms, plan))
+
+    async def follow_growth(self, on_size: Callable[[int], None]) -> None:
+        """Every replica's integrations, as they commit (LISTEN/NOTIFY: :mod:`.pg_listen`)."""
+        await follow_growth(self.target.conninfo, self._connect_kwargs, self.target.display,
+                            self._stored_size, on_size)
+
+    async def _stored_size(self) -> int:
+        return (await self.log_status()).tree_size
 
     async def release_lease(self, holder: str) -> None:
         await self._write(lambda conn: sql.execute(

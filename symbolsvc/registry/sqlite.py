@@ -15,7 +15,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -162,6 +162,11 @@ class SqliteRegistry(SqliteKeyVersions):
 
     async def log_status(self) -> LogStatus:
         return await self._read(sql.log_status)
+
+    async def follow_growth(self, on_size: Callable[[int], None]) -> None:
+        """No cross-process channel: processes sharing the file (``--workers``) learn the
+        size from their sequencer's read every interval."""
+        return None
 
     async def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
         return await self._read(sql.get_nodes, list(ids))
