@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from . import keyadmin
 from .admin.commands import register as register_admin
+from .admin.witness import register as register_witness
 from .config import DEFAULT_LISTEN, load_config
 from .errors import ConfigError
 from .hostlimits import restrict_umask
@@ -106,7 +107,11 @@ def _audit_verify(args: argparse.Namespace) -> int:
 def _audit_run(args: argparse.Namespace) -> verify.AuditReport:
     from . import verify
 
+    witnesses = verify.WitnessPolicy.load(args.witness_vkey, args.witness_quorum)
     if args.db:
+        if witnesses is not None:
+            raise verify.AuditError("--witness-vkey checks the checkpoint served over gRPC: "
+                                    "use it with --deployment")
         if not args.vkey:
             raise verify.AuditError("--db needs --vkey FILE (the deployment's pki/log.vkey)")
         vkey = verify.load_vkey(args.vkey)
@@ -124,7 +129,7 @@ def _audit_run(args: argparse.Namespace) -> verify.AuditReport:
             raise verify.AuditError(f"cannot load the {args.principal} identity: {exc}") from None
         with client:
             report = verify.verify_remote(client, vkey, origin=args.origin, previous=previous,
-                                          source=args.target)
+                                          source=args.target, witnesses=witnesses)
     if args.state:
         try:
             verify.save_state(args.state, report.state)
@@ -234,8 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
     av.add_argument("--origin", help="the log origin expected (default: the vkey's name)")
     av.add_argument("--state", metavar="FILE",
                     help="the last verified checkpoint: checked against, updated on success")
+    av.add_argument("--witness-vkey", action="append", default=[], metavar="VKEY_OR_FILE",
+                    help="a trusted witness's cosignature vkey (0x04 type; repeatable): the "
+                         "checkpoint verified must carry the quorum of their cosignatures")
+    av.add_argument("--witness-quorum", type=_positive, metavar="K",
+                    help="how many of the --witness-vkey witnesses must have cosigned "
+                         "(default: all)")
     av.set_defaults(func=_audit_verify)
     register_admin(sub)
+    register_witness(sub)
 
     keyadmin.add_parser(sub)
     return parser

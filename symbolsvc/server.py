@@ -35,6 +35,7 @@ from .keyload import open_keys, reload_keys
 from .limits import Limiter
 from .log.sequencer import LogNotifier, Sequencer
 from .log.service import AccessLog
+from .log.witnessing import Submitter
 from .logsetup import setup_logging
 from .memguard import EXIT_STATUS as MEMORY_EXIT_STATUS
 from .memguard import MemoryGuard
@@ -88,6 +89,7 @@ class App:
     disclosure: Disclosure
     notifier: LogNotifier
     sequencer: Sequencer | None  # None: the storage backend cannot sequence (yet)
+    submitter: Submitter | None = None  # witnessing ([witness.NAME]; docs/WITNESS.md)
 
 
 def build_app(config: Config) -> App:
@@ -111,7 +113,16 @@ def build_app(config: Config) -> App:
     access_log = AccessLog(registry)
     disclosure = Disclosure(core.deriver, registry, registry, access_log, notifier,
                             poll_seconds=WATCH_SAFETY_POLL_S)
-    return App(config, core, policy, registry, access_log, disclosure, notifier, sequencer)
+    submitter = None
+    if config.witnesses and sequencer is not None:
+        seq = sequencer
+        submitter = Submitter(
+            registry, access_log, notifier.wait_for_growth,
+            [(w.url, w.vkey) for w in config.witnesses], is_leader=lambda: seq.leader,
+            timeout_ms=config.settings["witnessing"]["timeout_ms"],
+            retry_ms=config.settings["witnessing"]["retry_ms"])
+    return App(config, core, policy, registry, access_log, disclosure, notifier, sequencer,
+               submitter)
 
 
 def _credentials(config: Config) -> grpc.ServerCredentials:
@@ -186,6 +197,8 @@ async def run(
 
     if app.sequencer is not None:
         await app.sequencer.start()
+    if app.submitter is not None:
+        await app.submitter.start()
     await server.start()
     if probe_server is not None:
         await probe_server.start()
@@ -225,6 +238,8 @@ async def run(
     await server.stop(min(config.grace_seconds, 1.0) if guard.tripped else config.grace_seconds)
     if probe_server is not None:
         await probe_server.stop(0)
+    if app.submitter is not None:
+        await app.submitter.stop()
     if app.sequencer is not None:
         await app.sequencer.stop()  # the final integration
     await app.registry.close()

@@ -202,9 +202,11 @@ class AuditorClient(_Client):
         super().__init__(channel, timeout, stream_timeout)
         self.stub = audit_grpc.AuditServiceStub(channel)
 
-    async def checkpoint(self) -> str:
-        reply = await _call(self.stub.GetCheckpoint, audit_pb.GetCheckpointRequest(),
-                            self.timeout)
+    async def checkpoint(self, min_cosignatures: int = 0) -> str:
+        """The latest checkpoint (with ``min_cosignatures``: the newest one that many
+        witnesses cosigned; verify it with :mod:`symbolsvc_client.checkpoints`)."""
+        reply = await _call(self.stub.GetCheckpoint, audit_pb.GetCheckpointRequest(
+            min_cosignatures=min_cosignatures), self.timeout)
         text: str = reply.checkpoint
         return text
 

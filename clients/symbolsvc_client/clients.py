@@ -183,9 +183,11 @@ class AuditorClient(_Client):
         super().__init__(channel, timeout, stream_timeout)
         self.stub = audit_grpc.AuditServiceStub(channel)
 
-    def checkpoint(self) -> str:
-        text: str = _call(self.stub.GetCheckpoint, audit_pb.GetCheckpointRequest(),
-                          self.timeout).checkpoint
+    def checkpoint(self, min_cosignatures: int = 0) -> str:
+        """The latest checkpoint (with ``min_cosignatures``: the newest one that many
+        witnesses cosigned; verify it with :mod:`symbolsvc_client.checkpoints`)."""
+        text: str = _call(self.stub.GetCheckpoint, audit_pb.GetCheckpointRequest(
+            min_cosignatures=min_cosignatures), self.timeout).checkpoint
         return text
 
     def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:

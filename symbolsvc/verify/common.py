@@ -32,6 +32,7 @@ class AuditReport:
     checkpoints_verified: int
     unsequenced: int | None  # records not yet integrated (database mode only)
     previous: TrustedState | None
+    witnessed_by: tuple[str, ...] = ()  # witnesses whose cosignatures were verified
 
     @property
     def state(self) -> TrustedState:
@@ -46,6 +47,9 @@ class AuditReport:
         ]
         if self.unsequenced:
             parts.append(f"{self.unsequenced} record(s) not yet integrated")
+        if self.witnessed_by:
+            parts.append(f"cosigned by {len(self.witnessed_by)} witness(es): "
+                         f"{', '.join(self.witnessed_by)}")
         if self.previous is None:
             parts.append("no earlier checkpoint to compare with")
         else:
