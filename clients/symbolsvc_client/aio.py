@@ -185,11 +185,12 @@ class PortalClient(_Client):
         finally:
             call.cancel()
 
-    async def record_proof(self, symbol: str,
-                           record_id: int) -> disclosure_pb.GetRecordProofResponse:
+    async def record_proof(self, symbol: str, record_id: int, min_cosignatures: int = 0
+                           ) -> disclosure_pb.GetRecordProofResponse:
         reply: disclosure_pb.GetRecordProofResponse = await _call(
             self.stub.GetRecordProof,
-            disclosure_pb.GetRecordProofRequest(symbol=symbol, record_id=record_id),
+            disclosure_pb.GetRecordProofRequest(symbol=symbol, record_id=record_id,
+                                                min_cosignatures=min_cosignatures),
             self.timeout)
         return reply
 

@@ -168,9 +168,11 @@ class PortalClient(_Client):
         except grpc.RpcError as err:
             raise CallError.from_rpc_error(err) from None
 
-    def record_proof(self, symbol: str, record_id: int) -> disclosure_pb.GetRecordProofResponse:
+    def record_proof(self, symbol: str, record_id: int, min_cosignatures: int = 0
+                     ) -> disclosure_pb.GetRecordProofResponse:
         reply: disclosure_pb.GetRecordProofResponse = _call(self.stub.GetRecordProof,
-                     disclosure_pb.GetRecordProofRequest(symbol=symbol, record_id=record_id),
+                     disclosure_pb.GetRecordProofRequest(symbol=symbol, record_id=record_id,
+                                                         min_cosignatures=min_cosignatures),
                      self.timeout)
         return reply
 
