@@ -115,4 +115,4 @@ def _verify_remote(client: AuditSource, vkey: KeyChain, origin: str,
         raise fail(f"{label}: root hash does not match the first {latest.size} leaves")
     check_previous_root(previous, tree.root_at_previous)
     return AuditReport(source, latest.origin, latest.size, latest.root_hash, note, 1, None,
-                       previous, tuple(c.name for c in cosigned))
+                       previous, tuple(sorted(c.name for c in cosigned)))
