@@ -29,6 +29,7 @@ from helpers.memory_tree import MemoryTree
 from helpers.notes import independent_verify
 from helpers.witnesses import WitnessProcess
 from symbolsvc_client.channel import Deployment
+from symbolsvc_client.checkpoints import CheckpointRejected, verify_checkpoint
 from symbolsvc_client.clients import CallError
 
 from symbolsvc.cli import main
@@ -110,6 +111,12 @@ def test_two_witnesses_quorum_two_and_a_fork_refused_by_both(
     independent_verify(note, log_vkey)  # the log's own signature is still there
     cosigners = independent_cosigners(note, vkeys)
     assert sorted(cosigners) == ["witness.test/w1", "witness.test/w2"]
+    # the client library's verifier accepts it with 2 of 2, refuses 2 of a wrong pair
+    verified = verify_checkpoint(note, log_vkey, witness_vkeys=vkeys, quorum=2, origin=ORIGIN)
+    assert verified.witnesses == ("witness.test/w1", "witness.test/w2")
+    with pytest.raises(CheckpointRejected, match="1 valid witness"):
+        verify_checkpoint(note, log_vkey, quorum=2,
+                          witness_vkeys=[w1.vkey, vkey_string_for_new_witness("witness.test/x")])
 
     # the portal's proof carries a checkpoint both witnesses cosigned
     with dep_a.portal(a.address) as portal:
