@@ -24,6 +24,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..errors import ConfigError
+from ..hostlimits import check_secret_modes
 from ..log.checkpoint import NoteError, VerifierKey, parse_signer_key, parse_vkey
 
 _KEYS: dict[str, tuple[type, object]] = {
@@ -69,6 +70,7 @@ def load_witness_config(path: Path) -> WitnessConfig:
         if values[key] is None:
             raise _fail(path, f"{key} is required")
     base = path.parent
+    check_secret_modes([base / values["key"]])  # the witness key: 0600, like the log's
     try:
         name, private_key = parse_signer_key(
             (base / values["key"]).read_text(encoding="ascii").strip())

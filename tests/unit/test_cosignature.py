@@ -118,3 +118,7 @@ def test_witness_config_is_strict(tmp_path: Path) -> None:
         path.write_text(broken)
         with pytest.raises(ConfigError, match=message):
             load_witness_config(path)
+    path.write_text(text)
+    (tmp_path / "witness.key").chmod(0o640)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_witness_config(path)
