@@ -2,11 +2,11 @@
 (c2sp.org/tlog-witness ``add-checkpoint``) and keep their cosignatures with it
 (docs/WITNESS.md).
 
-Off the write path: one task per server process, acting only while this process's
-sequencer holds the lease (so a deployment submits once, not once per worker). It wakes
-when the tree grows (:class:`~.sequencer.LogNotifier`) or every ``retry_ms``, takes the
-latest checkpoint and, concurrently for each witness that has not cosigned it, sends it
-with a consistency proof from the size the witness last cosigned (remembered in memory;
+Off the write path: one task per witness in each server process, acting only while this
+process's sequencer holds the lease (so a deployment submits once, not once per worker;
+a hung witness holds up no other). Each wakes when the tree grows
+(:class:`~.sequencer.LogNotifier`) or ``retry_ms`` after a failure, takes the latest
+checkpoint and, if its witness has not cosigned it, sends it with a consistency proof from the size the witness last cosigned (remembered in memory;
 0 at start, and a ``409`` answer tells the real size, as the spec allows). A returned
 cosignature is verified against the configured vkey before it is appended to the stored
 note (compare-and-set). Issuance and translation never wait on any of this; a failure is
@@ -76,7 +76,7 @@ class Submitter:
         self.timeout = timeout_ms / 1000
         self.retry = retry_ms / 1000
         self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._client: Any = None
 
     async def start(self) -> None:
@@ -84,30 +84,33 @@ class Submitter:
 
         self._client = httpx.AsyncClient(timeout=self.timeout, http2=False,
                                          follow_redirects=False)
-        self._task = asyncio.create_task(self._run(), name="witness-submitter")
+        # one loop per witness: a hung or slow witness holds up no other
+        self._tasks = [asyncio.create_task(self._run(peer), name=f"witness-{peer.key.name}")
+                       for peer in self.peers]
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        self._tasks = []
         if self._client is not None:
             await self._client.aclose()
 
-    async def _run(self) -> None:
+    async def _run(self, peer: Peer) -> None:
         while not self._stop.is_set():
-            size = await self._step()
+            size = await self._step(peer)
             if size is None:  # not the sequencer, or no checkpoint yet
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.retry)
                 continue
-            pending = any(p.cosigned != size for p in self.peers)
-            # the next checkpoint, or a retry of a witness that failed (or, idle, a
-            # periodic look at the lease)
-            await self.wake(size, self.retry if pending else 1.0)
+            # the next checkpoint, or a retry after a failure (or, idle, a periodic look
+            # at the lease)
+            await self.wake(size, self.retry if peer.cosigned != size else 1.0)
 
-    async def _step(self) -> int | None:
+    async def _step(self, peer: Peer) -> int | None:
         if not self.is_leader():
             return None
         try:
@@ -117,12 +120,13 @@ class Submitter:
             return None
         if cp is None:
             return None
-        await self.submit(cp)
+        if peer.cosigned != cp.tree_size:
+            await self._submit_one(peer, cp)
         return cp.tree_size
 
     async def submit(self, cp: StoredCheckpoint) -> list[str]:
-        """Ask every witness that has not cosigned ``cp`` yet; each cosignature is
-        stored as soon as it arrives (a slow witness does not hold the others up)."""
+        """Ask every witness that has not cosigned ``cp`` yet, concurrently (the
+        benchmark's entry point; the server's loops call :meth:`_submit_one`)."""
         todo = [p for p in self.peers if p.cosigned != cp.tree_size]
         results = await asyncio.gather(*(self._submit_one(p, cp) for p in todo))
         return [line for line in results if line is not None]

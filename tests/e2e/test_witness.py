@@ -167,6 +167,44 @@ def test_two_witnesses_quorum_two_and_a_fork_refused_by_both(
     assert sorted(independent_cosigners(later, vkeys)) == sorted(cosigners)
 
 
+def test_witnesses_hung_or_down_never_hold_up_requests(
+        deployment_template: Path, registries: Registries, start_server: Any, numbers: Any,
+        tmp_path: Path) -> None:
+    """One witness accepts connections and never answers (its add-checkpoint is in flight
+    for the whole test, by construction: nothing ever reads the socket), the other is not
+    listening at all. Issuance and translation are answered regardless, checkpoints are
+    signed, and a witnessed checkpoint is reported missing rather than faked."""
+    import socket
+
+    hung = socket.create_server(("127.0.0.1", 0), backlog=16)  # never accept()ed
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    try:
+        config = {**FAST, "witnessing": {"retry_ms": 100, "timeout_ms": 600_000},
+                  "witness": {
+                      "hung": {"url": f"http://127.0.0.1:{hung.getsockname()[1]}",
+                               "vkey": vkey_string_for_new_witness("witness.test/hung")},
+                      "down": {"url": f"http://127.0.0.1:{closed_port}",
+                               "vkey": vkey_string_for_new_witness("witness.test/down")}}}
+        directory = registries.provision(copy_deployment(deployment_template, tmp_path / "d"))
+        server = start_server(directory, config)
+        dep = Deployment(directory)
+        number = numbers.one()
+        _, ids = _translations(dep, server.address, number, 5, "unwitnessed")
+        assert len(ids) == 5
+        with dep.auditor(server.address) as auditor:
+            wait_until(lambda: int(auditor.checkpoint().split("\n")[1]) >= 5, WAIT,
+                       "the records in a signed checkpoint")
+            err = _call_error(lambda: auditor.checkpoint(min_cosignatures=1))
+        assert err.code == grpc.StatusCode.FAILED_PRECONDITION and "NOT_WITNESSED" in str(err)
+        wait_until(lambda: "witness.test/down did not cosign" in server.log_text(), WAIT,
+                   "the unreachable witness logged")
+        assert number not in server.log_text()
+    finally:
+        hung.close()
+
+
 def _proof_or_none(portal: Any, symbol: str, record_id: int) -> Any:
     try:
         return portal.record_proof(symbol, record_id, min_cosignatures=2)
