@@ -6,11 +6,12 @@ Off the write path: one task per witness in each server process, acting only whi
 process's sequencer holds the lease (so a deployment submits once, not once per worker;
 a hung witness holds up no other). Each wakes when the tree grows
 (:class:`~.sequencer.LogNotifier`) or ``retry_ms`` after a failure, takes the latest
-checkpoint and, if its witness has not cosigned it, sends it with a consistency proof from the size the witness last cosigned (remembered in memory;
-0 at start, and a ``409`` answer tells the real size, as the spec allows). A returned
-cosignature is verified against the configured vkey before it is appended to the stored
-note (compare-and-set). Issuance and translation never wait on any of this; a failure is
-a warning and ``symbolsvc_witness_submissions_total{witness,result}``, and is retried.
+checkpoint and, if its witness has not cosigned it, sends it with a consistency proof
+from the size the witness last cosigned (remembered in memory; 0 at start, and a ``409``
+answer tells the real size, as the spec allows). A returned cosignature is verified
+against the configured vkey before it is appended to the stored note (compare-and-set).
+Issuance and translation never wait on any of this; a failure is a warning and
+``symbolsvc_witness_submissions_total{witness,result}``, and is retried.
 """
 
 from __future__ import annotations
