@@ -109,14 +109,12 @@ def _audit_run(args: argparse.Namespace) -> verify.AuditReport:
 
     witnesses = verify.WitnessPolicy.load(args.witness_vkey, args.witness_quorum)
     if args.db:
-        if witnesses is not None:
-            raise verify.AuditError("--witness-vkey checks the checkpoint served over gRPC: "
-                                    "use it with --deployment")
         if not args.vkey:
             raise verify.AuditError("--db needs --vkey FILE (the deployment's pki/log.vkey)")
         vkey = verify.load_vkey(args.vkey)
         previous = verify.load_state(args.state, vkey) if args.state else None
-        report = verify.verify_database(args.db, vkey, origin=args.origin, previous=previous)
+        report = verify.verify_database(args.db, vkey, origin=args.origin, previous=previous,
+                                        witnesses=witnesses)
     else:
         from symbolsvc_client.channel import Deployment
 

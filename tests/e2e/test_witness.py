@@ -138,6 +138,23 @@ def test_two_witnesses_quorum_two_and_a_fork_refused_by_both(
     out, err = capsys.readouterr()
     assert rc == 1 and "not witnessed" in err
 
+    if registries.backend == "sqlite":  # a copy of the database verifies offline too
+        import sqlite3
+
+        from helpers import registry_path
+
+        copy = tmp_path / "copy.db"
+        src = sqlite3.connect(f"file:{registry_path(a_dir)}?mode=ro", uri=True, timeout=10)
+        dst = sqlite3.connect(copy)
+        src.backup(dst)
+        src.close()
+        dst.close()
+        rc = main(["audit", "verify", "--db", str(copy), "--vkey", str(a_dir / "pki" / "log.vkey"),
+                   "--witness-vkey", w1.vkey, "--witness-vkey", w2.vkey])
+        out, err = capsys.readouterr()
+        assert rc == 0, err
+        assert "cosigned by 2 witness(es): witness.test/w1, witness.test/w2" in out
+
     witnessed_size = WitnessState(w1.directory / "witness.db").known(ORIGIN).size
     assert witnessed_size >= 3
 
