@@ -13,6 +13,7 @@ from .admin.witness import register as register_witness
 from .config import DEFAULT_LISTEN, load_config
 from .errors import ConfigError
 from .hostlimits import restrict_umask
+from .portal.cli import register as register_portal
 
 if TYPE_CHECKING:
     from . import verify
@@ -51,12 +52,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _policy_check(args: argparse.Namespace) -> int:
     from .config import agencies_without_principal
-    from .policy import Policy
+    from .policy import DEFAULT_MAX_WITHHOLD_DAYS, Policy
 
-    table = Policy.load(Path(args.file))
     config_path = Path(args.config) if args.config else Path(args.file).parent / "config.toml"
-    if args.config or config_path.exists():
-        unknown = agencies_without_principal(table, load_config(config_path))
+    config = load_config(config_path) if args.config or config_path.exists() else None
+    table = Policy.load(Path(args.file), max_withhold_days=(
+        config.max_withhold_days if config is not None else DEFAULT_MAX_WITHHOLD_DAYS))
+    if config is not None:
+        unknown = agencies_without_principal(table, config)
         if unknown:
             level = "error" if args.strict else "warning"
             print(f"symbolsvc: {level}: {args.file}: agency IDs no principal of {config_path} "
@@ -67,7 +70,7 @@ def _policy_check(args: argparse.Namespace) -> int:
         raise ConfigError(f"--strict needs the deployment's config.toml (--config); "
                           f"{config_path} does not exist")
     print(f"{args.file}: OK, {table.rules} rules, {len(table.providers)} "
-          "(requester, office work, info item) entries")
+          f"(requester, office work, info item) entries, version {table.version.hex()}")
     return 0
 
 
@@ -134,6 +137,44 @@ def _audit_run(args: argparse.Namespace) -> verify.AuditReport:
         except OSError as exc:
             raise verify.AuditError(f"verified, but cannot write the state file: {exc}") from None
     return report
+
+
+def _audit_receipts(args: argparse.Namespace) -> int:
+    """``symbolsvc audit receipts``: 0 every receipt included, 1 any missing or invalid,
+    2 could not check."""
+    from symbolsvc_client.channel import Deployment
+
+    from . import verify
+    from .verify.receipts import check_receipts
+
+    try:
+        deployment = Deployment(args.deployment)
+        keys = verify.load_vkey(args.vkey or deployment.pki / "log.vkey")
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise verify.AuditError(f"cannot read {args.file}: {exc}") from None
+        try:
+            client = deployment.auditor(args.target, name=args.principal)
+        except OSError as exc:
+            raise verify.AuditError(f"cannot load the {args.principal} identity: {exc}") from None
+        with client:
+            report = check_receipts(client, keys, text, origin=args.origin)
+    except verify.AuditFailure as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    except verify.AuditError as exc:
+        print(f"symbolsvc audit receipts: {exc}", file=sys.stderr)
+        return 2
+    for line in report.problems:
+        print(line)
+    if not report.ok:
+        print(f"FAILED: {len(report.problems)} of {report.total} receipt(s) not included in "
+              f"log {report.origin} (size {report.tree_size})", file=sys.stderr)
+        return 1
+    print(f"OK: all {report.total} receipt(s) included in log {report.origin} "
+          f"(size {report.tree_size})")
+    return 0
 
 
 def _probe(args: argparse.Namespace) -> int:
@@ -244,8 +285,24 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how many of the --witness-vkey witnesses must have cosigned "
                          "(default: all)")
     av.set_defaults(func=_audit_verify)
+    ar = asub.add_parser(
+        "receipts", help="check that every receipt in FILE (signed notes separated by blank "
+                         "lines) is included in the log; exit 1 naming each missing one "
+                         "(docs/ACCESS_LOG.md, Receipts)")
+    ar.add_argument("file", metavar="FILE", help="the receipts a broker kept")
+    ar.add_argument("--deployment", metavar="DIR", required=True,
+                    help="DIR's pki/ gives the auditor identity and log.vkey")
+    ar.add_argument("--target", default="127.0.0.1:50051", metavar="HOST:PORT",
+                    help="the server (default 127.0.0.1:50051)")
+    ar.add_argument("--as", dest="principal", default="auditor", metavar="NAME",
+                    help="the principal whose certificate to use (default auditor)")
+    ar.add_argument("--vkey", metavar="FILE", help="the log's verifier keys (default "
+                                                   "DIR/pki/log.vkey)")
+    ar.add_argument("--origin", help="the log origin expected (default: the vkey's name)")
+    ar.set_defaults(func=_audit_receipts)
     register_admin(sub)
     register_witness(sub)
+    register_portal(sub)
 
     keyadmin.add_parser(sub)
     return parser

@@ -111,6 +111,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "policy": {
         "file": Key("path"),
+        # the most days a rule's withhold_days may defer disclosure (docs/DISCLOSURE.md)
+        "max_withhold_days": Key("int", 365, 0, 3650),
     },
     "tracing": {
         # OpenTelemetry tracing, off unless an OTLP endpoint is set (docs/OBSERVABILITY.md)
@@ -123,6 +125,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "integrate_interval_ms": Key("int", 200, 1, 3_600_000),
         "integrate_batch": Key("int", 10_000, 1, 10_000_000),
         "lease_ms": Key("int", 5_000, 1, 86_400_000),
+        "max_merge_delay": Key("float", 10.0, 1.0, 86_400.0),
+    },
+    "portal": {
+        # the reference portal web app (symbolsvc portal serve; docs/PORTAL.md); unset paths
+        # default to the files `symbolsvc init` writes (symbolsvc/portal/settings.py)
+        "listen": Key("str", "127.0.0.1:8080"),
+        "public_url": Key("str", ""),
+        "target": Key("str", ""),
+        "cert": Key("path", None),
+        "key": Key("path", None),
+        "vkey": Key("path", None),
+        "link_key": Key("path", None),
+        "link_ttl_seconds": Key("int", 3600, 60, 2_592_000),
+        "labels": Key("path", None),
+        "witness_vkeys": Key("path", None),
+        "witness_quorum": Key("int", 0, 0, 100),
     },
     "witnessing": {
         # Submitting checkpoints to the [witness.NAME] witnesses (docs/WITNESS.md): each
@@ -182,12 +200,16 @@ class Config:
     log_origin: str
     security_log: Path | None
     principals: dict[str, Principal] = field(default_factory=dict)
+    max_withhold_days: int = 365  # [policy] max_withhold_days
     # The access log's sequencer (docs/ACCESS_LOG.md): integrate every
     # log_integrate_interval_ms up to log_integrate_batch records; the sequencer
     # lease lasts log_lease_ms without renewal.
     log_integrate_interval_ms: int = 200
     log_integrate_batch: int = 10_000
     log_lease_ms: int = 5_000
+    # The maximum merge delay (seconds): receipts promise integration within it; the
+    # broker's health is NOT_SERVING while the integration lag exceeds it.
+    log_max_merge_delay: float = 10.0
     # The certificate revocation list ([tls] revoked; docs/OPERATIONS.md).
     revoked: Path | None = None
     # Per-principal limits and stream bounds ([limits], validated by limits.parse_limits;
@@ -327,6 +349,9 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
     if log["lease_ms"] < 2 * log["integrate_interval_ms"]:
         raise ConfigError(f"{path}: [access_log] lease_ms: expected at least twice "
                           "integrate_interval_ms, or the sequencer loses its lease between steps")
+    if log["max_merge_delay"] * 1000 < 2 * log["integrate_interval_ms"]:
+        raise ConfigError(f"{path}: [access_log] max_merge_delay: expected at least twice "
+                          "integrate_interval_ms (in seconds), or receipts promise too little")
     server, tls, keys = s["server"], s["tls"], s["keys"]
     if server["log_format"] not in ("json", "text"):
         raise ConfigError(f'{path}: [server] log_format: expected "json" or "text"')
@@ -346,12 +371,14 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         passphrase_file=keys["passphrase_file"],
         passphrase_env=keys["passphrase_env"],
         policy_file=s["policy"]["file"],
+        max_withhold_days=s["policy"]["max_withhold_days"],
         log_origin=log["origin"],
         security_log=log["security_log"],
         principals=principals,
         log_integrate_interval_ms=log["integrate_interval_ms"],
         log_integrate_batch=log["integrate_batch"],
         log_lease_ms=log["lease_ms"],
+        log_max_merge_delay=float(log["max_merge_delay"]),
         revoked=tls["revoked"],
         limits=parse_limits(doc.get("limits", {}), path),
         log_format=server["log_format"],

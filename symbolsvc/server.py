@@ -16,8 +16,9 @@ import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,10 +26,10 @@ from grpc_health.v1._async import HealthServicer as AioHealthServicer  # health.
 from grpc_reflection.v1alpha import reflection
 
 from . import metrics_http, stderr_bridge
-from .config import Config
+from .config import Config, Principal
 from .core import Core
 from .disclosure import Disclosure
-from .errors import ConfigError, ResourceExhausted, Unavailable
+from .errors import ConfigError, ResourceExhausted, SymbolsvcError, Unavailable
 from .hostlimits import check_fd_budget, check_secret_modes, fd_need
 from .interceptor import GuardInterceptor
 from .keyload import open_keys, reload_keys
@@ -41,6 +42,7 @@ from .memguard import EXIT_STATUS as MEMORY_EXIT_STATUS
 from .memguard import MemoryGuard
 from .metrics import MetricsInterceptor, sample_domain
 from .policy import PolicyHolder
+from .publish import publish, reload_and_publish
 from .registry import LogStore, Registry
 from .registry.backends import open_registry
 from .reload import reload_principals, warn_unknown_agencies
@@ -51,6 +53,7 @@ from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
 from .services.symbol import SymbolService
 from .tracing import Tracing
+from .transparency import Transparency
 from .v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
@@ -76,6 +79,11 @@ SERVICE_NAMES = (
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 )
 
+BROKER_SERVICE = SERVICE_NAMES[1]
+ACCESS_LOG_HEALTH = "symbolsvc.access_log"
+"""Health name of the access log: NOT_SERVING while degraded (lag beyond the maximum
+merge delay, a stalled sequencer lease, unreviewed quarantined records)."""
+
 
 @dataclass
 class App:
@@ -89,21 +97,25 @@ class App:
     disclosure: Disclosure
     notifier: LogNotifier
     sequencer: Sequencer | None  # None: the storage backend cannot sequence (yet)
+    transparency: Transparency  # ListHoldings, GetPolicy
     submitter: Submitter | None = None  # witnessing ([witness.NAME]; docs/WITNESS.md)
 
 
 def build_app(config: Config) -> App:
-    _, deriver, sign = open_keys(config)
-    policy = PolicyHolder(config.policy_file)
+    keys = open_keys(config)
+    deriver = keys.deriver
+    policy = PolicyHolder(config.policy_file, max_withhold_days=config.max_withhold_days)
     registry = open_registry(config.storage_url, config.base)
-    core = Core(deriver, registry, policy)
+    registry.queue_auth.mac = keys.queue_auth.mac  # every queued row is tagged (QUEUE_AUTH.md)
+    core = Core(deriver, registry, policy, receipts=keys.receipts)
     notifier = LogNotifier()
     sequencer = None
     if isinstance(registry, LogStore):
         sequencer = Sequencer(
-            registry, sign, notifier,
+            registry, keys.sign, notifier,
             interval_ms=config.log_integrate_interval_ms, batch=config.log_integrate_batch,
-            lease_ms=config.log_lease_ms)
+            lease_ms=config.log_lease_ms, auth=keys.queue_auth,
+            max_merge_delay=config.log_max_merge_delay)
     else:
         log.error("the %s registry cannot sequence the access log yet: records queue "
                   "but are not integrated", type(registry).__name__)
@@ -113,6 +125,8 @@ def build_app(config: Config) -> App:
     access_log = AccessLog(registry)
     disclosure = Disclosure(core.deriver, registry, registry, access_log, notifier,
                             poll_seconds=WATCH_SAFETY_POLL_S)
+    transparency = Transparency(core.deriver, registry, registry, policy,
+                                agencies_of(config.by_identity()))
     submitter = None
     if config.witnesses and sequencer is not None:
         seq = sequencer
@@ -122,7 +136,12 @@ def build_app(config: Config) -> App:
             timeout_ms=config.settings["witnessing"]["timeout_ms"],
             retry_ms=config.settings["witnessing"]["retry_ms"])
     return App(config, core, policy, registry, access_log, disclosure, notifier, sequencer,
-               submitter)
+               transparency, submitter)
+
+
+def agencies_of(identities: dict[str, Principal]) -> Callable[[], list[str]]:
+    """The deployment's agencies now (``identities`` is updated in place on SIGHUP)."""
+    return lambda: sorted({p.name for p in identities.values() if "agency" in p.roles})
 
 
 def _credentials(config: Config) -> grpc.ServerCredentials:
@@ -171,8 +190,9 @@ async def run(
     )
     symbol_service_pb2_grpc.add_SymbolServiceServicer_to_server(SymbolService(app.core), server)
     broker_service_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(app.core), server)
+    app.transparency.agencies = agencies_of(identities)  # follows SIGHUP's principals
     disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(
-        DisclosureService(app.disclosure), server)
+        DisclosureService(app.disclosure, app.transparency), server)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
         AuditService(app.access_log), server)
     health_servicer = AioHealthServicer()
@@ -195,6 +215,8 @@ async def run(
     if config.health_listen:
         probe_server = _probe_server(config.health_listen, health_servicer)
 
+    # The table is in the log before any exchange can name it (docs/DISCLOSURE.md).
+    await publish(app.registry, app.policy.current)
     if app.sequencer is not None:
         await app.sequencer.start()
     if app.submitter is not None:
@@ -202,7 +224,7 @@ async def run(
     await server.start()
     if probe_server is not None:
         await probe_server.start()
-    for name in ("", *SERVICE_NAMES):
+    for name in ("", *SERVICE_NAMES, ACCESS_LOG_HEALTH):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -225,7 +247,7 @@ async def run(
         print(f"symbolsvc serving on {host}:{port}", flush=True)
     log.info("serving on %s:%d (mTLS, %d principals)", host, port, len(config.principals))
 
-    monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer))
+    monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer, app.sequencer))
     sampler = asyncio.create_task(sample_domain(app.notifier, app.sequencer, app.policy))
     await stop.wait()
 
@@ -251,10 +273,13 @@ async def run(
 
 
 async def _watch_storage(registry: Registry, servicer: AioHealthServicer,
-                         interval: float = 1.0) -> None:
+                         sequencer: Sequencer | None = None, interval: float = 1.0) -> None:
     """Health follows the database: NOT_SERVING while ``registry.ping()`` fails, SERVING
-    again by itself once it answers (checked every ``interval`` seconds)."""
+    again by itself once it answers (checked every ``interval`` seconds). Beyond that, the
+    broker is NOT_SERVING while the access log's integration lag exceeds the maximum merge
+    delay, and ``symbolsvc.access_log`` while the log is degraded (log/merge_delay.py)."""
     serving = True
+    shown: dict[str, bool] = {}
     while True:
         await asyncio.sleep(interval)
         try:
@@ -262,18 +287,22 @@ async def _watch_storage(registry: Registry, servicer: AioHealthServicer,
             ok = await _writes_fit(registry)
         except (Unavailable, TimeoutError):
             ok = False
-        if ok == serving:
-            continue
-        serving = ok
-        status = health_pb2.HealthCheckResponse.SERVING if ok else \
-            health_pb2.HealthCheckResponse.NOT_SERVING
-        if ok:
-            log.info("registry reachable again: health SERVING")
-        else:
-            log.error("registry unreachable or its disk full: health NOT_SERVING until it "
-                      "answers and a write fits again")
-        for name in ("", *SERVICE_NAMES):
-            await servicer.set(name, status)
+        if ok != serving:
+            serving = ok
+            if ok:
+                log.info("registry reachable again: health SERVING")
+            else:
+                log.error("registry unreachable or its disk full: health NOT_SERVING until it "
+                          "answers and a write fits again")
+        watch = sequencer.watch if sequencer is not None else None
+        wanted = {name: ok for name in ("", *SERVICE_NAMES)}
+        wanted[BROKER_SERVICE] = ok and (watch is None or watch.broker_serving)
+        wanted[ACCESS_LOG_HEALTH] = ok and (watch is None or watch.log_serving)
+        for name, up in wanted.items():
+            if shown.get(name, True) != up:
+                await servicer.set(name, health_pb2.HealthCheckResponse.SERVING if up
+                                   else health_pb2.HealthCheckResponse.NOT_SERVING)
+            shown[name] = up
 
 
 async def _writes_fit(registry: Registry) -> bool:
@@ -291,23 +320,29 @@ async def _writes_fit(registry: Registry) -> bool:
 def _reload(app: App, tasks: set[asyncio.Task[None]], peers: PeerCheck) -> None:
     """SIGHUP: the permission table and the revocation list now, the keyring in the
     background (keyload.py)."""
-    _reload_policy(app.policy)
+    _spawn(tasks, _reload_policy(app))
     try:
         revoked = peers.reload()
     except ConfigError as exc:
         log.error("revocation list NOT reloaded; keeping the previous one: %s", exc)
     else:
         log.info("revocation list reloaded: %d entries", revoked)
-    task = asyncio.get_running_loop().create_task(
-        reload_keys(app.config, [app.core, app.disclosure], app.sequencer))
+    _spawn(tasks, reload_keys(app.config, [app.core, app.disclosure, app.transparency],
+                            app.sequencer, app.core))
+
+
+def _spawn(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
     tasks.add(task)
     task.add_done_callback(tasks.discard)
 
 
-def _reload_policy(policy: PolicyHolder) -> None:
+async def _reload_policy(app: App) -> None:
+    """Read the table, publish it as a POLICY record, then swap it in; on any error keep
+    the previous table (no exchange is ever allowed under an unpublished table)."""
     try:
-        table = policy.reload()
-    except ConfigError as exc:
+        table = await reload_and_publish(app.policy, app.registry)
+    except (ConfigError, SymbolsvcError) as exc:
         log.error("permission table NOT reloaded; keeping the previous one: %s", exc)
         return
     log.info("permission table reloaded: %d rules", table.rules)

@@ -168,6 +168,17 @@ class PortalClient(_Client):
         except grpc.RpcError as err:
             raise CallError.from_rpc_error(err) from None
 
+    def list_holdings(self, symbol: str) -> disclosure_pb.ListHoldingsResponse:
+        reply: disclosure_pb.ListHoldingsResponse = _call(
+            self.stub.ListHoldings, disclosure_pb.ListHoldingsRequest(symbol=symbol),
+            self.timeout)
+        return reply
+
+    def get_policy(self, version: str = "") -> disclosure_pb.GetPolicyResponse:
+        reply: disclosure_pb.GetPolicyResponse = _call(
+            self.stub.GetPolicy, disclosure_pb.GetPolicyRequest(version=version), self.timeout)
+        return reply
+
     def record_proof(self, symbol: str, record_id: int, min_cosignatures: int = 0
                      ) -> disclosure_pb.GetRecordProofResponse:
         reply: disclosure_pb.GetRecordProofResponse = _call(self.stub.GetRecordProof,
@@ -199,6 +210,14 @@ class AuditorClient(_Client):
     def inclusion_proof(self, leaf_index: int, tree_size: int) -> list[bytes]:
         return list(_call(self.stub.GetInclusionProof, audit_pb.GetInclusionProofRequest(
             leaf_index=leaf_index, tree_size=tree_size), self.timeout).hashes)
+
+    def inclusion_proof_by_hash(self, leaf_hash: bytes, tree_size: int
+                                ) -> tuple[int, list[bytes]]:
+        """(leaf index, inclusion proof) of the leaf whose RFC 9162 hash is ``leaf_hash``
+        (a receipt's) in the tree of ``tree_size``; NOT_FOUND when no leaf has it."""
+        reply = _call(self.stub.GetInclusionProof, audit_pb.GetInclusionProofRequest(
+            leaf_hash=leaf_hash, tree_size=tree_size), self.timeout)
+        return int(reply.leaf_index), list(reply.hashes)
 
     def entries(self, start: int, end: int) -> list[audit_pb.Entry]:
         return list(_call(self.stub.ListEntries, audit_pb.ListEntriesRequest(

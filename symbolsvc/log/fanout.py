@@ -13,7 +13,7 @@ is cancelled does not cancel the fetch the others wait for.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -22,18 +22,21 @@ T = TypeVar("T")
 class SharedScans(Generic[T]):
     def __init__(self, fetch: Callable[[str, int], Awaitable[T]]) -> None:
         self._fetch = fetch
-        self._inflight: dict[tuple[str, int, int], asyncio.Future[T]] = {}
+        self._inflight: dict[Hashable, asyncio.Future[T]] = {}
 
     async def get(self, portal: str, after: int, size: int) -> T:
-        key = (portal, after, size)
+        return await self.share((portal, after, size), lambda: self._fetch(portal, after))
+
+    async def share(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
+        """``fetch()``, or the result of the one already running for ``key``."""
         fut = self._inflight.get(key)
         if fut is None:
-            fut = asyncio.ensure_future(self._fetch(portal, after))
+            fut = asyncio.ensure_future(fetch())
             self._inflight[key] = fut
             fut.add_done_callback(self._forget(key))
         return await asyncio.shield(fut)
 
-    def _forget(self, key: tuple[str, int, int]) -> Callable[[asyncio.Future[T]], None]:
+    def _forget(self, key: Hashable) -> Callable[[asyncio.Future[T]], None]:
         def forget(_: asyncio.Future[T]) -> None:
             self._inflight.pop(key, None)
 

@@ -30,21 +30,64 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class NewHolding:
-    agency: str
-    symbol: str
-    sealed_subject: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class NewRecord:
     """An access record to append; ``require`` names the holdings ``(agency, symbol)``
-    that must all be live, checked in the transaction that appends the record."""
+    that must all be live, checked in the transaction that appends the record.
+    ``withheld_until_us`` copies the leaf's WITHHELD_UNTIL (None: disclosed at once)."""
 
     leaf: bytes
     pseudonym: bytes
     sealed_subject: bytes
     require: tuple[tuple[str, str], ...] = ()
+    withheld_until_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewHolding:
+    """A holding to issue; ``record`` (its ISSUE record) is appended in the same transaction
+    exactly when the holding is new (or re-created after release)."""
+
+    agency: str
+    symbol: str
+    sealed_subject: bytes
+    record: NewRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldingRow:
+    """One stored holding row, live or released (ListHoldings reads these)."""
+
+    agency: str
+    symbol: str
+    sealed_subject: bytes
+    released: bool
+    moved: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedPolicy:
+    """A permission table version as published: its POLICY record and first load time."""
+
+    record_id: int
+    loaded_at_us: int
+
+
+RecordMac = Callable[[int, NewRecord], bytes]
+"""``mac(record_id, record) -> tag``: authenticates a queued row (docs/QUEUE_AUTH.md)."""
+
+
+class QueueAuth:
+    """The function a registry tags each appended row with, once its id is known.
+
+    The server sets :attr:`mac` (from the keyring) right after opening the registry;
+    until then (tools, tests of the storage alone) rows are written with no tag and
+    only a sequencer without a verifier integrates them."""
+
+    def __init__(self) -> None:
+        self.mac: RecordMac | None = None
+
+    def tag(self, record_id: int, record: NewRecord) -> bytes | None:
+        return None if self.mac is None else self.mac(record_id, record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +98,7 @@ class StoredRecord:
     leaf: bytes
     sealed_subject: bytes
     leaf_index: int | None = None
+    withheld_until_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +123,7 @@ class Integration:
     integrated: int
     tree_size: int
     checkpoint: str | None
+    quarantined: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,18 +134,23 @@ class LogState:
     frontier: bytes
 
 
+QueuedRow = tuple[int, bytes, bytes, bytes, bytes | None]
+"""A queued row as stored: ``(id, leaf, pseudonym, sealed_subject, mac)``."""
+
+
 @dataclass(frozen=True, slots=True)
 class IntegrationInput:
     """What a backend reads, under the lease, for one integration step.
 
     ``state`` is None before the first leaf; ``latest_checkpoint`` the size of the
     largest stored checkpoint (None before the first); ``queued`` the oldest
-    unsequenced records ``(id, leaf)``, in queue (id) order.
+    unsequenced rows, in queue (id) order: ``(id, leaf)``, or as the backends read
+    them ``(id, leaf, pseudonym, sealed_subject, mac)`` (see :data:`QueuedRow`).
     """
 
     state: LogState | None
     latest_checkpoint: int | None
-    queued: Sequence[tuple[int, bytes]]
+    queued: Sequence[tuple[int, bytes] | QueuedRow]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +161,8 @@ class IntegrationPlan:
     the perfect tree nodes ``(level, index, hash)`` they complete; ``state`` the new
     ``log_state`` (None: unchanged); ``checkpoint`` the ``(tree_size, note)`` to
     publish (None: none). ``tree_size`` is the tree's size after the step.
+    ``quarantine`` names the queued rows ``(id, reason)`` that failed authentication:
+    the backend moves them to ``quarantined_records`` in the same transaction.
     """
 
     assign: Sequence[tuple[int, int]]
@@ -118,6 +170,7 @@ class IntegrationPlan:
     state: LogState | None
     checkpoint: tuple[int, str] | None
     tree_size: int
+    quarantine: Sequence[tuple[int, str]] = ()
 
 
 PlanFn = Callable[[IntegrationInput], IntegrationPlan]
@@ -126,11 +179,15 @@ PlanFn = Callable[[IntegrationInput], IntegrationPlan]
 
 @dataclass(frozen=True, slots=True)
 class LogStatus:
-    """The stored tree size and who holds the sequencer lease until when (µs since epoch)."""
+    """The stored tree size and who holds the sequencer lease until when (µs since epoch);
+    when the oldest queued record was appended (None: the queue is empty), and how many
+    quarantined rows no operator has reviewed yet."""
 
     tree_size: int
     lease_holder: str | None
     lease_expires_us: int
+    oldest_queued_us: int | None = None
+    quarantined: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +264,8 @@ class LogStore(Protocol):
         ``holder`` (re-checked inside the transaction, so a holder that lost it writes
         nothing), read the stored state, the latest checkpoint's size and up to
         ``batch`` unsequenced records in queue order, call ``plan`` on them, and
-        write what it returns. If ``plan`` raises, nothing is written."""
+        write what it returns (leaf indices, nodes, state, checkpoint, and the rows to
+        move to quarantine). If ``plan`` raises, nothing is written."""
 
     async def release_lease(self, holder: str) -> None:
         """Let the lease expire now if ``holder`` holds it (graceful hand-over)."""
@@ -239,20 +297,51 @@ class LogStore(Protocol):
     async def record_by_id(self, record_id: int) -> StoredRecord | None:
         """One access record by its id."""
 
+    async def leaf_index_by_hash(self, leaf_hash: bytes, tree_size: int) -> int | None:
+        """The smallest leaf index below ``tree_size`` whose leaf hash is ``leaf_hash``."""
+
     async def integrated_after(self, after_leaf: int, limit: int) -> list[StoredRecord]:
         """Integrated records with leaf_index > ``after_leaf``, in leaf order."""
+
+    async def withheld_due(self, after: tuple[int, int], until_us: int, max_leaf: int,
+                           limit: int) -> list[StoredRecord]:
+        """Integrated records with leaf_index <= ``max_leaf``, withheld_until <= ``until_us``
+        and (withheld_until, id) > ``after``, in (withheld_until, id) order, with
+        withheld_until_us set (a watch delivers them once their date has come)."""
 
 
 @runtime_checkable
 class HoldingsStore(KeyVersionStore, Protocol):
     """Holdings and the appending and reading of access records (the core's side), and the
-    holdings' key versions (keyversions.py)."""
+    holdings' key versions (keyversions.py). ``queue_auth`` tags every appended row."""
+
+    queue_auth: QueueAuth
 
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         """Register holdings; per item True when new (or re-created after release)."""
 
-    async def release(self, agency: str, symbol: str) -> bool | None:
-        """End a holding: True if it was live, False if already released, None if unknown."""
+    async def release(self, agency: str, symbol: str, *,
+                      record: NewRecord | None = None) -> bool | None:
+        """End a holding: True if it was live, False if already released, None if unknown.
+        ``record`` (its RELEASE record) is appended in the same transaction exactly when
+        the holding was live."""
+
+    async def holding_rows(self, keys: Sequence[tuple[str, str]]) -> list[HoldingRow | None]:
+        """The stored rows (live or released) of holdings ``(agency, symbol)``, in order."""
+
+    async def withheld_for_subject(self, pseudonym: bytes, now_us: int
+                                   ) -> tuple[int, int | None]:
+        """How many of a subject's records are withheld at ``now_us``, and the earliest
+        withheld_until among them (None when none is)."""
+
+    async def publish_policy(self, version: bytes, record: NewRecord, loaded_at_us: int
+                             ) -> PublishedPolicy:
+        """Append ``record`` (a POLICY record) and register ``version`` in one transaction,
+        unless the version was published before: then nothing is written. Returns the
+        version's publication either way."""
+
+    async def policy_version(self, version: bytes) -> PublishedPolicy | None:
+        """A published permission table version, or None."""
 
     async def lookup(self, agency: str, symbol: str) -> bytes | None:
         """The sealed subject reference of a live holding, or None."""
@@ -275,9 +364,10 @@ class HoldingsStore(KeyVersionStore, Protocol):
         record's id if one was appended, and the build's value."""
 
     async def records_for_subject(
-        self, pseudonym: bytes, before_id: int | None, limit: int
+        self, pseudonym: bytes, before_id: int | None, limit: int, *, now_us: int | None = None
     ) -> list[StoredRecord]:
-        """A subject's records with id < before_id (all if None), newest first."""
+        """A subject's records with id < before_id (all if None), newest first; with
+        ``now_us``, only those not withheld at that time."""
 
     async def records_after(self, after_id: int, limit: int) -> list[StoredRecord]:
         """Records with id > after_id, oldest first."""

@@ -88,7 +88,7 @@ def _sqlite() -> Backend:
 
 
 def _postgres() -> Backend:
-    from .postgres import BACKEND
+    from .pg_backend import BACKEND
 
     return BACKEND
 

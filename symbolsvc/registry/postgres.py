@@ -16,12 +16,9 @@ suite (tests/registry). Differences that matter:
   explicitly, whatever the server default), so ``COMMIT`` returns after the WAL
   is flushed; PostgreSQL's own group commit shares flushes between the
   replicas' concurrent transactions.
-* **Outages.** A connection failure or pool timeout becomes
-  :class:`~symbolsvc.errors.Unavailable` (gRPC ``UNAVAILABLE``); the transaction
-  rolled back, so nothing changed. (A connection lost *during* ``COMMIT`` leaves
-  the outcome unknown, as with any database; retrying an issue is idempotent.)
-* **Secrets.** The password is handed to libpq apart from the connection
-  string, and every message goes through :meth:`PgTarget.scrub`.
+* **Outages** become ``UNAVAILABLE`` (rolled back, nothing changed; a connection lost
+  during ``COMMIT`` leaves the outcome unknown; retrying an issue is idempotent).
+* **Secrets.** The password goes to libpq apart from the URL; messages are scrubbed.
 """
 
 from __future__ import annotations
@@ -30,29 +27,30 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pgerrors
-from psycopg import sql as pgsql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import ConfigError, ResourceExhausted, Unavailable
 from . import (
     Appended,
     BuildRecord,
+    HoldingRow,
     Integration,
     LogStatus,
     NewHolding,
     NewRecord,
     PlanFn,
+    PublishedPolicy,
+    QueueAuth,
     StoredCheckpoint,
     StoredRecord,
 )
 from . import pg_sql as sql
 from .keyversions import PgKeyVersions
-from .migrations import Migration, pg_migrate, pg_version, require_current
+from .migrations import pg_version, require_current
 from .pg_group import GroupWriter
 from .pg_pools import TIMEOUTS, Pools, saturation_error, timeout_error
 from .url import PgTarget
@@ -86,6 +84,8 @@ class PgRegistry(PgKeyVersions):
         self._available = True
         self._group = GroupWriter(self._write, lanes=self._pools.write_max)
         self.transactions = 0  # committed write transactions; read by benchmarks
+        self.queue_auth = QueueAuth()  # tags appended rows (set by the server)
+        self._ids = sql.IdPool()  # record ids fetched a block at a time
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -201,15 +201,19 @@ class PgRegistry(PgKeyVersions):
 
     # -- holdings --------------------------------------------------------------
 
+    def _append_new(self, conn: Any, records: Sequence[NewRecord]) -> Any:
+        return sql.append_new(conn, records, self.queue_auth, self._ids)  # keyversions' moves
+
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         keys = [(h.agency, h.symbol) for h in items]
-        unique: dict[tuple[str, str], bytes] = {}
+        unique: dict[tuple[str, str], NewHolding] = {}
         for h in items:
-            unique.setdefault((h.agency, h.symbol), h.sealed_subject)
-        rows = sorted((a, s, sealed) for (a, s), sealed in unique.items())
+            unique.setdefault((h.agency, h.symbol), h)
+        rows = [h for _, h in sorted(unique.items(), key=lambda kv: kv[0])]
         if not rows:
             return []
-        fresh = await self._group.submit(lambda conn: sql.issue(conn, rows))
+        fresh = await self._group.submit(
+            lambda conn: sql.issue(conn, rows, self.queue_auth, self._ids))
         # The first occurrence of a key carries the database's answer; a repeat of
         # it in the same batch finds the holding live (as on SQLite).
         out, seen = [], set()
@@ -218,8 +222,31 @@ class PgRegistry(PgKeyVersions):
             seen.add(key)
         return out
 
-    async def release(self, agency: str, symbol: str) -> bool | None:
-        return await self._group.submit(lambda conn: sql.release(conn, agency, symbol))
+    async def release(self, agency: str, symbol: str, *,
+                      record: NewRecord | None = None) -> bool | None:
+        return await self._group.submit(
+            lambda conn: sql.release(conn, agency, symbol, record, self.queue_auth, self._ids))
+
+    async def holding_rows(self, keys: Sequence[tuple[str, str]]) -> list[HoldingRow | None]:
+        wanted = list(keys)
+        return await self._read(lambda conn: sql.holding_rows(conn, wanted)) if wanted else []
+
+    async def withheld_for_subject(self, pseudonym: bytes, now_us: int
+                                   ) -> tuple[int, int | None]:
+        return await self._read(lambda conn: sql.withheld_for_subject(conn, pseudonym, now_us))
+
+    async def withheld_due(self, after: tuple[int, int], until_us: int, max_leaf: int,
+                           limit: int) -> list[StoredRecord]:
+        return await self._read(lambda c: sql.withheld_due(c, after, until_us, max_leaf, limit))
+
+    async def policy_version(self, version: bytes) -> PublishedPolicy | None:
+        return await self._read(lambda conn: sql.policy_version(conn, version))
+
+    async def publish_policy(self, version: bytes, record: NewRecord, loaded_at_us: int
+                             ) -> PublishedPolicy:
+        return await self._group.submit(
+            lambda conn: sql.publish_policy(conn, version, record, loaded_at_us,
+                                             self.queue_auth, self._ids))
 
     async def lookup(self, agency: str, symbol: str) -> bytes | None:
         return await self._read(lambda conn: sql.lookup(conn, agency, symbol))
@@ -239,7 +266,8 @@ class PgRegistry(PgKeyVersions):
         recs = list(records)
         if not recs:
             return []
-        return await self._group.submit(lambda conn: sql.append(conn, recs))
+        return await self._group.submit(
+            lambda conn: sql.append(conn, recs, self.queue_auth, self._ids))
 
     async def append_for_holdings(
         self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]
@@ -247,7 +275,8 @@ class PgRegistry(PgKeyVersions):
         todo = list(items)
         if not todo:
             return []
-        return await self._group.submit(lambda conn: sql.append_for(conn, todo))
+        return await self._group.submit(
+            lambda conn: sql.append_for(conn, todo, self.queue_auth, self._ids))
 
     # -- the access log (docs/ACCESS_LOG.md) ------------------------------------
 
@@ -316,13 +345,18 @@ class PgRegistry(PgKeyVersions):
             conn, sql.RECORD_COLUMNS + "WHERE leaf_index > %s ORDER BY leaf_index LIMIT %s",
             (after_leaf, limit)))
 
+    async def leaf_index_by_hash(self, leaf_hash: bytes, tree_size: int) -> int | None:
+        return await self._read(lambda conn: sql.leaf_index_by_hash(conn, leaf_hash, tree_size))
+
     async def records_for_subject(
-        self, pseudonym: bytes, before_id: int | None, limit: int
+        self, pseudonym: bytes, before_id: int | None, limit: int, *, now_us: int | None = None
     ) -> list[StoredRecord]:
         before = before_id if before_id is not None else _MAX_ID
+        now = _MAX_ID if now_us is None else now_us
         return await self._read(lambda conn: sql.select_records(
-            conn, sql.RECORD_COLUMNS + "WHERE pseudonym = %s AND id < %s ORDER BY id DESC LIMIT %s",
-            (pseudonym, before, limit)))
+            conn, sql.RECORD_COLUMNS + "WHERE pseudonym = %s AND id < %s AND "
+            "(withheld_until_us IS NULL OR withheld_until_us <= %s) ORDER BY id DESC LIMIT %s",
+            (pseudonym, before, now, limit)))
 
     async def records_after(self, after_id: int, limit: int) -> list[StoredRecord]:
         return await self._read(lambda conn: sql.select_records(
@@ -346,89 +380,3 @@ def connect_sync(target: PgTarget, connect_timeout: int = 5) -> psycopg.Connecti
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
-
-
-# -- the backend (registered for postgresql:// URLs in .backends) -----------------------
-
-
-class PgBackend:
-    """:class:`~.backends.Backend` for ``postgresql://`` (and ``postgres://``) URLs."""
-
-    name = "postgres"
-
-    def describe(self, url: str, base: Path) -> str:
-        return PgTarget.parse(url).display
-
-    def open(self, url: str, base: Path) -> PgRegistry:
-        registry = PgRegistry(PgTarget.parse(url))
-        registry.check_schema()
-        return registry
-
-    def create(self, url: str, base: Path) -> str:
-        target = PgTarget.parse(url)
-        if not target.dbname:
-            raise ConfigError(f"{target.display}: the URL names no database")
-        last_error = ""
-        for maintenance in ("postgres", "template1"):
-            admin = target.with_dbname(maintenance)
-            try:
-                conn = psycopg.connect(admin.conninfo, password=admin.password,
-                                       autocommit=True, connect_timeout=5)
-            except psycopg.Error as exc:
-                last_error = target.scrub(_first_line(exc))
-                continue
-            with conn:
-                exists = conn.execute(
-                    "SELECT 1 FROM pg_database WHERE datname = %s", (target.dbname,)
-                ).fetchone()
-                if exists:
-                    return f"{target.display}: exists"
-                try:
-                    conn.execute(pgsql.SQL("CREATE DATABASE {}").format(
-                        pgsql.Identifier(target.dbname)))
-                except psycopg.Error as exc:
-                    raise ConfigError(target.scrub(
-                        f"{target.display}: CREATE DATABASE failed: {str(exc).strip()}")
-                    ) from None
-            return f"{target.display}: created"
-        raise ConfigError(f"{target.display}: cannot connect to the server to create the "
-                          f"database: {last_error}")
-
-    def migrate(self, url: str, base: Path) -> list[Migration]:
-        target = PgTarget.parse(url)
-        with connect_sync(target) as conn:
-            return pg_migrate(conn, target.display)
-
-    def schema_version(self, url: str, base: Path) -> int:
-        with connect_sync(PgTarget.parse(url)) as conn:
-            return pg_version(conn)
-
-    def inspect(self, url: str, base: Path) -> PgInspector:
-        return PgInspector(PgTarget.parse(url))
-
-
-class PgInspector:
-    """:class:`~.backends.Inspector` on a PostgreSQL registry (a read-only session)."""
-
-    def __init__(self, target: PgTarget) -> None:
-        self._conn = connect_sync(target)
-        self._conn.read_only = True
-
-    def execute(self, sql: str, params: tuple[Any, ...] = ()
-                ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        cur = self._conn.execute(sql.replace("?", "%s"), params)
-        rows = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
-                for r in cur.fetchall()]
-        return [d.name for d in cur.description or ()], rows
-
-    def tables(self) -> list[str]:
-        _, rows = self.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = "
-            "current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name")
-        return [r[0] for r in rows]
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-BACKEND = PgBackend()

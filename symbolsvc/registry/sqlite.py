@@ -17,6 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,11 +25,14 @@ from ..errors import ConfigError, ResourceExhausted, Unavailable
 from . import (
     Appended,
     BuildRecord,
+    HoldingRow,
     Integration,
     LogStatus,
     NewHolding,
     NewRecord,
     PlanFn,
+    PublishedPolicy,
+    QueueAuth,
     StoredCheckpoint,
     StoredRecord,
 )
@@ -80,6 +84,16 @@ class SqliteRegistry(SqliteKeyVersions):
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="registry-read")
         # Why the last write failed for lack of room (None: the last write succeeded).
         self.write_failure: str | None = None
+        # Tags appended rows (set by the server); the merged units are made once so
+        # the group committer merges them (it merges units by function identity).
+        self.queue_auth = QueueAuth()
+        self._append = partial(sql.append_merged, auth=self.queue_auth)
+        self._append_for = partial(sql.append_for_merged, auth=self.queue_auth)
+        self._issue = partial(sql.issue_merged, auth=self.queue_auth)
+
+    def _append_new(self, conn: sqlite3.Connection, records: list[NewRecord]) -> None:
+        """keyversions' moves append ISSUE/RELEASE records with this, tagged."""
+        sql.append_new(conn, records, self.queue_auth)
 
     def _init_schema(self) -> None:
         conn = _open(self.path, readonly=False)
@@ -115,9 +129,28 @@ class SqliteRegistry(SqliteKeyVersions):
         return await self._read(sql.lookup_many, list(keys))
 
     async def records_for_subject(
-        self, pseudonym: bytes, before_id: int | None, limit: int
+        self, pseudonym: bytes, before_id: int | None, limit: int, *, now_us: int | None = None
     ) -> list[StoredRecord]:
-        return await self._read(sql.records_for_subject, pseudonym, before_id, limit)
+        return await self._read(sql.records_for_subject, pseudonym, before_id, limit, now_us)
+
+    async def holding_rows(self, keys: Sequence[tuple[str, str]]) -> list[HoldingRow | None]:
+        return await self._read(sql.holding_rows, list(keys))
+
+    async def withheld_for_subject(self, pseudonym: bytes, now_us: int
+                                   ) -> tuple[int, int | None]:
+        return await self._read(sql.withheld_for_subject, pseudonym, now_us)
+
+    async def withheld_due(self, after: tuple[int, int], until_us: int, max_leaf: int, limit: int
+                           ) -> list[StoredRecord]:
+        return await self._read(sql.withheld_due, after, until_us, max_leaf, limit)
+
+    async def policy_version(self, version: bytes) -> PublishedPolicy | None:
+        return await self._read(sql.policy_version, version)
+
+    async def publish_policy(self, version: bytes, record: NewRecord, loaded_at_us: int
+                             ) -> PublishedPolicy:
+        return await self._write(lambda c: sql.publish_policy(c, version, record, loaded_at_us,
+                                                                   self.queue_auth))
 
     async def records_after(self, after_id: int, limit: int) -> list[StoredRecord]:
         return await self._read(sql.records_after, after_id, limit)
@@ -155,6 +188,9 @@ class SqliteRegistry(SqliteKeyVersions):
     async def integrated_after(self, after_leaf: int, limit: int) -> list[StoredRecord]:
         return await self._read(sql.integrated_after, after_leaf, limit)
 
+    async def leaf_index_by_hash(self, leaf_hash: bytes, tree_size: int) -> int | None:
+        return await self._read(sql.leaf_index_by_hash, leaf_hash, tree_size)
+
     # -- writes --------------------------------------------------------------
 
     async def _write(self, fn: Any, item: Any = None) -> Any:
@@ -186,19 +222,19 @@ class SqliteRegistry(SqliteKeyVersions):
         self.write_failure = None
 
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
-        rows = [(h.agency, h.symbol, h.sealed_subject) for h in items]
-        return await self._write(sql.issue_merged, rows)
+        return await self._write(self._issue, list(items))
 
-    async def release(self, agency: str, symbol: str) -> bool | None:
-        return await self._write(lambda c: sql.release(c, agency, symbol))
+    async def release(self, agency: str, symbol: str, *,
+                      record: NewRecord | None = None) -> bool | None:
+        return await self._write(lambda c: sql.release(c, agency, symbol, record, self.queue_auth))
 
     async def append_records(self, records: Sequence[NewRecord]) -> list[int | None]:
-        return await self._write(sql.append_merged, list(records))
+        return await self._write(self._append, list(records))
 
     async def append_for_holdings(
         self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]
     ) -> list[Appended[T]]:
-        return await self._write(sql.append_for_merged, list(items))
+        return await self._write(self._append_for, list(items))
 
     async def integrate(
         self, batch: int, holder: str, lease_ms: int, plan: PlanFn

@@ -28,6 +28,7 @@ from .common import (
 )
 from .errors import AuditError
 from .keychain import KeyChain
+from .policies import PolicyLedger
 from .state import TrustedState
 from .witnesses import WitnessPolicy
 
@@ -191,6 +192,7 @@ def _verify_connection(
     tree = Tree(previous)
     checkpoints = _StoredCheckpoints(conn, vkey, origin, witnesses)
     checkpoints.settle(tree)
+    policies = PolicyLedger()
 
     leaves = conn.execute(
         "SELECT leaf_index, typeof(leaf_index), leaf, pseudonym FROM access_records "
@@ -221,8 +223,10 @@ def _verify_connection(
                 elif not (isinstance(stored, bytes) and hmac.compare_digest(stored, h)):
                     raise fail(f"tree node (level {level}, index {idx}): hash does not "
                                 "match the recomputed tree")
-            if decode_leaf(index, leaf).pseudonym != pseudonym:
+            record = decode_leaf(index, leaf)
+            if record.pseudonym != pseudonym:
                 raise fail(f"leaf {index}: the row's pseudonym column does not match the leaf")
+            policies.check(index, record)
             checkpoints.settle(tree)
 
     n = tree.size

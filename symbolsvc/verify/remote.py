@@ -23,6 +23,7 @@ from .common import (
 )
 from .errors import AuditError
 from .keychain import KeyChain
+from .policies import PolicyLedger
 from .state import TrustedState
 from .witnesses import WitnessPolicy
 
@@ -92,6 +93,7 @@ def _verify_remote(client: AuditSource, vkey: KeyChain, origin: str,
                             f"size {previous.size} verified before ({exc})") from None
 
     tree = Tree(previous)
+    policies = PolicyLedger()
     while tree.size < latest.size:
         page = client.entries(tree.size, latest.size)
         if not page:
@@ -110,7 +112,7 @@ def _verify_remote(client: AuditSource, vkey: KeyChain, origin: str,
                 raise fail(f"leaf {index}: beyond the latest checkpoint (size {latest.size})")
             leaf = entry.leaf
             tree.append(leaf_hash_of(index, leaf))
-            decode_leaf(index, leaf)
+            policies.check(index, decode_leaf(index, leaf))
     if not hmac.compare_digest(tree.frontier.root(), latest.root_hash):
         raise fail(f"{label}: root hash does not match the first {latest.size} leaves")
     check_previous_root(previous, tree.root_at_previous)

@@ -115,19 +115,21 @@ def test_one_line_naming_file_key_and_expectation(
 @pytest.mark.parametrize("command", [
     ["serve", "--listen", "127.0.0.1:0"], ["db", "migrate"], ["db", "create"],
     ["principal", "add", "--role", "auditor", "auditor-2"], ["cert", "revoke", "city-a"],
-    ["restore", "nowhere"]])
+    ["restore", "nowhere"], ["portal", "serve", "--listen", "127.0.0.1:0"],
+    ["portal", "link", "k1." + "a" * 52]])
 def test_every_command_stops_without_a_traceback(template: Path, tmp_path: Path,
                                                  command: list[str]) -> None:
     config = variant(template, tmp_path, "[access_log]", "[acces_log]")
-    args = [*command[:2], "--config", str(config), *command[2:]] if command[0] in (
-        "db", "principal", "cert") else [command[0], "--config", str(config), *command[1:]]
+    grouped = command[0] in ("db", "principal", "cert", "portal")  # a subcommand, then options
+    args = ([*command[:2], "--config", str(config), *command[2:]] if grouped
+            else [command[0], "--config", str(config), *command[1:]])
     proc = subprocess.run([sys.executable, "-m", "symbolsvc", *args], capture_output=True,
                           text=True, timeout=60, check=False)
     assert proc.returncode == 2, proc
     assert proc.stderr == (f"symbolsvc: {config}: unknown section [acces_log]: did you mean "
                            "[access_log]? expected one of [access_log], [keys], [limits], "
-                           "[policy], [principals], [server], [storage], [tls], [tracing], "
-                           "[witness], [witnessing]\n")
+                           "[policy], [portal], [principals], [server], [storage], [tls], "
+                           "[tracing], [witness], [witnessing]\n")
     assert "Traceback" not in proc.stderr
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from helpers import (
 )
 from symbolsvc_client import Deployment
 
+from symbolsvc.records import AccessKind, AccessRecord
 from symbolsvc.v1 import broker_service_pb2 as broker_pb
 
 N = 150
@@ -191,9 +193,13 @@ def test_no_symbol_and_no_number_outside_holdings(scenario: Scenario) -> None:
     with RegistryReader(scenario.server.config) as db:
         tables = db.tables()
         assert "access_records" in tables
-        _, records = db.rows("access_records")
-        # 150 + 50 + 50 translations and 20 resolutions.
-        assert len(records) == 270
+        cols, records = db.rows("access_records")
+        kinds = Counter(AccessRecord.decode(bytes(r[cols.index("leaf")])).kind for r in records)
+        # 150 + 50 + 50 translations and 20 resolutions; an ISSUE record per new holding
+        # and the permission table's POLICY record (docs/DISCLOSURE.md).
+        assert kinds[AccessKind.TRANSLATE] + kinds[AccessKind.RESOLVE] == 270
+        assert kinds[AccessKind.ISSUE] == sum(len(m) for m in scenario.symbols.values())
+        assert kinds[AccessKind.POLICY] == 1
         for table in tables:
             if table == "holdings":
                 continue

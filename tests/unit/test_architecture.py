@@ -32,7 +32,7 @@ VERIFY_ALLOWED = {
     "symbolsvc", "symbolsvc.log", "symbolsvc.log.errors", "symbolsvc.log.hashing",
     "symbolsvc.log.compact", "symbolsvc.log.verification", "symbolsvc.log.checkpoint",
     "symbolsvc.log.cosignature",
-    "symbolsvc.records",
+    "symbolsvc.records", "symbolsvc.policytable",
 }
 
 
