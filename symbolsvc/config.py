@@ -24,6 +24,8 @@ from typing import Any
 from .errors import ConfigError
 from .keystore import HsmConfig, parse_provider
 from .limits import LimitsConfig, parse_limits
+from .log.checkpoint import NoteError
+from .log.cosignature import parse_witness_vkey
 from .policy import Policy, is_ident
 from .registry.backends import backend_for
 from .server_options import HTTP2_MAX_FRAME, HTTP2_MIN_FRAME, ConnectionLimits
@@ -141,12 +143,35 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "witness_vkeys": Key("path", None),
         "witness_quorum": Key("int", 0, 0, 100),
     },
+    "witnessing": {
+        # Submitting checkpoints to the [witness.NAME] witnesses (docs/WITNESS.md): each
+        # add-checkpoint call times out after timeout_ms; a failed one is retried after
+        # retry_ms (or at the next checkpoint, whichever comes first).
+        "timeout_ms": Key("int", 5_000, 1, 600_000),
+        "retry_ms": Key("int", 2_000, 1, 3_600_000),
+    },
 }
 # [principals.NAME]: one table per principal.
 PRINCIPAL_KEYS: dict[str, Key] = {
     "identity": Key("str"),
     "roles": Key("str_list"),
 }
+
+
+# [witness.NAME]: one table per witness the log submits its checkpoints to.
+WITNESS_KEYS: dict[str, Key] = {
+    "url": Key("str"),   # the witness's submission prefix (http:// or https://)
+    "vkey": Key("str"),  # its cosignature verifier key (type 0x04)
+}
+
+
+@dataclass(frozen=True)
+class WitnessPeer:
+    """A witness: the local table name, its submission prefix and its verifier key."""
+
+    label: str
+    url: str
+    vkey: str
 
 
 @dataclass(frozen=True)
@@ -204,6 +229,8 @@ class Config:
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     # [keys] provider = "pkcs11": where the master secrets live (symbolsvc.keystore).
     hsm: HsmConfig | None = None
+    # Witnesses that cosign the access log's checkpoints ([witness.NAME]; docs/WITNESS.md).
+    witnesses: tuple[WitnessPeer, ...] = ()
 
     @property
     def base(self) -> Path:
@@ -289,11 +316,31 @@ def _principals(path: Path, raw: Any) -> dict[str, Principal]:
     return principals
 
 
+def _witnesses(path: Path, raw: Any) -> tuple[WitnessPeer, ...]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [witness] must be a table of [witness.NAME] tables")
+    peers = []
+    for label, table in raw.items():
+        s = _section(path, f"witness.{label}", table, WITNESS_KEYS)
+        if not s["url"].startswith(("http://", "https://")):
+            raise ConfigError(f"{path}: [witness.{label}] url: expected an http:// or "
+                              "https:// submission prefix")
+        try:
+            parse_witness_vkey(s["vkey"])
+        except NoteError as exc:
+            raise ConfigError(f"{path}: [witness.{label}] vkey: {exc}") from None
+        peers.append(WitnessPeer(label, s["url"].rstrip("/"), s["vkey"].strip()))
+    if len({parse_witness_vkey(p.vkey).name for p in peers}) != len(peers):
+        raise ConfigError(f"{path}: [witness]: two witnesses have the same name")
+    return tuple(peers)
+
+
 def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
     """Validate a parsed config.toml strictly; see the module docstring."""
     for name in doc:
-        if name not in SCHEMA and name not in ("principals", "limits"):
-            raise _unknown(path, "section", name, [*SCHEMA, "principals", "limits"], "[{}]")
+        if name not in SCHEMA and name not in ("principals", "limits", "witness"):
+            raise _unknown(path, "section", name, [*SCHEMA, "principals", "limits", "witness"],
+                           "[{}]")
     s = {name: _section(path, name, doc.get(name, {}), decl) for name, decl in SCHEMA.items()}
     principals = _principals(path, doc.get("principals", {}))
     try:
@@ -343,6 +390,7 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         trace_service_name=s["tracing"]["service_name"],
         hsm=parse_provider(doc.get("keys", {}), path),
         settings=s,
+        witnesses=_witnesses(path, doc.get("witness", {})),
         connection_limits=ConnectionLimits.from_table(server, str(path)),
     )
 

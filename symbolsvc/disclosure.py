@@ -269,8 +269,10 @@ class Disclosure:
             return rows, []
         return rows, await self.portal_symbols(portal, [r.sealed_subject for r in rows])
 
-    async def record_proof(self, portal: str, symbol: str, record_id: int) -> RecordProof:
-        """The record's leaf and its inclusion proof against the latest checkpoint."""
+    async def record_proof(self, portal: str, symbol: str, record_id: int,
+                           min_cosignatures: int = 0) -> RecordProof:
+        """The record's leaf and its inclusion proof against the latest checkpoint (with
+        ``min_cosignatures``, the newest one that many witnesses cosigned)."""
         pseudonym = await self.subject_pseudonym(portal, symbol)
         row = await self._store.record_by_id(record_id) if 0 < record_id <= _MAX_INDEX else None
         if row is None or not _about(row.leaf, pseudonym):
@@ -282,6 +284,8 @@ class Disclosure:
                 "RECORD_WITHHELD", "the record is withheld from disclosure under the rule that "
                 "allowed it; it can be proven once its release time has passed", "record_id")
         cp = await self._store.latest_checkpoint()
+        if cp is not None and min_cosignatures > 0 and row.leaf_index is not None:
+            cp = await self._log.checkpoint(min_cosignatures)
         if row.leaf_index is None or cp is None or row.leaf_index >= cp.tree_size:
             raise FailedPrecondition(
                 "NOT_YET_INTEGRATED", "the record is not in a signed checkpoint yet; retry "

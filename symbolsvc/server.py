@@ -36,6 +36,7 @@ from .keyload import open_keys, reload_keys
 from .limits import Limiter
 from .log.sequencer import LogNotifier, Sequencer
 from .log.service import AccessLog
+from .log.witnessing import Submitter
 from .logsetup import setup_logging
 from .memguard import EXIT_STATUS as MEMORY_EXIT_STATUS
 from .memguard import MemoryGuard
@@ -95,6 +96,7 @@ class App:
     notifier: LogNotifier
     sequencer: Sequencer | None  # None: the storage backend cannot sequence (yet)
     transparency: Transparency  # ListHoldings, GetPolicy
+    submitter: Submitter | None = None  # witnessing ([witness.NAME]; docs/WITNESS.md)
 
 
 def build_app(config: Config) -> App:
@@ -125,8 +127,16 @@ def build_app(config: Config) -> App:
                             poll_seconds=config.watch_poll_ms / 1000)
     transparency = Transparency(core.deriver, registry, registry, policy,
                                 agencies_of(config.by_identity()))
+    submitter = None
+    if config.witnesses and sequencer is not None:
+        seq = sequencer
+        submitter = Submitter(
+            registry, access_log, notifier.wait_for_growth,
+            [(w.url, w.vkey) for w in config.witnesses], is_leader=lambda: seq.leader,
+            timeout_ms=config.settings["witnessing"]["timeout_ms"],
+            retry_ms=config.settings["witnessing"]["retry_ms"])
     return App(config, core, policy, registry, access_log, disclosure, notifier, sequencer,
-               transparency)
+               transparency, submitter)
 
 
 def agencies_of(identities: dict[str, Principal]) -> Callable[[], list[str]]:
@@ -209,6 +219,8 @@ async def run(
     await publish(app.registry, app.policy.current)
     if app.sequencer is not None:
         await app.sequencer.start()
+    if app.submitter is not None:
+        await app.submitter.start()
     await server.start()
     if probe_server is not None:
         await probe_server.start()
@@ -253,6 +265,8 @@ async def run(
     await server.stop(min(config.grace_seconds, 1.0) if guard.tripped else config.grace_seconds)
     if probe_server is not None:
         await probe_server.stop(0)
+    if app.submitter is not None:
+        await app.submitter.stop()
     if app.sequencer is not None:
         await app.sequencer.stop()  # the final integration
     await app.registry.close()

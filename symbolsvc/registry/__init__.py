@@ -289,6 +289,14 @@ class LogStore(Protocol):
     async def checkpoint_at(self, tree_size: int) -> StoredCheckpoint | None:
         """The checkpoint published for exactly ``tree_size`` leaves, if any."""
 
+    async def recent_checkpoints(self, limit: int) -> list[StoredCheckpoint]:
+        """The ``limit`` checkpoints of the largest trees, largest first."""
+
+    async def replace_note(self, tree_size: int, old_note: str, new_note: str) -> bool:
+        """Compare-and-set the stored note of checkpoint ``tree_size`` (the log adds
+        witnesses' cosignature lines to it; docs/WITNESS.md). False if it was not
+        ``old_note`` any more."""
+
     async def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
         """``(leaf_index, leaf)`` for the integrated leaves in ``[start, end)``, in order."""
 

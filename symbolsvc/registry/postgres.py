@@ -334,6 +334,22 @@ class PgRegistry(PgKeyVersions):
             conn, "SELECT tree_size, note, signed_at_us FROM checkpoints WHERE tree_size = %s",
             (tree_size,)))
 
+    async def recent_checkpoints(self, limit: int) -> list[StoredCheckpoint]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[StoredCheckpoint]:
+            cur = await conn.execute(
+                "SELECT tree_size, note, signed_at_us FROM checkpoints "
+                "ORDER BY tree_size DESC LIMIT %s", (limit,))
+            return [StoredCheckpoint(int(r[0]), r[1], int(r[2])) for r in await cur.fetchall()]
+        return await self._read(run)
+
+    async def replace_note(self, tree_size: int, old_note: str, new_note: str) -> bool:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> bool:
+            cur = await conn.execute(
+                "UPDATE checkpoints SET note = %s WHERE tree_size = %s AND note = %s",
+                (new_note, tree_size, old_note))
+            return cur.rowcount == 1
+        return await self._write(run)
+
     async def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[tuple[int, bytes]]:
             cur = await conn.execute(

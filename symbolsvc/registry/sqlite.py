@@ -177,6 +177,13 @@ class SqliteRegistry(SqliteKeyVersions):
     async def checkpoint_at(self, tree_size: int) -> StoredCheckpoint | None:
         return await self._read(sql.checkpoint, tree_size)
 
+    async def recent_checkpoints(self, limit: int) -> list[StoredCheckpoint]:
+        return await self._read(sql.recent_checkpoints, limit)
+
+    async def replace_note(self, tree_size: int, old_note: str, new_note: str) -> bool:
+        return bool(await self._write(lambda c: sql.replace_note(c, tree_size, old_note,
+                                                                 new_note)))
+
     async def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
         return await self._read(sql.entries, start, end)
 

@@ -405,6 +405,18 @@ def checkpoint(conn: sqlite3.Connection, tree_size: int | None) -> StoredCheckpo
     return StoredCheckpoint(*row) if row else None
 
 
+def recent_checkpoints(conn: sqlite3.Connection, limit: int) -> list[StoredCheckpoint]:
+    rows = conn.execute("SELECT tree_size, note, signed_at_us FROM checkpoints "
+                        "ORDER BY tree_size DESC LIMIT ?", (limit,)).fetchall()
+    return [StoredCheckpoint(*row) for row in rows]
+
+
+def replace_note(conn: sqlite3.Connection, tree_size: int, old: str, new: str) -> bool:
+    cur = conn.execute("UPDATE checkpoints SET note = ? WHERE tree_size = ? AND note = ?",
+                       (new, tree_size, old))
+    return cur.rowcount == 1
+
+
 def entries(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[int, bytes]]:
     return conn.execute(
         "SELECT leaf_index, leaf FROM access_records "

@@ -75,7 +75,8 @@ class DisclosureService(pb_grpc.DisclosureServiceServicer):
     async def GetRecordProof(
         self, request: pb.GetRecordProofRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetRecordProofResponse:
-        p = await self._disclosure.record_proof(principal().name, request.symbol, request.record_id)
+        p = await self._disclosure.record_proof(principal().name, request.symbol, request.record_id,
+                                                request.min_cosignatures)
         return pb.GetRecordProofResponse(leaf=p.leaf, leaf_index=p.leaf_index,
                                          checkpoint=p.checkpoint, hashes=p.hashes)
 

@@ -25,6 +25,7 @@ from .errors import AuditError
 from .keychain import KeyChain
 from .policies import PolicyLedger
 from .state import TrustedState
+from .witnesses import WitnessPolicy
 
 __all__ = ["AuditSource", "verify_remote"]
 
@@ -46,6 +47,7 @@ def verify_remote(
     origin: str | None = None,
     previous: TrustedState | None = None,
     source: str = "AuditService",
+    witnesses: WitnessPolicy | None = None,
 ) -> AuditReport:
     """Verify the log served by an AuditService; raise on the first problem.
 
@@ -58,17 +60,22 @@ def verify_remote(
     vkey = KeyChain.of(vkey)
     origin = origin or vkey.name
     try:
-        return _verify_remote(client, vkey, origin, previous, source)
+        return _verify_remote(client, vkey, origin, previous, source, witnesses)
     except CallError as exc:  # the service did not answer: nothing was verified
         raise AuditError(f"{source}: {exc}") from None
 
 
 def _verify_remote(client: AuditSource, vkey: KeyChain, origin: str,
-                   previous: TrustedState | None, source: str) -> AuditReport:
-    note = client.checkpoint()
+                   previous: TrustedState | None, source: str,
+                   witnesses: WitnessPolicy | None) -> AuditReport:
+    if witnesses is None:
+        note = client.checkpoint()
+    else:
+        note = client.checkpoint(min_cosignatures=witnesses.quorum)  # type: ignore[call-arg]
     if previous is not None:
         vkey.resume_from(previous.checkpoint)
     latest = verify_note(note_label(note), note, vkey, origin)
+    cosigned = [] if witnesses is None else witnesses.check(note_label(note), note)
     label = f"checkpoint {latest.size}"
     check_previous_size(previous, latest)
     if previous is not None and 0 < previous.size:
@@ -110,4 +117,4 @@ def _verify_remote(client: AuditSource, vkey: KeyChain, origin: str,
         raise fail(f"{label}: root hash does not match the first {latest.size} leaves")
     check_previous_root(previous, tree.root_at_previous)
     return AuditReport(source, latest.origin, latest.size, latest.root_hash, note, 1, None,
-                       previous)
+                       previous, tuple(sorted(c.name for c in cosigned)))
