@@ -24,6 +24,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from helpers import Registries, copy_deployment, wait_until
+from helpers.backends import per_backend
 from helpers.cosignatures import independent_cosigners
 from helpers.memory_tree import MemoryTree
 from helpers.notes import independent_verify
@@ -138,17 +139,8 @@ def test_two_witnesses_quorum_two_and_a_fork_refused_by_both(
     out, err = capsys.readouterr()
     assert rc == 1 and "not witnessed" in err
 
-    if registries.backend == "sqlite":  # a copy of the database verifies offline too
-        import sqlite3
-
-        from helpers import registry_path
-
-        copy = tmp_path / "copy.db"
-        src = sqlite3.connect(f"file:{registry_path(a_dir)}?mode=ro", uri=True, timeout=10)
-        dst = sqlite3.connect(copy)
-        src.backup(dst)
-        src.close()
-        dst.close()
+    copy = per_backend(a_dir).file_copy(a_dir, tmp_path / "copy.db")
+    if copy is not None:  # a copy of the database file verifies offline too
         rc = main(["audit", "verify", "--db", str(copy), "--vkey", str(a_dir / "pki" / "log.vkey"),
                    "--witness-vkey", w1.vkey, "--witness-vkey", w2.vkey])
         out, err = capsys.readouterr()
