@@ -64,6 +64,8 @@ class Upstream:
             settings.ca.read_bytes(), settings.key.read_bytes(), settings.cert.read_bytes())
         self.channel = grpc.aio.secure_channel(settings.target, creds)
         self.stub = pb_grpc.DisclosureServiceStub(self.channel)
+        # a proof against a checkpoint the browser will accept: cosigned by the quorum
+        self.min_cosignatures = settings.witness_quorum
 
     async def close(self) -> None:
         await self.channel.close(None)
@@ -93,7 +95,9 @@ class Upstream:
         """The record's leaf, inclusion proof and signed checkpoint, as the browser wants them."""
         try:
             reply = await self.stub.GetRecordProof(
-                pb.GetRecordProofRequest(symbol=symbol, record_id=record_id), timeout=TIMEOUT_S)
+                pb.GetRecordProofRequest(symbol=symbol, record_id=record_id,
+                                         min_cosignatures=self.min_cosignatures),
+                timeout=TIMEOUT_S)
         except grpc.aio.AioRpcError as err:
             _raise(err)
             raise
