@@ -12,8 +12,11 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -32,6 +35,26 @@ class PageCheck:
 
 def available() -> bool:
     return CHROMIUM.exists() and CHROMEDRIVER.exists()
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A selenium driver for a fresh headless Chromium profile (the portal's tests, bench)."""
+    os.environ.setdefault("SE_OFFLINE", "true")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = str(CHROMIUM)
+        for flag in (*FLAGS, f"--user-data-dir={profile}"):
+            opts.add_argument(flag)
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+        try:
+            yield driver
+        finally:
+            driver.quit()
 
 
 def check_page(page: Path, screenshot: Path | None = None) -> PageCheck:

@@ -28,6 +28,11 @@ SERVICE_ROLES: Mapping[str, str] = {
     "grpc.reflection.v1alpha.ServerReflection": ANY_PRINCIPAL,
     "grpc.reflection.v1.ServerReflection": ANY_PRINCIPAL,
 }
+# Methods open to other roles than their service's (full method name -> roles).
+METHOD_ROLES: Mapping[str, frozenset[str]] = {
+    # The published permission tables are for the person and for the auditor alike.
+    "/symbolsvc.v1.DisclosureService/GetPolicy": frozenset({"portal", "auditor"}),
+}
 
 security_log = logging.getLogger("symbolsvc.security")
 _current: contextvars.ContextVar[Principal] = contextvars.ContextVar("symbolsvc_principal")
@@ -74,10 +79,18 @@ def identify(auth_context: Mapping[str, Sequence[bytes]], principals: Mapping[st
 
 def authorize(p: Principal, method: str) -> None:
     """Raise PermissionDenied (and log it) unless ``p`` may call ``method``."""
-    service = method[1:].rsplit("/", 1)[0] if method.startswith("/") else ""
-    role = SERVICE_ROLES.get(service)
-    if role == ANY_PRINCIPAL or (role is not None and role in p.roles):
-        return
+    roles = METHOD_ROLES.get(method)
+    if roles is not None:
+        if roles & p.roles:
+            return
+        role: str | None = "|".join(sorted(roles))  # logged as "auditor|portal"
+        needs = " or ".join(repr(r) for r in sorted(roles))
+    else:
+        service = method[1:].rsplit("/", 1)[0] if method.startswith("/") else ""
+        role = SERVICE_ROLES.get(service)
+        if role == ANY_PRINCIPAL or (role is not None and role in p.roles):
+            return
+        needs = repr(role)
     security_log.warning(
         "call refused: missing role",
         extra={"event": "role_denied", "principal": p.name, "method": method,
@@ -86,5 +99,5 @@ def authorize(p: Principal, method: str) -> None:
     raise PermissionDenied(
         "MISSING_ROLE",
         f"principal {p.name!r} may not call {method}"
-        + (f" (needs role {role!r})" if role else ""),
+        + (f" (needs role {needs})" if role else ""),
     )

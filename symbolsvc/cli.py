@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 
 from . import keyadmin
 from .admin.commands import register as register_admin
+from .admin.witness import register as register_witness
 from .config import DEFAULT_LISTEN, load_config
 from .errors import ConfigError
 from .hostlimits import restrict_umask
+from .portal.cli import register as register_portal
 
 if TYPE_CHECKING:
     from . import verify
@@ -50,12 +52,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _policy_check(args: argparse.Namespace) -> int:
     from .config import agencies_without_principal
-    from .policy import Policy
+    from .policy import DEFAULT_MAX_WITHHOLD_DAYS, Policy
 
-    table = Policy.load(Path(args.file))
     config_path = Path(args.config) if args.config else Path(args.file).parent / "config.toml"
-    if args.config or config_path.exists():
-        unknown = agencies_without_principal(table, load_config(config_path))
+    config = load_config(config_path) if args.config or config_path.exists() else None
+    table = Policy.load(Path(args.file), max_withhold_days=(
+        config.max_withhold_days if config is not None else DEFAULT_MAX_WITHHOLD_DAYS))
+    if config is not None:
+        unknown = agencies_without_principal(table, config)
         if unknown:
             level = "error" if args.strict else "warning"
             print(f"symbolsvc: {level}: {args.file}: agency IDs no principal of {config_path} "
@@ -66,7 +70,7 @@ def _policy_check(args: argparse.Namespace) -> int:
         raise ConfigError(f"--strict needs the deployment's config.toml (--config); "
                           f"{config_path} does not exist")
     print(f"{args.file}: OK, {table.rules} rules, {len(table.providers)} "
-          "(requester, office work, info item) entries")
+          f"(requester, office work, info item) entries, version {table.version.hex()}")
     return 0
 
 
@@ -106,12 +110,14 @@ def _audit_verify(args: argparse.Namespace) -> int:
 def _audit_run(args: argparse.Namespace) -> verify.AuditReport:
     from . import verify
 
+    witnesses = verify.WitnessPolicy.load(args.witness_vkey, args.witness_quorum)
     if args.db:
         if not args.vkey:
             raise verify.AuditError("--db needs --vkey FILE (the deployment's pki/log.vkey)")
         vkey = verify.load_vkey(args.vkey)
         previous = verify.load_state(args.state, vkey) if args.state else None
-        report = verify.verify_database(args.db, vkey, origin=args.origin, previous=previous)
+        report = verify.verify_database(args.db, vkey, origin=args.origin, previous=previous,
+                                        witnesses=witnesses)
     else:
         from symbolsvc_client.channel import Deployment
 
@@ -124,7 +130,7 @@ def _audit_run(args: argparse.Namespace) -> verify.AuditReport:
             raise verify.AuditError(f"cannot load the {args.principal} identity: {exc}") from None
         with client:
             report = verify.verify_remote(client, vkey, origin=args.origin, previous=previous,
-                                          source=args.target)
+                                          source=args.target, witnesses=witnesses)
     if args.state:
         try:
             verify.save_state(args.state, report.state)
@@ -272,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     av.add_argument("--origin", help="the log origin expected (default: the vkey's name)")
     av.add_argument("--state", metavar="FILE",
                     help="the last verified checkpoint: checked against, updated on success")
+    av.add_argument("--witness-vkey", action="append", default=[], metavar="VKEY_OR_FILE",
+                    help="a trusted witness's cosignature vkey (0x04 type; repeatable): the "
+                         "checkpoint verified must carry the quorum of their cosignatures")
+    av.add_argument("--witness-quorum", type=_positive, metavar="K",
+                    help="how many of the --witness-vkey witnesses must have cosigned "
+                         "(default: all)")
     av.set_defaults(func=_audit_verify)
     ar = asub.add_parser(
         "receipts", help="check that every receipt in FILE (signed notes separated by blank "
@@ -289,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     ar.add_argument("--origin", help="the log origin expected (default: the vkey's name)")
     ar.set_defaults(func=_audit_receipts)
     register_admin(sub)
+    register_witness(sub)
+    register_portal(sub)
 
     keyadmin.add_parser(sub)
     return parser

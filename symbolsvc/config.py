@@ -24,6 +24,8 @@ from typing import Any
 from .errors import ConfigError
 from .keystore import HsmConfig, parse_provider
 from .limits import LimitsConfig, parse_limits
+from .log.checkpoint import NoteError
+from .log.cosignature import parse_witness_vkey
 from .policy import Policy, is_ident
 from .registry.backends import backend_for, check_read_url
 from .server_options import HTTP2_MAX_FRAME, HTTP2_MIN_FRAME, ConnectionLimits
@@ -113,6 +115,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "policy": {
         "file": Key("path"),
+        # the most days a rule's withhold_days may defer disclosure (docs/DISCLOSURE.md)
+        "max_withhold_days": Key("int", 365, 0, 3650),
     },
     "tracing": {
         # OpenTelemetry tracing, off unless an OTLP endpoint is set (docs/OBSERVABILITY.md)
@@ -126,6 +130,29 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "integrate_batch": Key("int", 10_000, 1, 10_000_000),
         "lease_ms": Key("int", 5_000, 1, 86_400_000),
         "max_merge_delay": Key("float", 10.0, 1.0, 86_400.0),
+        "watch_poll_ms": Key("int", 30_000, 100, 86_400_000),
+    },
+    "portal": {
+        # the reference portal web app (symbolsvc portal serve; docs/PORTAL.md); unset paths
+        # default to the files `symbolsvc init` writes (symbolsvc/portal/settings.py)
+        "listen": Key("str", "127.0.0.1:8080"),
+        "public_url": Key("str", ""),
+        "target": Key("str", ""),
+        "cert": Key("path", None),
+        "key": Key("path", None),
+        "vkey": Key("path", None),
+        "link_key": Key("path", None),
+        "link_ttl_seconds": Key("int", 3600, 60, 2_592_000),
+        "labels": Key("path", None),
+        "witness_vkeys": Key("path", None),
+        "witness_quorum": Key("int", 0, 0, 100),
+    },
+    "witnessing": {
+        # Submitting checkpoints to the [witness.NAME] witnesses (docs/WITNESS.md): each
+        # add-checkpoint call times out after timeout_ms; a failed one is retried after
+        # retry_ms (or at the next checkpoint, whichever comes first).
+        "timeout_ms": Key("int", 5_000, 1, 600_000),
+        "retry_ms": Key("int", 2_000, 1, 3_600_000),
     },
 }
 # [principals.NAME]: one table per principal.
@@ -133,6 +160,22 @@ PRINCIPAL_KEYS: dict[str, Key] = {
     "identity": Key("str"),
     "roles": Key("str_list"),
 }
+
+
+# [witness.NAME]: one table per witness the log submits its checkpoints to.
+WITNESS_KEYS: dict[str, Key] = {
+    "url": Key("str"),   # the witness's submission prefix (http:// or https://)
+    "vkey": Key("str"),  # its cosignature verifier key (type 0x04)
+}
+
+
+@dataclass(frozen=True)
+class WitnessPeer:
+    """A witness: the local table name, its submission prefix and its verifier key."""
+
+    label: str
+    url: str
+    vkey: str
 
 
 @dataclass(frozen=True)
@@ -162,6 +205,7 @@ class Config:
     log_origin: str
     security_log: Path | None
     principals: dict[str, Principal] = field(default_factory=dict)
+    max_withhold_days: int = 365  # [policy] max_withhold_days
     # The access log's sequencer (docs/ACCESS_LOG.md): integrate every
     # log_integrate_interval_ms up to log_integrate_batch records; the sequencer
     # lease lasts log_lease_ms without renewal.
@@ -171,6 +215,8 @@ class Config:
     # The maximum merge delay (seconds): receipts promise integration within it; the
     # broker's health is NOT_SERVING while the integration lag exceeds it.
     log_max_merge_delay: float = 10.0
+    # An idle watch re-reads the store this often even if no notification wakes it.
+    watch_poll_ms: int = 30_000
     # The certificate revocation list ([tls] revoked; docs/OPERATIONS.md).
     revoked: Path | None = None
     # Per-principal limits and stream bounds ([limits], validated by limits.parse_limits;
@@ -190,6 +236,8 @@ class Config:
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     # [keys] provider = "pkcs11": where the master secrets live (symbolsvc.keystore).
     hsm: HsmConfig | None = None
+    # Witnesses that cosign the access log's checkpoints ([witness.NAME]; docs/WITNESS.md).
+    witnesses: tuple[WitnessPeer, ...] = ()
 
     @property
     def base(self) -> Path:
@@ -275,11 +323,31 @@ def _principals(path: Path, raw: Any) -> dict[str, Principal]:
     return principals
 
 
+def _witnesses(path: Path, raw: Any) -> tuple[WitnessPeer, ...]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [witness] must be a table of [witness.NAME] tables")
+    peers = []
+    for label, table in raw.items():
+        s = _section(path, f"witness.{label}", table, WITNESS_KEYS)
+        if not s["url"].startswith(("http://", "https://")):
+            raise ConfigError(f"{path}: [witness.{label}] url: expected an http:// or "
+                              "https:// submission prefix")
+        try:
+            parse_witness_vkey(s["vkey"])
+        except NoteError as exc:
+            raise ConfigError(f"{path}: [witness.{label}] vkey: {exc}") from None
+        peers.append(WitnessPeer(label, s["url"].rstrip("/"), s["vkey"].strip()))
+    if len({parse_witness_vkey(p.vkey).name for p in peers}) != len(peers):
+        raise ConfigError(f"{path}: [witness]: two witnesses have the same name")
+    return tuple(peers)
+
+
 def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
     """Validate a parsed config.toml strictly; see the module docstring."""
     for name in doc:
-        if name not in SCHEMA and name not in ("principals", "limits"):
-            raise _unknown(path, "section", name, [*SCHEMA, "principals", "limits"], "[{}]")
+        if name not in SCHEMA and name not in ("principals", "limits", "witness"):
+            raise _unknown(path, "section", name, [*SCHEMA, "principals", "limits", "witness"],
+                           "[{}]")
     s = {name: _section(path, name, doc.get(name, {}), decl) for name, decl in SCHEMA.items()}
     principals = _principals(path, doc.get("principals", {}))
     try:
@@ -314,6 +382,7 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         passphrase_file=keys["passphrase_file"],
         passphrase_env=keys["passphrase_env"],
         policy_file=s["policy"]["file"],
+        max_withhold_days=s["policy"]["max_withhold_days"],
         log_origin=log["origin"],
         security_log=log["security_log"],
         principals=principals,
@@ -321,6 +390,7 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         log_integrate_batch=log["integrate_batch"],
         log_lease_ms=log["lease_ms"],
         log_max_merge_delay=float(log["max_merge_delay"]),
+        watch_poll_ms=log["watch_poll_ms"],
         revoked=tls["revoked"],
         limits=parse_limits(doc.get("limits", {}), path),
         log_format=server["log_format"],
@@ -328,6 +398,7 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         trace_service_name=s["tracing"]["service_name"],
         hsm=parse_provider(doc.get("keys", {}), path),
         settings=s,
+        witnesses=_witnesses(path, doc.get("witness", {})),
         connection_limits=ConnectionLimits.from_table(server, str(path)),
         storage_read_url=s["storage"]["read_url"],
         storage_read_max_lag_ms=s["storage"]["read_max_lag_ms"],

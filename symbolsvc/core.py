@@ -22,11 +22,12 @@ from . import rotation
 from .errors import InvalidArgument, NotFound, PermissionDenied, SymbolsvcError
 from .log.hashing import leaf_hash
 from .log.receipts import ReceiptSigner
+from .newrecords import exchange_record, linkage_record, linkage_records
 from .numbers import validate_individual_number
-from .policy import PolicyHolder, is_ident
-from .records import AccessKind, AccessRecord
+from .policy import Policy, PolicyHolder, Rule, is_ident
+from .records import AccessKind
 from .registry import Built, HoldingsStore, NewRecord
-from .subjects import seal_record_subject, unseal_holding
+from .subjects import unseal_holding
 from .symbols import Deriver, symbol_version
 
 MAX_BATCH = 1000
@@ -133,7 +134,10 @@ class Core:
             pending.append(i)
             out.append(None)  # filled below
         if sids:
-            issued = await rotation.issue_subjects(d, self.registry, agency, sids)
+            now = self._clock_us()
+            issued = await rotation.issue_subjects(
+                d, self.registry, agency, sids,
+                records=lambda s: linkage_records(d, AccessKind.ISSUE, now, agency, s))
             for i, (symbol, new) in zip(pending, issued, strict=True):
                 out[i] = Issued(symbol, new, version)
         return _filled(out)
@@ -146,11 +150,18 @@ class Core:
     async def release(self, agency: str, symbol: str) -> bool:
         d = self.deriver  # one deriver for the whole call (a SIGHUP may swap it)
         d.version_of(symbol)
+        # The RELEASE record depends only on the subject, which the symbol fixes: read it
+        # from the row (live or not), build the record, and let the release append it in
+        # its own transaction exactly when the holding was live.
+        (row,) = await self.registry.holding_rows([(agency, symbol)])
+        if row is None:
+            raise NotFound("NOT_ISSUED", "this agency was never issued that symbol", "symbol")
+        sid = self._unseal(row.sealed_subject, agency, symbol)
+        now = self._clock_us()
+        record = linkage_record(d, AccessKind.RELEASE, now, agency, sid)
         if d.older_versions:  # a holding may have rows under several versions
-            sealed = await self.registry.lookup(agency, symbol)
-            sid = None if sealed is None else self._unseal(sealed, agency, symbol)
-            return await rotation.release(d, self.registry, agency, symbol, sid)
-        was_held = await self.registry.release(agency, symbol)
+            return await rotation.release(d, self.registry, agency, symbol, sid, record=record)
+        was_held = await self.registry.release(agency, symbol, record=record)
         if was_held is None:
             raise NotFound("NOT_ISSUED", "this agency was never issued that symbol", "symbol")
         return was_held
@@ -208,7 +219,7 @@ class Core:
         versions = await self._provider_versions(d, reqs, todo)
         results = await self.registry.append_for_holdings(
             [((reqs[i].requester_agency, reqs[i].symbol),
-              self._translation(d, reqs[i], now, versions.get(i, d.current_version)))
+              self._translation(d, reqs[i], now, versions.get(i, d.current_version), policy))
              for i in todo]
         )
         receipts = self.receipts
@@ -254,13 +265,14 @@ class Core:
                 if sym is not None}
 
     def _translation(
-        self, d: Deriver, r: TranslateRequest, now: int, provider_version: int
+        self, d: Deriver, r: TranslateRequest, now: int, provider_version: int, policy: Policy
     ) -> Callable[[bytes], Built[tuple[str, bytes] | SymbolsvcError]]:
         """The write unit's build step for one translation, run in the registry's writer
         with the requester's sealed reference. It never raises: it returns the record and
         (the provider's symbol, the leaf), or no record and the error. The provider's symbol
         is under ``provider_version`` (the version it holds the subject at, else d's
         current one)."""
+        rule = policy.grant(r.requester_agency, r.office_work, r.info_item, r.provider_agency)
 
         def build(sealed_ref: bytes) -> Built[tuple[str, bytes] | SymbolsvcError]:
             try:
@@ -270,6 +282,7 @@ class Core:
                     AccessKind.TRANSLATE, now, r.requester_agency, r.office_work, r.info_item,
                     r.exchange_id, (r.provider_agency,), sid,
                     ((r.requester_agency, r.symbol), (r.provider_agency, provider_symbol)),
+                    policy, rule,
                 )
             except SymbolsvcError as err:
                 return Built(None, err)
@@ -281,9 +294,8 @@ class Core:
         """CONTRACT §4 Resolve providers: permitted providers that hold the subject, logged."""
         _check_exchange(r, "")
         self.deriver.version_of(r.symbol)
-        permitted = self.policy.current.permitted_providers(
-            r.requester_agency, r.office_work, r.info_item
-        )
+        policy = self.policy.current
+        permitted = policy.permitted_providers(r.requester_agency, r.office_work, r.info_item)
         if not permitted:
             security_log.warning(
                 "resolution denied by the permission table",
@@ -307,6 +319,7 @@ class Core:
         record = self._record(
             AccessKind.RESOLVE, self._clock_us(), r.requester_agency, r.office_work,
             r.info_item, r.exchange_id, holders, sid, ((r.requester_agency, r.symbol),),
+            policy, policy.grant(r.requester_agency, r.office_work, r.info_item),
         )
         (rid,) = await self.registry.append_records([record])
         if rid is None:  # released between the lookup and the append
@@ -323,12 +336,10 @@ class Core:
     def _record(
         self, kind: AccessKind, now: int, requester: str, office_work: str, info_item: str,
         exchange_id: str, providers: tuple[str, ...], sid: bytes,
-        require: tuple[tuple[str, str], ...],
+        require: tuple[tuple[str, str], ...], policy: Policy, rule: Rule | None,
     ) -> NewRecord:
-        pseudonym = self.deriver.log_pseudonym(sid)
-        leaf = AccessRecord(kind, now, requester, office_work, info_item, exchange_id,
-                            providers, pseudonym).encode()
-        return NewRecord(leaf, pseudonym, seal_record_subject(self.deriver, sid), require)
+        return exchange_record(self.deriver, kind, now, requester, office_work, info_item,
+                               exchange_id, providers, sid, require, policy, rule)
 
 
 def _filled(out: Sequence[R | None]) -> list[R]:

@@ -18,11 +18,13 @@ import asyncio
 import hmac
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from .errors import FailedPrecondition, InvalidArgument, NotFound, SymbolsvcError, Unavailable
-from .log.fanout import SharedScans
+from .log.fanout import PortalFollowers, SharedScans
 from .log.sequencer import LogNotifier
 from .log.service import AccessLog
 from .records import AccessRecord, LeafError
@@ -39,8 +41,12 @@ PROGRESS_INTERVAL_S = 5.0
 """A watch sends a progress-only message (cursor, no record) at most this often."""
 WATCH_SCAN = 500
 """Leaves one watch step examines (one read, one holdings look-up per subject)."""
+DUE_STEP_US = 1_000_000
+"""A watch's "now" for withheld records is rounded down to this, so watchers caught up
+together share one read of the records that became due (and one holdings look-up)."""
 _MAX_INDEX = (1 << 63) - 1  # leaf indices and sizes are signed 64-bit in storage
-_CURSOR = re.compile(r"L(0|[1-9][0-9]{0,18})")
+_N = r"(0|[1-9][0-9]{0,18})"
+_CURSOR = re.compile(rf"L{_N}(?:W{_N}(?:\.{_N})?)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,14 @@ class WatchItem:
 
 
 @dataclass(frozen=True, slots=True)
+class Withheld:
+    """How many of a subject's records are withheld now, and the earliest release time."""
+
+    count: int
+    next_release_us: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class RecordProof:
     leaf: bytes
     leaf_index: int
@@ -70,20 +84,38 @@ class RecordProof:
     hashes: list[bytes]
 
 
-def format_cursor(last_leaf_index: int) -> str:
-    """The watch cursor after leaf ``last_leaf_index``: opaque to clients."""
-    return f"L{last_leaf_index}"
+Mark = tuple[int, int]
+"""A watch's withholding mark ``(withheld_until_us, id)``: every withheld record at or
+before it (among the leaves already passed) has been delivered or was not the portal's."""
+
+
+def format_cursor(last_leaf_index: int, mark: Mark | None = None) -> str:
+    """The watch cursor after leaf ``last_leaf_index`` and withholding ``mark``: opaque."""
+    if mark is None:
+        return f"L{last_leaf_index}"
+    until, rid = mark
+    return f"L{last_leaf_index}W{until}" + ("" if rid == _MAX_INDEX else f".{rid}")
 
 
 def parse_cursor(cursor: str) -> int:
     """The last leaf index a cursor covers; -1 for the empty cursor (the log's start)."""
+    return parse_watch_cursor(cursor, 0)[0]
+
+
+def parse_watch_cursor(cursor: str, now_us: int) -> tuple[int, Mark]:
+    """(last leaf index, withholding mark); the empty cursor starts at the log's start
+    with the mark at ``now_us`` (nothing passed yet); a cursor without a mark (from
+    before deferred disclosure) has the mark at the beginning of time."""
     if not cursor:
-        return -1
+        return -1, (now_us, _MAX_INDEX)
     m = _CURSOR.fullmatch(cursor)
-    if m is None or int(m.group(1)) > _MAX_INDEX:
+    if m is None or any(g is not None and int(g) > _MAX_INDEX for g in m.groups()):
         raise InvalidArgument("BAD_CURSOR", "cursor is malformed: pass back a cursor this "
                               "service returned, or empty to start at the beginning", "cursor")
-    return int(m.group(1))
+    leaf, until, rid = m.groups()
+    if until is None:
+        return int(leaf), (0, 0)
+    return int(leaf), (int(until), _MAX_INDEX if rid is None else int(rid))
 
 
 class Disclosure:
@@ -92,7 +124,9 @@ class Disclosure:
     def __init__(
         self, deriver: Deriver, holdings: HoldingsStore, store: LogStore,
         access_log: AccessLog, notifier: LogNotifier, *, poll_seconds: float = 1.0,
+        clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
     ) -> None:
+        self._clock_us = clock_us
         self.deriver = deriver
         self._holdings = holdings
         self._store = store
@@ -101,6 +135,7 @@ class Disclosure:
         self._poll = poll_seconds
         self._scans: SharedScans[tuple[list[StoredRecord], list[str | None]]] = \
             SharedScans(self._scan)
+        self._followers = PortalFollowers(notifier, self._follow_scan, poll_seconds)
 
     async def subject_pseudonym(self, portal: str, symbol: str) -> bytes:
         """The log pseudonym of the subject the portal knows by ``symbol``."""
@@ -112,8 +147,9 @@ class Disclosure:
 
     async def list_records(
         self, portal: str, symbol: str, page_size: int, page_token: str
-    ) -> tuple[list[DisclosedRecord], str]:
-        """One page of the subject's records, newest first, and the next page token."""
+    ) -> tuple[list[DisclosedRecord], str, Withheld]:
+        """One page of the subject's records not withheld now, newest first, the next page
+        token, and how many are withheld now (with the earliest release time)."""
         if page_size < 0 or page_size > MAX_PAGE_SIZE:
             raise InvalidArgument(
                 "BAD_PAGE_SIZE", f"page_size must be between 0 and {MAX_PAGE_SIZE}", "page_size"
@@ -128,12 +164,14 @@ class Disclosure:
                                       "subject; pass back a next_page_token this service "
                                       "returned, or empty for the first page", "page_token")
         size = page_size or DEFAULT_PAGE_SIZE
-        rows = await self._holdings.records_for_subject(pseudonym, before, size + 1)
+        now = self._clock_us()
+        rows = await self._holdings.records_for_subject(pseudonym, before, size + 1, now_us=now)
         more = len(rows) > size
         rows = rows[:size]
         page = [DisclosedRecord(row.id, AccessRecord.decode(row.leaf), row.leaf_index)
                 for row in rows]
-        return page, (str(rows[-1].id) if more else "")
+        withheld = Withheld(*await self._holdings.withheld_for_subject(pseudonym, now))
+        return page, (str(rows[-1].id) if more else ""), withheld
 
     async def portal_symbols(self, portal: str, sealed: Sequence[bytes]) -> list[str | None]:
         """For access records' sealed subjects: the portal's symbol (under the newest key
@@ -142,7 +180,8 @@ class Disclosure:
         A record whose sealed subject fails authentication is reported to the
         operator and treated as not held, so one damaged row cannot stall a watch.
         """
-        sids = [unseal_record_subject(self.deriver, ref) for ref in sealed]
+        # A POLICY record is about no subject: its sealed subject is empty.
+        sids = [unseal_record_subject(self.deriver, ref) if ref else None for ref in sealed]
         asked = [(portal, sid) for sid in sids if sid is not None]
         found = iter(await newest_live(self.deriver, self._holdings, asked))
         return [None if sid is None else next(found) for sid in sids]
@@ -151,10 +190,27 @@ class Disclosure:
         """Integrated records about subjects ``portal`` holds, in leaf order, from
         ``cursor`` on, forever. After examining leaves the portal may not see, a
         progress item (no record) carries the cursor past them."""
-        after = parse_cursor(cursor)
+        now = self._clock_us()
+        after, mark = parse_watch_cursor(cursor, now)
         loop = asyncio.get_running_loop()
         quiet_until = 0.0  # the first step reports progress at once
         while not self._notifier.closed:
+            # Never before the mark (a cursor from a replica whose clock runs ahead): every
+            # withheld record skipped so far has a date after the mark, so none is lost.
+            now = max(self._clock_us() // DUE_STEP_US * DUE_STEP_US, mark[0])
+            # Withheld records already passed whose date has come, in (date, id) order.
+            due, labels = await self._scans.share(
+                ("due", portal, after, mark, now), partial(self._due, portal, after, mark, now))
+            if due:
+                for row, label in zip(due, labels, strict=True):
+                    mark = (row.withheld_until_us or 0, row.id)
+                    if label is not None and row.leaf_index is not None:
+                        record = DisclosedRecord(row.id, AccessRecord.decode(row.leaf),
+                                                 row.leaf_index)
+                        yield WatchItem(record, label, format_cursor(after, mark))
+                if len(due) == WATCH_SCAN:
+                    continue
+            mark = (now, _MAX_INDEX)  # everything due by now is delivered
             rows, labels = await self._scans.get(portal, after, self._notifier.size)
             if rows:
                 for row, label in zip(rows, labels, strict=True):
@@ -162,7 +218,10 @@ class Disclosure:
                         continue
                     record = DisclosedRecord(row.id, AccessRecord.decode(row.leaf),
                                              row.leaf_index)
-                    yield WatchItem(record, label, format_cursor(row.leaf_index))
+                    held = record.record.withheld_until
+                    if held is not None and held > now:
+                        continue  # delivered by a later step's due read once its date comes
+                    yield WatchItem(record, label, format_cursor(row.leaf_index, mark))
                 last = rows[-1].leaf_index
                 if last is None:  # integrated_after returns integrated rows only
                     raise SymbolsvcError("LOG_DAMAGED", "the access log returned an "
@@ -170,14 +229,36 @@ class Disclosure:
                 if labels[-1] is None and loop.time() >= quiet_until:
                     # Progress only now and then: with thousands of watchers, one message
                     # each per integration would cost more than the records themselves.
-                    yield WatchItem(None, "", format_cursor(last))
+                    yield WatchItem(None, "", format_cursor(last, mark))
                 if labels[-1] is not None or loop.time() >= quiet_until:
                     quiet_until = loop.time() + PROGRESS_INTERVAL_S
                 after = last
                 if len(rows) == WATCH_SCAN:
                     continue
-            await self._notifier.wait_for_growth(after + 1, self._poll)
+            # Caught up: park with the portal's other idle watches (log/fanout.py); woken
+            # for a leaf the portal may see, to send progress past others, or after a quiet
+            # poll interval; each wake re-checks the withheld records that fell due.
+            after, passed = await self._followers.park(portal, after, quiet_until)
+            if passed:
+                yield WatchItem(None, "", format_cursor(after, mark))
+                quiet_until = loop.time() + PROGRESS_INTERVAL_S
         raise _shutting_down()
+
+    async def _due(self, portal: str, after: int, mark: Mark, now: int
+                   ) -> tuple[list[StoredRecord], list[str | None]]:
+        rows = await self._store.withheld_due(mark, now, after, WATCH_SCAN)
+        if not rows:
+            return rows, []
+        return rows, await self.portal_symbols(portal, [r.sealed_subject for r in rows])
+
+    async def _follow_scan(self, portal: str, after: int, size: int
+                           ) -> tuple[list[int], list[bool]]:
+        rows, labels = await self._scans.get(portal, after, size)
+        leaves = [r.leaf_index for r in rows]
+        if None in leaves:  # integrated_after returns integrated rows only
+            raise SymbolsvcError("LOG_DAMAGED", "the access log returned an unintegrated "
+                                 "record as integrated")
+        return [leaf for leaf in leaves if leaf is not None], [lb is not None for lb in labels]
 
     async def _scan(self, portal: str, after: int) -> tuple[list[StoredRecord],
                                                           list[str | None]]:
@@ -188,14 +269,23 @@ class Disclosure:
             return rows, []
         return rows, await self.portal_symbols(portal, [r.sealed_subject for r in rows])
 
-    async def record_proof(self, portal: str, symbol: str, record_id: int) -> RecordProof:
-        """The record's leaf and its inclusion proof against the latest checkpoint."""
+    async def record_proof(self, portal: str, symbol: str, record_id: int,
+                           min_cosignatures: int = 0) -> RecordProof:
+        """The record's leaf and its inclusion proof against the latest checkpoint (with
+        ``min_cosignatures``, the newest one that many witnesses cosigned)."""
         pseudonym = await self.subject_pseudonym(portal, symbol)
         row = await self._store.record_by_id(record_id) if 0 < record_id <= _MAX_INDEX else None
         if row is None or not _about(row.leaf, pseudonym):
             raise NotFound("NO_SUCH_RECORD", "no access record with that id is about this "
                            "subject", "record_id")
+        held = AccessRecord.decode(row.leaf).withheld_until
+        if held is not None and held > self._clock_us():
+            raise FailedPrecondition(
+                "RECORD_WITHHELD", "the record is withheld from disclosure under the rule that "
+                "allowed it; it can be proven once its release time has passed", "record_id")
         cp = await self._store.latest_checkpoint()
+        if cp is not None and min_cosignatures > 0 and row.leaf_index is not None:
+            cp = await self._log.checkpoint(min_cosignatures)
         if row.leaf_index is None or cp is None or row.leaf_index >= cp.tree_size:
             raise FailedPrecondition(
                 "NOT_YET_INTEGRATED", "the record is not in a signed checkpoint yet; retry "
@@ -229,4 +319,4 @@ def _shutting_down() -> SymbolsvcError:
 
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "DisclosedRecord", "Disclosure",
-           "RecordProof", "WatchItem", "format_cursor", "parse_cursor"]
+           "RecordProof", "WatchItem", "Withheld", "format_cursor", "parse_cursor"]

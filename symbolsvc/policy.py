@@ -6,10 +6,15 @@ Format (CONTRACT §9)::
     municipalities = ["city-chiyoda", "city-minato"]
 
     [[allow]]
+    id          = "survivor-income"      # optional: derived from the content if absent
     requester   = "pension-service"      # an agency ID, or "@group"
     office_work = "survivor-pension"
     info_item   = "resident-tax-income"
     providers   = ["@municipalities"]    # agency IDs and/or "@group"s
+    purpose     = "..."                  # optional: a sentence for the person
+    basis       = "..."                  # optional: the legal basis (a law article)
+    withhold_days = 0                    # optional: defer telling the person (≤ the
+                                         # configured [policy] max_withhold_days)
 
 A table with no ``[[allow]]`` rule is refused unless it says ``deny_all =
 true``: an empty or truncated file must not silently deny every exchange. The
@@ -18,21 +23,30 @@ file must be UTF-8.
 Groups are expanded once at load time into a frozen index, so a check is one
 set lookup and a resolution one dict lookup. A table is immutable; reloading
 builds a new one and swaps the reference (see :class:`PolicyHolder`).
+
+Parsing, the canonical form and the version hash are :mod:`.policytable` (pure,
+shared with the auditor's verifier); every table the server serves under is first
+published as a POLICY record (:mod:`.publish`, docs/DISCLOSURE.md).
 """
 
 from __future__ import annotations
 
-import re
-import tomllib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .policytable import IDENT_RE, Rule, Table, TableError, canonical, parse, version_of
 
-# Agency IDs, office works and info items: lower-case ASCII words joined by
-# '-', '_' or '.', as in the contract's examples; bounded so they fit in a leaf.
-IDENT_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
+__all__ = [
+    "DEFAULT_MAX_WITHHOLD_DAYS",
+    "IDENT_RE",
+    "Policy",
+    "PolicyHolder",
+    "Rule",
+    "is_ident",
+]
+
+DEFAULT_MAX_WITHHOLD_DAYS = 365
 
 
 def is_ident(value: str) -> bool:
@@ -41,11 +55,16 @@ def is_ident(value: str) -> bool:
 
 @dataclass(frozen=True)
 class Policy:
-    """An expanded permission table."""
+    """An expanded permission table, its canonical text and version."""
 
     # (requester, office_work, info_item) -> providers allowed
     providers: dict[tuple[str, str, str], frozenset[str]]
     rules: int
+    table: Table
+    canonical: str
+    version: bytes
+    # (requester, office_work, info_item) -> the rules for it, in table order
+    _by_triple: dict[tuple[str, str, str], tuple[Rule, ...]] = field(repr=False)
 
     def allows(self, requester: str, office_work: str, info_item: str, provider: str) -> bool:
         allowed = self.providers.get((requester, office_work, info_item))
@@ -56,49 +75,40 @@ class Policy:
     ) -> frozenset[str]:
         return self.providers.get((requester, office_work, info_item), frozenset())
 
-    @classmethod
-    def from_toml(cls, text: str, source: str = "policy.toml") -> Policy:
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-        unknown = set(doc) - {"groups", "allow", "deny_all"}
-        if unknown:
-            raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}")
-        groups = _groups(doc.get("groups", {}), source)
-        table: dict[tuple[str, str, str], set[str]] = {}
-        rules = doc.get("allow", [])
-        if not isinstance(rules, list):
-            raise ConfigError(f"{source}: 'allow' must be an array of tables ([[allow]])")
-        for i, rule in enumerate(rules, 1):
-            where = f"{source}: [[allow]] #{i}"
-            if not isinstance(rule, dict):
-                raise ConfigError(f"{where}: must be a table")
-            extra = set(rule) - {"requester", "office_work", "info_item", "providers"}
-            if extra:
-                raise ConfigError(f"{where}: unknown keys {sorted(extra)}")
-            office_work = _ident(rule.get("office_work"), f"{where} office_work")
-            info_item = _ident(rule.get("info_item"), f"{where} info_item")
-            requesters = _expand([rule.get("requester")], groups, f"{where} requester")
-            providers_ = rule.get("providers")
-            if not isinstance(providers_, list) or not providers_:
-                raise ConfigError(f"{where}: providers must be a non-empty list")
-            providers = _expand(providers_, groups, f"{where} providers")
-            for requester in requesters:
-                table.setdefault((requester, office_work, info_item), set()).update(providers)
-        deny_all = doc.get("deny_all", False)
-        if not isinstance(deny_all, bool):
-            raise ConfigError(f"{source}: deny_all must be true or false")
-        if not rules and not deny_all:
-            # An empty or truncated file would otherwise deny every exchange of the nation.
-            raise ConfigError(f"{source}: no [[allow]] rules; to deny every exchange on "
-                              "purpose, write `deny_all = true`")
-        if rules and deny_all:
-            raise ConfigError(f"{source}: deny_all = true but the table has [[allow]] rules")
-        return cls({k: frozenset(v) for k, v in table.items()}, len(rules))
+    def grant(self, requester: str, office_work: str, info_item: str,
+              provider: str | None = None) -> Rule | None:
+        """The rule a record names: the first rule (in table order) for the triple that
+        allows ``provider`` (any rule for the triple when None)."""
+        for rule in self._by_triple.get((requester, office_work, info_item), ()):
+            if provider is None or provider in rule.provider_set:
+                return rule
+        return None
 
     @classmethod
-    def load(cls, path: Path) -> Policy:
+    def from_toml(cls, text: str, source: str = "policy.toml", *,
+                  max_withhold_days: int | None = DEFAULT_MAX_WITHHOLD_DAYS) -> Policy:
+        try:
+            table = parse(text, source, max_withhold_days=max_withhold_days)
+        except TableError as exc:
+            raise ConfigError(str(exc)) from None
+        return cls.of(table)
+
+    @classmethod
+    def of(cls, table: Table) -> Policy:
+        index: dict[tuple[str, str, str], set[str]] = {}
+        by_triple: dict[tuple[str, str, str], list[Rule]] = {}
+        for rule in table.rules:
+            for requester in rule.requesters:
+                key = (requester, rule.office_work, rule.info_item)
+                index.setdefault(key, set()).update(rule.provider_set)
+                by_triple.setdefault(key, []).append(rule)
+        text = canonical(table)
+        return cls({k: frozenset(v) for k, v in index.items()}, len(table.rules), table, text,
+                   version_of(text), {k: tuple(v) for k, v in by_triple.items()})
+
+    @classmethod
+    def load(cls, path: Path, *,
+             max_withhold_days: int | None = DEFAULT_MAX_WITHHOLD_DAYS) -> Policy:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -106,52 +116,23 @@ class Policy:
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path}: not UTF-8 (byte {exc.start}); the permission table "
                               "must be UTF-8 text") from None
-        return cls.from_toml(text, str(path))
-
-
-def _ident(value: object, where: str) -> str:
-    if value is None:
-        raise ConfigError(f"{where}: missing (a required key)")
-    if not isinstance(value, str) or not is_ident(value):
-        raise ConfigError(
-            f"{where}: {value!r} is not a valid identifier "
-            "(lower-case ASCII letters, digits, '.', '_', '-'; at most 64 characters)"
-        )
-    return value
-
-
-def _groups(raw: object, source: str) -> dict[str, list[str]]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: [groups] must be a table")
-    groups: dict[str, list[str]] = {}
-    for name, members in raw.items():
-        _ident(name, f"{source}: group name")
-        if not isinstance(members, list):
-            raise ConfigError(f"{source}: group {name!r} must be a list of agency IDs")
-        groups[name] = [_ident(m, f"{source}: member of group {name!r}") for m in members]
-    return groups
-
-
-def _expand(names: Iterable[object], groups: dict[str, list[str]], where: str) -> set[str]:
-    out: set[str] = set()
-    for name in names:
-        if isinstance(name, str) and name.startswith("@"):
-            if name[1:] not in groups:
-                raise ConfigError(f"{where}: unknown group {name!r}")
-            out.update(groups[name[1:]])
-        else:
-            out.add(_ident(name, where))
-    return out
+        return cls.from_toml(text, str(path), max_withhold_days=max_withhold_days)
 
 
 class PolicyHolder:
     """The live permission table; :meth:`reload` swaps it atomically or keeps the old one."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *,
+                 max_withhold_days: int = DEFAULT_MAX_WITHHOLD_DAYS) -> None:
         self.path = path
-        self.current = Policy.load(path)
+        self.max_withhold_days = max_withhold_days
+        self.current = Policy.load(path, max_withhold_days=max_withhold_days)
+
+    def read(self) -> Policy:
+        """Load the file again without swapping (raises :class:`ConfigError`)."""
+        return Policy.load(self.path, max_withhold_days=self.max_withhold_days)
 
     def reload(self) -> Policy:
         """Load the file again; on error raise :class:`ConfigError` and keep the old table."""
-        self.current = Policy.load(self.path)
+        self.current = self.read()
         return self.current

@@ -5,7 +5,8 @@ its encoding is fixed, versioned and canonical (one record, one encoding);
 docs/ACCESS_LOG.md specifies it for outside verifiers. Version 1, big-endian::
 
     u8      version              = 1
-    u8      kind                 1 = translate, 2 = resolve
+    u8      kind                 1 = translate, 2 = resolve, 3 = issue, 4 = release,
+                                 5 = policy (docs/DISCLOSURE.md)
     u64     time                 microseconds since the Unix epoch (UTC)
     str     requester_agency
     str     office_work
@@ -43,6 +44,9 @@ _EXT_HEAD = struct.Struct(">BI")
 class AccessKind(IntEnum):
     TRANSLATE = 1
     RESOLVE = 2
+    ISSUE = 3  # an agency linked the subject (requester = the agency; nothing else)
+    RELEASE = 4  # an agency released its holding (requester = the agency)
+    POLICY = 5  # a permission table was published (no subject: an all-zero pseudonym)
 
 
 class Ext(IntEnum):
@@ -80,6 +84,27 @@ class AccessRecord:
             if t == tag:
                 return value
         return None
+
+    @property
+    def policy_version(self) -> bytes | None:
+        return self.get(Ext.POLICY_VERSION)
+
+    @property
+    def rule(self) -> str | None:
+        value = self.get(Ext.RULE)
+        return None if value is None else value.decode("utf-8", "replace")
+
+    @property
+    def policy_table(self) -> str | None:
+        """The canonical permission table a POLICY record publishes."""
+        value = self.get(Ext.POLICY_TABLE)
+        return None if value is None else value.decode("utf-8", "replace")
+
+    @property
+    def withheld_until(self) -> int | None:
+        """µs since the epoch before which the record is not disclosed (None: never held)."""
+        value = self.get(Ext.WITHHELD_UNTIL)
+        return None if value is None or len(value) != 8 else int.from_bytes(value, "big")
 
     def with_ext(self, **values: bytes) -> AccessRecord:
         """A copy with the named extensions (``Ext`` member names) set."""

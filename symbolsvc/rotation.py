@@ -17,10 +17,11 @@ The subject id is what ties one agency's rows across versions; it is derived
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 from .errors import InvalidArgument, NotFound, SymbolsvcError
-from .registry import HoldingsStore, NewHolding
+from .registry import HoldingsStore, NewHolding, NewRecord
 from .registry.keyversions import Holding, Move
 from .symbols import Deriver
 
@@ -28,36 +29,37 @@ from .symbols import Deriver
 async def issue_subjects(
     deriver: Deriver, registry: HoldingsStore, agency: str, sids: Sequence[bytes],
     *, revive: bool = True,
+    records: Callable[[Sequence[bytes]], list[NewRecord]] | None = None,
 ) -> list[tuple[str, bool]]:
     """Issue current-version holdings for subject ids; per item (symbol, newly registered).
-    With ``revive`` False (upgrades) a holding that is not live is left alone (newly True)."""
+    With ``revive`` False (upgrades) a holding that is not live is left alone (newly True).
+    ``records(sids)`` builds the ISSUE records appended with the new holdings."""
     version = deriver.current_version
     holdings = []
-    for sid in sids:
+    built = records(sids) if records is not None else [None] * len(sids)
+    nonces = os.urandom(12 * len(sids))
+    for i, (sid, record) in enumerate(zip(sids, built, strict=True)):
         symbol = deriver.symbol(agency, sid, version)
-        holdings.append(NewHolding(agency, symbol, deriver.seal(sid, agency, symbol)))
+        holdings.append(NewHolding(agency, symbol, deriver.seal(
+            sid, agency, symbol, nonces[12 * i:12 * i + 12]), record))
     if not deriver.older_versions and revive:
         fresh = await registry.issue(holdings)
     else:
         older = deriver.older_versions
         fresh = await registry.issue_moving([
             Move(Holding(h.agency, h.symbol, h.sealed_subject),
-                 tuple(deriver.symbol(agency, sid, v) for v in older), revive)
+                 tuple(deriver.symbol(agency, sid, v) for v in older), revive, h.record)
             for h, sid in zip(holdings, sids, strict=True)
         ])
     return [(h.symbol, new) for h, new in zip(holdings, fresh, strict=True)]
 
 
 async def release(deriver: Deriver, registry: HoldingsStore, agency: str, symbol: str,
-                  sid: bytes | None) -> bool:
-    """Release all rows of the holding that ``symbol`` names (``sid``: its subject id when
-    the holding is live, else None). Returns whether it was live."""
-    if sid is None:
-        was_held = await registry.release(agency, symbol)
-        if was_held is None:
-            raise NotFound("NOT_ISSUED", "this agency was never issued that symbol", "symbol")
-        return was_held
-    return await registry.release_all(agency, deriver.symbols_all_versions(agency, sid))
+                  sid: bytes, *, record: NewRecord | None = None) -> bool:
+    """Release all rows of the holding that ``symbol`` names (``sid``: its subject id),
+    appending ``record`` when it was live. Returns whether it was live."""
+    return await registry.release_all(agency, deriver.symbols_all_versions(agency, sid),
+                                      record=record)
 
 
 async def newest_live(

@@ -16,8 +16,9 @@ import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,21 +26,23 @@ from grpc_health.v1._async import HealthServicer as AioHealthServicer  # health.
 from grpc_reflection.v1alpha import reflection
 
 from . import metrics_http, stderr_bridge
-from .config import Config
+from .config import Config, Principal
 from .core import Core
 from .disclosure import Disclosure
-from .errors import ConfigError, ResourceExhausted, Unavailable
+from .errors import ConfigError, ResourceExhausted, SymbolsvcError, Unavailable
 from .hostlimits import check_fd_budget, check_secret_modes, fd_need
 from .interceptor import GuardInterceptor
 from .keyload import open_keys, reload_keys
 from .limits import Limiter
 from .log.sequencer import LogNotifier, Sequencer
 from .log.service import AccessLog
+from .log.witnessing import Submitter
 from .logsetup import setup_logging
 from .memguard import EXIT_STATUS as MEMORY_EXIT_STATUS
 from .memguard import MemoryGuard
 from .metrics import MetricsInterceptor, sample_domain
 from .policy import PolicyHolder
+from .publish import publish, reload_and_publish
 from .registry import LogStore, Registry
 from .registry.backends import open_registry
 from .reload import reload_principals, warn_unknown_agencies
@@ -50,6 +53,7 @@ from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
 from .services.symbol import SymbolService
 from .tracing import Tracing
+from .transparency import Transparency
 from .v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
@@ -63,8 +67,6 @@ from .v1 import (
 
 log = logging.getLogger("symbolsvc.server")
 
-WATCH_SAFETY_POLL_S = 30.0
-"""An idle watch re-reads the store this often even if the notifier never wakes it."""
 HEALTH_RESERVE = 64
 """Calls gRPC admits beyond [server] max_concurrent_rpcs, for health checks only."""
 
@@ -93,12 +95,14 @@ class App:
     disclosure: Disclosure
     notifier: LogNotifier
     sequencer: Sequencer | None  # None: the storage backend cannot sequence (yet)
+    transparency: Transparency  # ListHoldings, GetPolicy
+    submitter: Submitter | None = None  # witnessing ([witness.NAME]; docs/WITNESS.md)
 
 
 def build_app(config: Config) -> App:
     keys = open_keys(config)
     deriver = keys.deriver
-    policy = PolicyHolder(config.policy_file)
+    policy = PolicyHolder(config.policy_file, max_withhold_days=config.max_withhold_days)
     registry = open_registry(config.storage_url, config.base, config.storage_read_url,
                              config.storage_read_max_lag_ms)
     registry.queue_auth.mac = keys.queue_auth.mac  # every queued row is tagged (QUEUE_AUTH.md)
@@ -114,13 +118,31 @@ def build_app(config: Config) -> App:
     else:
         log.error("the %s registry cannot sequence the access log yet: records queue "
                   "but are not integrated", type(registry).__name__)
-    # Watchers wait on the notifier, which this process's sequencer advances every
-    # interval (integrating, or reading the size another replica's sequencer reached):
-    # one store read per process, not per watcher. The poll is only a safety net.
+    # Watchers wait on the notifier, which this process's sequencer advances when it
+    # integrates and, on PostgreSQL, every replica's integration through LISTEN/NOTIFY
+    # (run() starts registry.follow_growth); without such a channel the sequencer reads
+    # the size another replica reached every interval: one store read per process, not
+    # per watcher. [access_log] watch_poll_ms is only a safety net.
     access_log = AccessLog(registry)
     disclosure = Disclosure(core.deriver, registry, registry, access_log, notifier,
-                            poll_seconds=WATCH_SAFETY_POLL_S)
-    return App(config, core, policy, registry, access_log, disclosure, notifier, sequencer)
+                            poll_seconds=config.watch_poll_ms / 1000)
+    transparency = Transparency(core.deriver, registry, registry, policy,
+                                agencies_of(config.by_identity()))
+    submitter = None
+    if config.witnesses and sequencer is not None:
+        seq = sequencer
+        submitter = Submitter(
+            registry, access_log, notifier.wait_for_growth,
+            [(w.url, w.vkey) for w in config.witnesses], is_leader=lambda: seq.leader,
+            timeout_ms=config.settings["witnessing"]["timeout_ms"],
+            retry_ms=config.settings["witnessing"]["retry_ms"])
+    return App(config, core, policy, registry, access_log, disclosure, notifier, sequencer,
+               transparency, submitter)
+
+
+def agencies_of(identities: dict[str, Principal]) -> Callable[[], list[str]]:
+    """The deployment's agencies now (``identities`` is updated in place on SIGHUP)."""
+    return lambda: sorted({p.name for p in identities.values() if "agency" in p.roles})
 
 
 def _credentials(config: Config) -> grpc.ServerCredentials:
@@ -169,8 +191,9 @@ async def run(
     )
     symbol_service_pb2_grpc.add_SymbolServiceServicer_to_server(SymbolService(app.core), server)
     broker_service_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(app.core), server)
+    app.transparency.agencies = agencies_of(identities)  # follows SIGHUP's principals
     disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(
-        DisclosureService(app.disclosure), server)
+        DisclosureService(app.disclosure, app.transparency), server)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
         AuditService(app.access_log), server)
     health_servicer = AioHealthServicer()
@@ -193,8 +216,12 @@ async def run(
     if config.health_listen:
         probe_server = _probe_server(config.health_listen, health_servicer)
 
+    # The table is in the log before any exchange can name it (docs/DISCLOSURE.md).
+    await publish(app.registry, app.policy.current)
     if app.sequencer is not None:
         await app.sequencer.start()
+    if app.submitter is not None:
+        await app.submitter.start()
     await server.start()
     if probe_server is not None:
         await probe_server.start()
@@ -223,17 +250,24 @@ async def run(
 
     monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer, app.sequencer))
     sampler = asyncio.create_task(sample_domain(app.notifier, app.sequencer, app.policy))
+    # Other replicas' integrations wake this process's watchers as they commit.
+    growth = asyncio.create_task(app.registry.follow_growth(app.notifier.advance)) \
+        if isinstance(app.registry, LogStore) else None
     await stop.wait()
 
     log.info("stopping: finishing in-flight calls (grace %.0f s)", config.grace_seconds)
     monitor.cancel()
     sampler.cancel()
+    if growth is not None:
+        growth.cancel()
     await health_servicer.enter_graceful_shutdown()
     app.notifier.close()  # watch streams end now (UNAVAILABLE), not after the grace period
     # Past the memory bound, connections still growing it get a short grace only.
     await server.stop(min(config.grace_seconds, 1.0) if guard.tripped else config.grace_seconds)
     if probe_server is not None:
         await probe_server.stop(0)
+    if app.submitter is not None:
+        await app.submitter.stop()
     if app.sequencer is not None:
         await app.sequencer.stop()  # the final integration
     await app.registry.close()
@@ -254,18 +288,20 @@ async def _watch_storage(registry: Registry, servicer: AioHealthServicer,
     shown: dict[str, bool] = {}
     while True:
         await asyncio.sleep(interval)
+        why = ""
         try:
             await asyncio.wait_for(registry.ping(), timeout=3 * interval)
-            ok = await _writes_fit(registry)
+            if not await _writes_fit(registry):
+                why = "disk full: health NOT_SERVING until a write fits again"
         except (Unavailable, TimeoutError):
-            ok = False
+            why = "registry unreachable: health NOT_SERVING until it answers"
+        ok = not why
         if ok != serving:
             serving = ok
             if ok:
-                log.info("registry reachable again: health SERVING")
+                log.info("registry reachable and writable again: health SERVING")
             else:
-                log.error("registry unreachable or its disk full: health NOT_SERVING until it "
-                          "answers and a write fits again")
+                log.error("registry %s", why)
         watch = sequencer.watch if sequencer is not None else None
         wanted = {name: ok for name in ("", *SERVICE_NAMES)}
         wanted[BROKER_SERVICE] = ok and (watch is None or watch.broker_serving)
@@ -292,23 +328,29 @@ async def _writes_fit(registry: Registry) -> bool:
 def _reload(app: App, tasks: set[asyncio.Task[None]], peers: PeerCheck) -> None:
     """SIGHUP: the permission table and the revocation list now, the keyring in the
     background (keyload.py)."""
-    _reload_policy(app.policy)
+    _spawn(tasks, _reload_policy(app))
     try:
         revoked = peers.reload()
     except ConfigError as exc:
         log.error("revocation list NOT reloaded; keeping the previous one: %s", exc)
     else:
         log.info("revocation list reloaded: %d entries", revoked)
-    task = asyncio.get_running_loop().create_task(
-        reload_keys(app.config, [app.core, app.disclosure], app.sequencer, app.core))
+    _spawn(tasks, reload_keys(app.config, [app.core, app.disclosure, app.transparency],
+                            app.sequencer, app.core))
+
+
+def _spawn(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
     tasks.add(task)
     task.add_done_callback(tasks.discard)
 
 
-def _reload_policy(policy: PolicyHolder) -> None:
+async def _reload_policy(app: App) -> None:
+    """Read the table, publish it as a POLICY record, then swap it in; on any error keep
+    the previous table (no exchange is ever allowed under an unpublished table)."""
     try:
-        table = policy.reload()
-    except ConfigError as exc:
+        table = await reload_and_publish(app.policy, app.registry)
+    except (ConfigError, SymbolsvcError) as exc:
         log.error("permission table NOT reloaded; keeping the previous one: %s", exc)
         return
     log.info("permission table reloaded: %d rules", table.rules)

@@ -41,6 +41,6 @@ def unseal_record_subject(deriver: Deriver, sealed_ref: bytes) -> bytes | None:
         return None
 
 
-def seal_record_subject(deriver: Deriver, sid: bytes) -> bytes:
+def seal_record_subject(deriver: Deriver, sid: bytes, nonce: bytes | None = None) -> bytes:
     """The sealed subject reference stored with an access record."""
-    return deriver.seal(sid, LOG_SEAL_AGENCY, "")
+    return deriver.seal(sid, LOG_SEAL_AGENCY, "", nonce)

@@ -106,8 +106,12 @@ class Deriver:
         h.update(subject_id)
         return h.finalize()
 
-    def seal(self, subject_id: bytes, agency: str, symbol: str) -> bytes:
-        nonce = os.urandom(12)
+    def seal(self, subject_id: bytes, agency: str, symbol: str,
+             nonce: bytes | None = None) -> bytes:
+        """Seal ``subject_id`` to its row. ``nonce``: 12 fresh random bytes the caller drew
+        (bulk callers draw many in one call); None draws them here."""
+        if nonce is None or len(nonce) != 12:
+            nonce = os.urandom(12)
         ct = self._seal.encrypt(nonce, subject_id, _aad(agency, symbol))
         return bytes((_SEAL_VERSION,)) + nonce + ct
 

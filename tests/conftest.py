@@ -3,8 +3,9 @@ everything.
 
 * tests/ is on ``sys.path`` (pytest puts a root conftest's directory there), so
   ``from helpers import ...`` works in tests/unit, tests/e2e and any other directory.
-* ``@pytest.mark.sqlite_only("why")``: the test inspects what only the SQLite backend has;
-  its ``[postgres]`` case is deselected, not skipped.
+* ``@pytest.mark.sqlite_only("why")``: the test inspects what only the SQLite backend has
+  (a registry in one file); its cases on backends without one (``single_file`` false in
+  tests/helpers/backends.py: ``[postgres]``) are deselected, not skipped.
 * With ``SYMBOLSVC_NO_SKIPS=1`` (CI) any skipped test fails the run.
 
 Fixtures live with the tests that use them: tests/unit/conftest.py (in-process),
@@ -19,6 +20,7 @@ import pytest
 
 # Names older tests import from ``conftest``; they live in helpers now.
 from helpers import AGENCIES, MUNICIPALITIES, TEST_POLICY, Registries, StartServer
+from helpers.backends import TEST_BACKENDS
 
 __all__ = ["AGENCIES", "MUNICIPALITIES", "TEST_POLICY", "Registries", "StartServer"]
 
@@ -38,7 +40,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         callspec = getattr(item, "callspec", None)
         if (item.get_closest_marker("sqlite_only") is not None and callspec is not None
-                and callspec.params.get("backend") == "postgres"):
+                and "backend" in callspec.params
+                and not TEST_BACKENDS[callspec.params["backend"]].single_file):
             drop.append(item)
         else:
             keep.append(item)

@@ -185,11 +185,12 @@ class PortalClient(_Client):
         finally:
             call.cancel()
 
-    async def record_proof(self, symbol: str,
-                           record_id: int) -> disclosure_pb.GetRecordProofResponse:
+    async def record_proof(self, symbol: str, record_id: int, min_cosignatures: int = 0
+                           ) -> disclosure_pb.GetRecordProofResponse:
         reply: disclosure_pb.GetRecordProofResponse = await _call(
             self.stub.GetRecordProof,
-            disclosure_pb.GetRecordProofRequest(symbol=symbol, record_id=record_id),
+            disclosure_pb.GetRecordProofRequest(symbol=symbol, record_id=record_id,
+                                                min_cosignatures=min_cosignatures),
             self.timeout)
         return reply
 
@@ -202,9 +203,11 @@ class AuditorClient(_Client):
         super().__init__(channel, timeout, stream_timeout)
         self.stub = audit_grpc.AuditServiceStub(channel)
 
-    async def checkpoint(self) -> str:
-        reply = await _call(self.stub.GetCheckpoint, audit_pb.GetCheckpointRequest(),
-                            self.timeout)
+    async def checkpoint(self, min_cosignatures: int = 0) -> str:
+        """The latest checkpoint (with ``min_cosignatures``: the newest one that many
+        witnesses cosigned; verify it with :mod:`symbolsvc_client.checkpoints`)."""
+        reply = await _call(self.stub.GetCheckpoint, audit_pb.GetCheckpointRequest(
+            min_cosignatures=min_cosignatures), self.timeout)
         text: str = reply.checkpoint
         return text
 

@@ -168,9 +168,22 @@ class PortalClient(_Client):
         except grpc.RpcError as err:
             raise CallError.from_rpc_error(err) from None
 
-    def record_proof(self, symbol: str, record_id: int) -> disclosure_pb.GetRecordProofResponse:
+    def list_holdings(self, symbol: str) -> disclosure_pb.ListHoldingsResponse:
+        reply: disclosure_pb.ListHoldingsResponse = _call(
+            self.stub.ListHoldings, disclosure_pb.ListHoldingsRequest(symbol=symbol),
+            self.timeout)
+        return reply
+
+    def get_policy(self, version: str = "") -> disclosure_pb.GetPolicyResponse:
+        reply: disclosure_pb.GetPolicyResponse = _call(
+            self.stub.GetPolicy, disclosure_pb.GetPolicyRequest(version=version), self.timeout)
+        return reply
+
+    def record_proof(self, symbol: str, record_id: int, min_cosignatures: int = 0
+                     ) -> disclosure_pb.GetRecordProofResponse:
         reply: disclosure_pb.GetRecordProofResponse = _call(self.stub.GetRecordProof,
-                     disclosure_pb.GetRecordProofRequest(symbol=symbol, record_id=record_id),
+                     disclosure_pb.GetRecordProofRequest(symbol=symbol, record_id=record_id,
+                                                         min_cosignatures=min_cosignatures),
                      self.timeout)
         return reply
 
@@ -183,9 +196,11 @@ class AuditorClient(_Client):
         super().__init__(channel, timeout, stream_timeout)
         self.stub = audit_grpc.AuditServiceStub(channel)
 
-    def checkpoint(self) -> str:
-        text: str = _call(self.stub.GetCheckpoint, audit_pb.GetCheckpointRequest(),
-                          self.timeout).checkpoint
+    def checkpoint(self, min_cosignatures: int = 0) -> str:
+        """The latest checkpoint (with ``min_cosignatures``: the newest one that many
+        witnesses cosigned; verify it with :mod:`symbolsvc_client.checkpoints`)."""
+        text: str = _call(self.stub.GetCheckpoint, audit_pb.GetCheckpointRequest(
+            min_cosignatures=min_cosignatures), self.timeout).checkpoint
         return text
 
     def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:

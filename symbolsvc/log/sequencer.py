@@ -138,6 +138,7 @@ class Sequencer:
         self._plan = planner(sign_fn, auth)
         self.watch = LogWatch(max_merge_delay, lease_ms)
         self._leader = False
+        self._failing: str | None = None  # the reason of the failure being retried
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -185,11 +186,18 @@ class Sequencer:
 
     async def _guarded_step(self) -> Integration | None:
         try:
-            return await self.step()
-        except SymbolsvcError as exc:  # storage unreachable: keep trying every interval
-            log.warning("access log integration failed, will retry: %s", exc.message)
+            result = await self.step()
+        except SymbolsvcError as exc:  # storage unreachable or full: retry every interval,
+            if exc.reason != self._failing:  # logged once per episode, not every interval
+                log.warning("access log integration failed, will retry: %s", exc.message)
+                self._failing = exc.reason
         except (RuntimeError, ValueError, KeyError):  # damaged log state: loud, and retry
             log.exception("access log integration failed; the log needs the operator")
+        else:
+            if self._failing is not None:
+                log.info("access log integration resumed")
+                self._failing = None
+            return result
         return None
 
     async def _run(self) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, SymbolsvcError
 from ..registry import LogStore, StoredCheckpoint
+from .cosignature import count_cosignatures
 from .errors import ProofError
 from .hashing import NodeID
 from .proofs import NodeSpec, consistency_proof_nodes, inclusion_proof_nodes, resolve_nodes
@@ -28,6 +29,14 @@ log = logging.getLogger("symbolsvc.log")
 
 MAX_ENTRIES = 1000
 """Most leaves one ListEntries call returns."""
+
+WITNESSED_LOOKBACK = 64
+"""How many of the newest checkpoints a request for a witnessed one looks through."""
+
+
+def _cosignatures(cp: StoredCheckpoint) -> int:
+    origin = cp.note.split("\n", 1)[0]
+    return count_cosignatures(cp.note, origin)
 
 
 class _Fetched:
@@ -50,13 +59,22 @@ class AccessLog:
 
     # -- audit ------------------------------------------------------------------
 
-    async def checkpoint(self) -> StoredCheckpoint:
-        """The latest signed checkpoint."""
+    async def checkpoint(self, min_cosignatures: int = 0) -> StoredCheckpoint:
+        """The latest signed checkpoint; with ``min_cosignatures``, the newest of the
+        recent ones carrying cosignature lines by at least that many witnesses
+        (counted, not verified: the client verifies; docs/WITNESS.md)."""
         cp = await self._store.latest_checkpoint()
         if cp is None:
             raise FailedPrecondition(
                 "NO_CHECKPOINT", "the access log has no checkpoint yet; retry in a second")
-        return cp
+        if min_cosignatures <= 0 or _cosignatures(cp) >= min_cosignatures:
+            return cp
+        for older in await self._store.recent_checkpoints(WITNESSED_LOOKBACK):
+            if _cosignatures(older) >= min_cosignatures:
+                return older
+        raise FailedPrecondition(
+            "NOT_WITNESSED", f"no recent checkpoint carries {min_cosignatures} witness "
+            "cosignature(s) yet; retry in a few seconds (or the witnesses are unreachable)")
 
     async def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:
         """RFC 9162 §2.1.4 proof that tree ``second_size`` extends tree ``first_size``."""

@@ -30,21 +30,46 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class NewHolding:
-    agency: str
-    symbol: str
-    sealed_subject: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class NewRecord:
     """An access record to append; ``require`` names the holdings ``(agency, symbol)``
-    that must all be live, checked in the transaction that appends the record."""
+    that must all be live, checked in the transaction that appends the record.
+    ``withheld_until_us`` copies the leaf's WITHHELD_UNTIL (None: disclosed at once)."""
 
     leaf: bytes
     pseudonym: bytes
     sealed_subject: bytes
     require: tuple[tuple[str, str], ...] = ()
+    withheld_until_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewHolding:
+    """A holding to issue; ``record`` (its ISSUE record) is appended in the same transaction
+    exactly when the holding is new (or re-created after release)."""
+
+    agency: str
+    symbol: str
+    sealed_subject: bytes
+    record: NewRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldingRow:
+    """One stored holding row, live or released (ListHoldings reads these)."""
+
+    agency: str
+    symbol: str
+    sealed_subject: bytes
+    released: bool
+    moved: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedPolicy:
+    """A permission table version as published: its POLICY record and first load time."""
+
+    record_id: int
+    loaded_at_us: int
 
 
 RecordMac = Callable[[int, NewRecord], bytes]
@@ -73,6 +98,7 @@ class StoredRecord:
     leaf: bytes
     sealed_subject: bytes
     leaf_index: int | None = None
+    withheld_until_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +273,12 @@ class LogStore(Protocol):
     async def log_status(self) -> LogStatus:
         """The stored tree size and the lease, read without writing."""
 
+    async def follow_growth(self, on_size: Callable[[int], None]) -> None:
+        """Call ``on_size(tree_size)`` whenever any process's sequencer grows the tree,
+        until cancelled (PostgreSQL: LISTEN/NOTIFY). Returns at once where the engine has
+        no such channel (SQLite: the processes sharing a file learn the size from the
+        sequencer's reads every interval)."""
+
     async def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
         """Hashes of the stored perfect nodes ``(level, index)``, in order; ``KeyError``
         if any is missing."""
@@ -256,6 +288,14 @@ class LogStore(Protocol):
 
     async def checkpoint_at(self, tree_size: int) -> StoredCheckpoint | None:
         """The checkpoint published for exactly ``tree_size`` leaves, if any."""
+
+    async def recent_checkpoints(self, limit: int) -> list[StoredCheckpoint]:
+        """The ``limit`` checkpoints of the largest trees, largest first."""
+
+    async def replace_note(self, tree_size: int, old_note: str, new_note: str) -> bool:
+        """Compare-and-set the stored note of checkpoint ``tree_size`` (the log adds
+        witnesses' cosignature lines to it; docs/WITNESS.md). False if it was not
+        ``old_note`` any more."""
 
     async def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
         """``(leaf_index, leaf)`` for the integrated leaves in ``[start, end)``, in order."""
@@ -269,6 +309,12 @@ class LogStore(Protocol):
     async def integrated_after(self, after_leaf: int, limit: int) -> list[StoredRecord]:
         """Integrated records with leaf_index > ``after_leaf``, in leaf order."""
 
+    async def withheld_due(self, after: tuple[int, int], until_us: int, max_leaf: int,
+                           limit: int) -> list[StoredRecord]:
+        """Integrated records with leaf_index <= ``max_leaf``, withheld_until <= ``until_us``
+        and (withheld_until, id) > ``after``, in (withheld_until, id) order, with
+        withheld_until_us set (a watch delivers them once their date has come)."""
+
 
 @runtime_checkable
 class HoldingsStore(KeyVersionStore, Protocol):
@@ -280,8 +326,28 @@ class HoldingsStore(KeyVersionStore, Protocol):
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         """Register holdings; per item True when new (or re-created after release)."""
 
-    async def release(self, agency: str, symbol: str) -> bool | None:
-        """End a holding: True if it was live, False if already released, None if unknown."""
+    async def release(self, agency: str, symbol: str, *,
+                      record: NewRecord | None = None) -> bool | None:
+        """End a holding: True if it was live, False if already released, None if unknown.
+        ``record`` (its RELEASE record) is appended in the same transaction exactly when
+        the holding was live."""
+
+    async def holding_rows(self, keys: Sequence[tuple[str, str]]) -> list[HoldingRow | None]:
+        """The stored rows (live or released) of holdings ``(agency, symbol)``, in order."""
+
+    async def withheld_for_subject(self, pseudonym: bytes, now_us: int
+                                   ) -> tuple[int, int | None]:
+        """How many of a subject's records are withheld at ``now_us``, and the earliest
+        withheld_until among them (None when none is)."""
+
+    async def publish_policy(self, version: bytes, record: NewRecord, loaded_at_us: int
+                             ) -> PublishedPolicy:
+        """Append ``record`` (a POLICY record) and register ``version`` in one transaction,
+        unless the version was published before: then nothing is written. Returns the
+        version's publication either way."""
+
+    async def policy_version(self, version: bytes) -> PublishedPolicy | None:
+        """A published permission table version, or None."""
 
     async def lookup(self, agency: str, symbol: str) -> bytes | None:
         """The sealed subject reference of a live holding, or None."""
@@ -304,9 +370,10 @@ class HoldingsStore(KeyVersionStore, Protocol):
         record's id if one was appended, and the build's value."""
 
     async def records_for_subject(
-        self, pseudonym: bytes, before_id: int | None, limit: int
+        self, pseudonym: bytes, before_id: int | None, limit: int, *, now_us: int | None = None
     ) -> list[StoredRecord]:
-        """A subject's records with id < before_id (all if None), newest first."""
+        """A subject's records with id < before_id (all if None), newest first; with
+        ``now_us``, only those not withheld at that time."""
 
     async def records_after(self, after_id: int, limit: int) -> list[StoredRecord]:
         """Records with id > after_id, oldest first."""

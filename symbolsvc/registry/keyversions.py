@@ -16,7 +16,7 @@ modules only name the mixin.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ class Move:
     holding: Holding
     older: tuple[str, ...]
     revive: bool = True  # False (an upgrade): change nothing unless a row is live
+    record: Any = None  # the holding's ISSUE record (a NewRecord), appended when it is new
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +57,10 @@ class KeyVersionStore(Protocol):
         holding is new (no row of it was live; then a move with ``revive`` False
         changes nothing), in one durable transaction."""
 
-    async def release_all(self, agency: str, symbols: Sequence[str]) -> bool:
-        """Release every listed row of one holding in one transaction; True if any was live."""
+    async def release_all(self, agency: str, symbols: Sequence[str], *,
+                          record: Any = None) -> bool:
+        """Release every listed row of one holding in one transaction; True if any was
+        live. ``record`` (a RELEASE record) is appended exactly when one was."""
 
     async def key_version_counts(self) -> list[VersionCount]:
         """Per key version present in the registry: live, moved and released rows."""
@@ -90,7 +93,8 @@ def _plan(moves: list[Move], live: set[tuple[str, str]]
 _ROWS = 400  # holdings per statement (each move names a few rows; SQLite allows 32,766 vars)
 
 
-def _sqlite_moves(conn: sqlite3.Connection, moves: list[Move]) -> list[bool]:
+def _sqlite_moves(conn: sqlite3.Connection, moves: list[Move],
+                  append: Callable[[sqlite3.Connection, list[Any]], None]) -> list[bool]:
     """All of a group's moves in a few statements per chunk: read which rows are live, upsert
     the current rows, mark the older rows moved (and live)."""
     out: list[bool] = []
@@ -122,16 +126,27 @@ def _sqlite_moves(conn: sqlite3.Connection, moves: list[Move]) -> list[bool]:
                 "UPDATE holdings SET moved = 1, released = 0 WHERE agency = ? AND symbol = ?",
                 older,
             )
+        append(conn, _new_records(chunk, fresh))
     return out
 
 
-def _sqlite_release_all(conn: sqlite3.Connection, agency: str, symbols: list[str]) -> bool:
+def _new_records(moves: list[Move], fresh: list[bool]) -> list[Any]:
+    """The ISSUE records of the moves that made a new holding (first of each key only)."""
+    return [m.record for m, new in zip(moves, fresh, strict=True)
+            if new and m.revive and m.record is not None]
+
+
+def _sqlite_release_all(conn: sqlite3.Connection, agency: str, symbols: list[str],
+                        records: list[Any],
+                        append: Callable[[sqlite3.Connection, list[Any]], None]) -> bool:
     marks = ",".join("?" * len(symbols))
     cur = conn.execute(
         f"UPDATE holdings SET released = 1 WHERE agency = ? AND symbol IN ({marks}) "  # noqa: S608
         "AND released = 0",
         [agency, *symbols],
     )
+    if cur.rowcount > 0:
+        append(conn, records)
     return cur.rowcount > 0
 
 
@@ -166,16 +181,20 @@ class SqliteKeyVersions:
 
     _write: Any
     _read: Any
+    _append_new: Any  # (conn, records) -> None: the backend's append, in the transaction
 
     async def issue_moving(self, moves: Sequence[Move]) -> list[bool]:
         """Issue current-version holdings, moving older rows; per item True when new."""
         todo = list(moves)
-        return await self._write(lambda c: _sqlite_moves(c, todo)) if todo else []
+        append = self._append_new
+        return await self._write(lambda c: _sqlite_moves(c, todo, append)) if todo else []
 
-    async def release_all(self, agency: str, symbols: Sequence[str]) -> bool:
+    async def release_all(self, agency: str, symbols: Sequence[str], *,
+                          record: Any = None) -> bool:
         """Release every row of one holding; True if any was live."""
-        syms = list(symbols)
-        return await self._write(lambda c: _sqlite_release_all(c, agency, syms))
+        syms, records, append = list(symbols), [record] if record else [], self._append_new
+        return await self._write(
+            lambda c: _sqlite_release_all(c, agency, syms, records, append))
 
     async def key_version_counts(self) -> list[VersionCount]:
         return await self._read(_sqlite_counts)
@@ -189,7 +208,7 @@ class SqliteKeyVersions:
 # -- PostgreSQL -----------------------------------------------------------------------
 
 
-async def _pg_moves(conn: Any, moves: list[Move]) -> list[bool]:
+async def _pg_moves(conn: Any, moves: list[Move], append: Any) -> list[bool]:
     """As on SQLite: lock and read the group's rows (in key order, as every writer does),
     upsert the current rows, mark the older rows moved."""
     keys = sorted({(m.holding.agency, s) for m in moves for s in (m.holding.symbol, *m.older)})
@@ -217,16 +236,21 @@ async def _pg_moves(conn: Any, moves: list[Move]) -> list[bool]:
             "(SELECT * FROM unnest(%s::text[], %s::text[]))",
             ([a for a, _ in older], [s for _, s in older]),
         )
+    await append(conn, _new_records(moves, fresh))
     return fresh
 
 
-async def _pg_release_all(conn: Any, agency: str, symbols: list[str]) -> bool:
+async def _pg_release_all(conn: Any, agency: str, symbols: list[str],
+                          records: list[Any], append: Any) -> bool:
     cur = await conn.execute(
         "UPDATE holdings SET released = true WHERE agency = %s AND symbol = ANY(%s) "
         "AND NOT released RETURNING 1",
         (agency, sorted(symbols)),
     )
-    return bool(await cur.fetchall())
+    released = bool(await cur.fetchall())
+    if released:
+        await append(conn, records)
+    return released
 
 
 async def _pg_counts(conn: Any) -> list[VersionCount]:
@@ -259,14 +283,17 @@ class PgKeyVersions:
     _write: Any
     _read: Any
     _group: Any
+    _append_new: Any  # async (conn, records) -> None: the backend's append, in the transaction
 
     async def issue_moving(self, moves: Sequence[Move]) -> list[bool]:
-        todo = list(moves)
-        return await self._group.submit(lambda c: _pg_moves(c, todo)) if todo else []
+        todo, append = list(moves), self._append_new
+        return await self._group.submit(lambda c: _pg_moves(c, todo, append)) if todo else []
 
-    async def release_all(self, agency: str, symbols: Sequence[str]) -> bool:
-        syms = list(symbols)
-        return await self._group.submit(lambda c: _pg_release_all(c, agency, syms))
+    async def release_all(self, agency: str, symbols: Sequence[str], *,
+                          record: Any = None) -> bool:
+        syms, records, append = list(symbols), [record] if record else [], self._append_new
+        return await self._group.submit(
+            lambda c: _pg_release_all(c, agency, syms, records, append))
 
     async def key_version_counts(self) -> list[VersionCount]:
         return await self._read(_pg_counts)

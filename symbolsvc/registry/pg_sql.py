@@ -16,18 +16,23 @@ import psycopg
 from . import (
     Appended,
     BuildRecord,
+    HoldingRow,
     Integration,
     IntegrationInput,
     LogState,
     LogStatus,
+    NewHolding,
     NewRecord,
     PlanFn,
+    PublishedPolicy,
     QueueAuth,
     StoredCheckpoint,
     StoredRecord,
     build_records,
     with_ids,
 )
+from .pg_ids import IdPool
+from .pg_listen import CHANNEL as GROWTH_CHANNEL
 
 T = TypeVar("T")
 
@@ -36,6 +41,20 @@ _CHUNK = 1000  # rows per multi-row statement (3-4 parameters a row, far below 6
 
 async def ping(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.execute("SELECT 1")
+
+
+async def probe_write(conn: psycopg.AsyncConnection[Any]) -> None:
+    """About 1 MiB written to a temporary table in the database's default tablespace (each
+    new page extends its file on disk), then rolled back: DiskFull while there is no room.
+    Rows stay under the TOAST threshold, so nothing is compressed away."""
+    await conn.execute("CREATE TEMP TABLE symbolsvc_probe (b text) ON COMMIT DROP")
+    await conn.execute("INSERT INTO symbolsvc_probe SELECT repeat(md5(i::text), 56) "
+                       "FROM generate_series(1, 600) AS i")
+    raise ProbeDone
+
+
+class ProbeDone(Exception):
+    """Raised to roll :func:`probe_write` back once its writes have fitted."""
 
 
 def values(n: int, width: int) -> str:
@@ -48,8 +67,11 @@ def chunks(seq: Sequence[T], size: int = _CHUNK) -> list[Sequence[T]]:
 
 
 async def issue(
-    conn: psycopg.AsyncConnection[Any], rows: list[tuple[str, str, bytes]]
+    conn: psycopg.AsyncConnection[Any], rows: list[NewHolding],
+    auth: QueueAuth | None = None, pool: IdPool | None = None,
 ) -> set[tuple[str, str]]:
+    """Upsert the holdings (distinct keys, key order); append the ISSUE records of the
+    new ones in the same transaction. Returns the new keys."""
     fresh: set[tuple[str, str]] = set()
     for chunk in chunks(rows):
         cur = await conn.execute(
@@ -57,19 +79,46 @@ async def issue(
             + values(len(chunk), 3)
             + " ON CONFLICT (agency, symbol) DO UPDATE SET released = false "
             "WHERE holdings.released RETURNING agency, symbol",
-            [v for row in chunk for v in row],
+            [v for h in chunk for v in (h.agency, h.symbol, h.sealed_subject)],
         )
         fresh.update((a, s) for a, s in await cur.fetchall())
+    await append_new(conn, [h.record for h in rows
+                            if h.record is not None and (h.agency, h.symbol) in fresh],
+                     auth, pool)
     return fresh
 
 
-async def release(conn: psycopg.AsyncConnection[Any], agency: str, symbol: str) -> bool | None:
+async def append_new(conn: psycopg.AsyncConnection[Any], records: Sequence[NewRecord],
+                     auth: QueueAuth | None = None, pool: IdPool | None = None) -> None:
+    """Append records that require no holding (ISSUE/RELEASE) with one COPY (as the
+    integration writes tree nodes: several times faster than a multi-row INSERT, and
+    accepted by CockroachDB, YugabyteDB and Citus alike), in pseudonym order: their ids
+    then follow neither the holdings' key order nor their physical order. Each row is
+    tagged by ``auth`` over its id and bytes (docs/QUEUE_AUTH.md)."""
+    if not records:
+        return
+    ordered = sorted(records, key=lambda r: r.pseudonym)
+    ids = await (pool or IdPool()).take(conn, len(ordered))
+    async with conn.cursor() as cur, cur.copy(
+            "COPY access_records (id, pseudonym, sealed_subject, leaf, mac, withheld_until_us) "
+            "FROM STDIN") as copy:
+        for rid, r in zip(ids, ordered, strict=True):
+            mac = auth.tag(rid, r) if auth is not None else None
+            await copy.write_row((rid, r.pseudonym, r.sealed_subject, r.leaf, mac,
+                                  r.withheld_until_us))
+
+
+async def release(conn: psycopg.AsyncConnection[Any], agency: str, symbol: str,
+                  record: NewRecord | None, auth: QueueAuth | None = None,
+                  pool: IdPool | None = None) -> bool | None:
     cur = await conn.execute(
         "UPDATE holdings SET released = true "
         "WHERE agency = %s AND symbol = %s AND NOT released RETURNING 1",
         (agency, symbol),
     )
     if await cur.fetchone() is not None:
+        if record is not None:
+            await append_new(conn, [record], auth, pool)
         return True
     cur = await conn.execute(
         "SELECT 1 FROM holdings WHERE agency = %s AND symbol = %s", (agency, symbol)
@@ -101,31 +150,8 @@ async def lookup_many(
     return found
 
 
-_INSERT_RECORD = ("INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac) "
-                  "VALUES (%s, %s, %s, %s, %s) RETURNING id")
-_NEXT_IDS = ("SELECT nextval(pg_get_serial_sequence('access_records', 'id')) "
-             "FROM generate_series(1, %s)")
-
-
-class IdPool:
-    """Record ids taken from the sequence ahead of use, a block at a time (as a sequence's
-    CACHE does), so that tagging a row over its id costs no round trip per append. Ids are
-    unique whatever happens to the transaction (nextval is never rolled back); here, as
-    before, they are not commit order (docs/ACCESS_LOG.md)."""
-
-    BLOCK = 256
-
-    def __init__(self) -> None:
-        self._ids: list[int] = []
-
-    async def take(self, conn: psycopg.AsyncConnection[Any], n: int) -> list[int]:
-        while len(self._ids) < n:  # a loop: a concurrent lane may take ids meanwhile
-            cur = await conn.execute(_NEXT_IDS, (max(n - len(self._ids), self.BLOCK),))
-            self._ids.extend(sorted(int(row[0]) for row in await cur.fetchall()))
-        out, self._ids = self._ids[:n], self._ids[n:]
-        return out
-
-
+_INSERT_RECORD = ("INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac, "
+                  "withheld_until_us) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id")
 # The required holdings' rows are share-locked until COMMIT, so a concurrent release
 # waits and no record is appended against a holding released before the record commits.
 def _insert_record_if_live(n: int) -> str:
@@ -133,8 +159,9 @@ def _insert_record_if_live(n: int) -> str:
     tables = ", ".join(f"holdings h{i}" for i in range(n))
     where = " AND ".join(
         f"h{i}.agency = %s AND h{i}.symbol = %s AND NOT h{i}.released" for i in range(n))
-    return ("INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac) "  # noqa: S608
-            f"SELECT %s, %s, %s, %s, %s FROM {tables} WHERE {where} FOR SHARE RETURNING id")
+    return ("INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac, "  # noqa: S608
+            f"withheld_until_us) SELECT %s, %s, %s, %s, %s, %s::bigint FROM {tables} "
+            f"WHERE {where} FOR SHARE RETURNING id")
 
 
 _INSERT_RECORD_IF_LIVE = {n: _insert_record_if_live(n) for n in (1, 2)}
@@ -152,7 +179,7 @@ async def append(
         for rid, r in zip(ids, records, strict=True):
             mac = auth.tag(rid, r) if auth is not None else None
             cur = conn.cursor()
-            row = (rid, r.pseudonym, r.sealed_subject, r.leaf, mac)
+            row = (rid, r.pseudonym, r.sealed_subject, r.leaf, mac, r.withheld_until_us)
             if not r.require:
                 await cur.execute(_INSERT_RECORD, row)
             else:
@@ -190,6 +217,67 @@ async def select_records(
     cur = await conn.execute(sql, params)
     return [StoredRecord(int(i), bytes(leaf), bytes(sealed), None if li is None else int(li))
             for i, leaf, sealed, li in await cur.fetchall()]
+
+
+async def holding_rows(conn: psycopg.AsyncConnection[Any], keys: list[tuple[str, str]]
+                       ) -> list[HoldingRow | None]:
+    found: dict[tuple[str, str], HoldingRow] = {}
+    for chunk in chunks(keys):
+        cur = await conn.execute(
+            "SELECT agency, symbol, sealed_subject, released, moved FROM holdings "  # noqa: S608
+            "WHERE (agency, symbol) IN (" + values(len(chunk), 2) + ")",
+            [v for key in chunk for v in key])
+        for a, s, sealed, released, moved in await cur.fetchall():
+            found[(a, s)] = HoldingRow(a, s, bytes(sealed), bool(released), bool(moved))
+    return [found.get(key) for key in keys]
+
+
+async def withheld_for_subject(conn: psycopg.AsyncConnection[Any], pseudonym: bytes,
+                               now_us: int) -> tuple[int, int | None]:
+    cur = await conn.execute(
+        "SELECT count(*), MIN(withheld_until_us) FROM access_records "
+        "WHERE pseudonym = %s AND withheld_until_us > %s", (pseudonym, now_us))
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), None if row[1] is None else int(row[1])
+
+
+async def withheld_due(conn: psycopg.AsyncConnection[Any], after: tuple[int, int], until_us: int,
+                       max_leaf: int, limit: int) -> list[StoredRecord]:
+    cur = await conn.execute(
+        "SELECT id, leaf, sealed_subject, leaf_index, withheld_until_us FROM access_records "
+        "WHERE (withheld_until_us > %s OR (withheld_until_us = %s AND id > %s)) "
+        "AND withheld_until_us <= %s AND leaf_index <= %s ORDER BY withheld_until_us, id "
+        "LIMIT %s", (after[0], after[0], after[1], until_us, max_leaf, limit))
+    return [StoredRecord(int(i), bytes(leaf), bytes(sealed), int(li), int(wu))
+            for i, leaf, sealed, li, wu in await cur.fetchall()]
+
+
+async def policy_version(conn: psycopg.AsyncConnection[Any], version: bytes
+                         ) -> PublishedPolicy | None:
+    cur = await conn.execute(
+        "SELECT record_id, loaded_at_us FROM policy_versions WHERE version = %s", (version,))
+    row = await cur.fetchone()
+    return None if row is None else PublishedPolicy(int(row[0]), int(row[1]))
+
+
+async def publish_policy(conn: psycopg.AsyncConnection[Any], version: bytes,
+                         record: NewRecord, loaded_at_us: int, auth: QueueAuth | None = None,
+                         pool: IdPool | None = None) -> PublishedPolicy:
+    """Register the version (first publisher wins: a concurrent second one finds the row
+    and appends nothing) and append its POLICY record, in the caller's transaction."""
+    cur = await conn.execute(
+        "INSERT INTO policy_versions (version, record_id, loaded_at_us) VALUES (%s, 0, %s) "
+        "ON CONFLICT (version) DO NOTHING RETURNING 1", (version, loaded_at_us))
+    if await cur.fetchone() is None:
+        found = await policy_version(conn, version)
+        assert found is not None
+        return found
+    (rid,) = await append(conn, [record], auth, pool)
+    assert rid is not None  # a POLICY record requires no holding
+    await conn.execute("UPDATE policy_versions SET record_id = %s WHERE version = %s",
+                       (rid, version))
+    return PublishedPolicy(rid, loaded_at_us)
 
 
 async def execute(conn: psycopg.AsyncConnection[Any], sql: Any, params: tuple[Any, ...]) -> None:
@@ -294,6 +382,8 @@ async def integrate(
         await conn.execute(
             "INSERT INTO checkpoints (tree_size, note, signed_at_us) VALUES (%s, %s, %s)",
             (size, note, await _db_now_us(conn)))
+    if plan.assign:  # every replica's watchers, at COMMIT and only if it commits
+        await conn.execute("SELECT pg_notify(%s, %s)", (GROWTH_CHANNEL, str(plan.tree_size)))
     return Integration(True, len(plan.assign), plan.tree_size, note, len(plan.quarantine))
 
 

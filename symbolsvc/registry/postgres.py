@@ -16,17 +16,15 @@ suite (tests/registry). Differences that matter:
   explicitly, whatever the server default), so ``COMMIT`` returns after the WAL
   is flushed; PostgreSQL's own group commit shares flushes between the
   replicas' concurrent transactions.
-* **Outages.** A connection failure or pool timeout becomes
-  :class:`~symbolsvc.errors.Unavailable` (gRPC ``UNAVAILABLE``); the transaction
-  rolled back, so nothing changed. (A connection lost *during* ``COMMIT`` leaves
-  the outcome unknown, as with any database; retrying an issue is idempotent.)
-* **Secrets.** The password is handed to libpq apart from the connection
-  string, and every message goes through :meth:`PgTarget.scrub`.
+* **Outages** become ``UNAVAILABLE`` (rolled back, nothing changed; a connection lost
+  during ``COMMIT`` leaves the outcome unknown; retrying an issue is idempotent).
+* **Secrets.** The password goes to libpq apart from the URL; messages are scrubbed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,11 +38,13 @@ from ..errors import ConfigError, ResourceExhausted, Unavailable
 from . import (
     Appended,
     BuildRecord,
+    HoldingRow,
     Integration,
     LogStatus,
     NewHolding,
     NewRecord,
     PlanFn,
+    PublishedPolicy,
     QueueAuth,
     StoredCheckpoint,
     StoredRecord,
@@ -53,6 +53,7 @@ from . import pg_sql as sql
 from .keyversions import PgKeyVersions
 from .migrations import pg_version, require_current
 from .pg_group import GroupWriter
+from .pg_listen import follow_growth
 from .pg_pools import TIMEOUTS, Pools, saturation_error, timeout_error
 from .pg_standby import StandbyReads
 from .url import PgTarget
@@ -89,6 +90,10 @@ class PgRegistry(PgKeyVersions):
         self.transactions = 0  # committed write transactions; read by benchmarks
         self.queue_auth = QueueAuth()  # tags appended rows (set by the server)
         self._ids = sql.IdPool()  # record ids fetched a block at a time
+        # "STORAGE_FULL" from the last write that found no room until a 1 MiB probe write
+        # fits again (health is NOT_SERVING meanwhile: server._writes_fit); a small write
+        # that still fits in a half-empty page does not end it.
+        self.write_failure: str | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -203,14 +208,24 @@ class PgRegistry(PgKeyVersions):
             except TIMEOUTS as exc:
                 raise timeout_error(exc, "write", self.target.scrub) from None
             except pgerrors.DiskFull:
-                log.error("registry database %s: disk full; writes refused with "
-                          "RESOURCE_EXHAUSTED (STORAGE_FULL)", self.target.display)
+                if self.write_failure is None:  # once per episode, not once per call
+                    log.error("registry database %s: disk full; writes refused with "
+                              "RESOURCE_EXHAUSTED (STORAGE_FULL) and health NOT_SERVING "
+                              "until a write fits again", self.target.display)
+                self.write_failure = "STORAGE_FULL"
                 raise ResourceExhausted("STORAGE_FULL", "the registry's disk is full: nothing "
                                         "was written; retry later (the operator has been "
                                         "alerted)") from None
             except psycopg.OperationalError as exc:
                 raise self._unavailable(exc, "write") from None
         raise AssertionError("unreachable")
+
+    async def probe_write(self) -> None:
+        """Whether a write would fit now (health, after a full disk): ResourceExhausted
+        while the database still has no room; nothing is kept either way."""
+        with contextlib.suppress(sql.ProbeDone):
+            await self._write(sql.probe_write)
+        self.write_failure = None
 
     @property
     def commit_stats(self) -> tuple[int, int]:
@@ -219,15 +234,19 @@ class PgRegistry(PgKeyVersions):
 
     # -- holdings --------------------------------------------------------------
 
+    def _append_new(self, conn: Any, records: Sequence[NewRecord]) -> Any:
+        return sql.append_new(conn, records, self.queue_auth, self._ids)  # keyversions' moves
+
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         keys = [(h.agency, h.symbol) for h in items]
-        unique: dict[tuple[str, str], bytes] = {}
+        unique: dict[tuple[str, str], NewHolding] = {}
         for h in items:
-            unique.setdefault((h.agency, h.symbol), h.sealed_subject)
-        rows = sorted((a, s, sealed) for (a, s), sealed in unique.items())
+            unique.setdefault((h.agency, h.symbol), h)
+        rows = [h for _, h in sorted(unique.items(), key=lambda kv: kv[0])]
         if not rows:
             return []
-        fresh = await self._group.submit(lambda conn: sql.issue(conn, rows))
+        fresh = await self._group.submit(
+            lambda conn: sql.issue(conn, rows, self.queue_auth, self._ids))
         # The first occurrence of a key carries the database's answer; a repeat of
         # it in the same batch finds the holding live (as on SQLite).
         out, seen = [], set()
@@ -236,8 +255,31 @@ class PgRegistry(PgKeyVersions):
             seen.add(key)
         return out
 
-    async def release(self, agency: str, symbol: str) -> bool | None:
-        return await self._group.submit(lambda conn: sql.release(conn, agency, symbol))
+    async def release(self, agency: str, symbol: str, *,
+                      record: NewRecord | None = None) -> bool | None:
+        return await self._group.submit(
+            lambda conn: sql.release(conn, agency, symbol, record, self.queue_auth, self._ids))
+
+    async def holding_rows(self, keys: Sequence[tuple[str, str]]) -> list[HoldingRow | None]:
+        wanted = list(keys)
+        return await self._read(lambda conn: sql.holding_rows(conn, wanted)) if wanted else []
+
+    async def withheld_for_subject(self, pseudonym: bytes, now_us: int
+                                   ) -> tuple[int, int | None]:
+        return await self._read(lambda conn: sql.withheld_for_subject(conn, pseudonym, now_us))
+
+    async def withheld_due(self, after: tuple[int, int], until_us: int, max_leaf: int,
+                           limit: int) -> list[StoredRecord]:
+        return await self._read(lambda c: sql.withheld_due(c, after, until_us, max_leaf, limit))
+
+    async def policy_version(self, version: bytes) -> PublishedPolicy | None:
+        return await self._read(lambda conn: sql.policy_version(conn, version))
+
+    async def publish_policy(self, version: bytes, record: NewRecord, loaded_at_us: int
+                             ) -> PublishedPolicy:
+        return await self._group.submit(
+            lambda conn: sql.publish_policy(conn, version, record, loaded_at_us,
+                                             self.queue_auth, self._ids))
 
     async def lookup(self, agency: str, symbol: str) -> bytes | None:
         return await self._read(lambda conn: sql.lookup(conn, agency, symbol))
@@ -276,6 +318,14 @@ class PgRegistry(PgKeyVersions):
     ) -> Integration:
         return await self._write(lambda conn: sql.integrate(conn, batch, holder, lease_ms, plan))
 
+    async def follow_growth(self, on_size: Callable[[int], None]) -> None:
+        """Every replica's integrations, as they commit (LISTEN/NOTIFY: :mod:`.pg_listen`)."""
+        await follow_growth(self.target.conninfo, self._connect_kwargs, self.target.display,
+                            self._stored_size, on_size)
+
+    async def _stored_size(self) -> int:
+        return (await self.log_status()).tree_size
+
     async def release_lease(self, holder: str) -> None:
         await self._write(lambda conn: sql.execute(
             conn, "UPDATE sequencer_lease SET expires_us = 0 WHERE id = 1 AND holder = %s",
@@ -308,6 +358,22 @@ class PgRegistry(PgKeyVersions):
             conn, "SELECT tree_size, note, signed_at_us FROM checkpoints WHERE tree_size = %s",
             (tree_size,)), lambda cp: cp is not None)
 
+    async def recent_checkpoints(self, limit: int) -> list[StoredCheckpoint]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[StoredCheckpoint]:
+            cur = await conn.execute(
+                "SELECT tree_size, note, signed_at_us FROM checkpoints "
+                "ORDER BY tree_size DESC LIMIT %s", (limit,))
+            return [StoredCheckpoint(int(r[0]), r[1], int(r[2])) for r in await cur.fetchall()]
+        return await self._read(run)
+
+    async def replace_note(self, tree_size: int, old_note: str, new_note: str) -> bool:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> bool:
+            cur = await conn.execute(
+                "UPDATE checkpoints SET note = %s WHERE tree_size = %s AND note = %s",
+                (new_note, tree_size, old_note))
+            return cur.rowcount == 1
+        return await self._write(run)
+
     async def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[tuple[int, bytes]]:
             cur = await conn.execute(
@@ -334,12 +400,14 @@ class PgRegistry(PgKeyVersions):
             lambda index: index is not None)
 
     async def records_for_subject(
-        self, pseudonym: bytes, before_id: int | None, limit: int
+        self, pseudonym: bytes, before_id: int | None, limit: int, *, now_us: int | None = None
     ) -> list[StoredRecord]:
         before = before_id if before_id is not None else _MAX_ID
+        now = _MAX_ID if now_us is None else now_us
         return await self._replica_read(lambda conn: sql.select_records(
-            conn, sql.RECORD_COLUMNS + "WHERE pseudonym = %s AND id < %s ORDER BY id DESC LIMIT %s",
-            (pseudonym, before, limit)))
+            conn, sql.RECORD_COLUMNS + "WHERE pseudonym = %s AND id < %s AND "
+            "(withheld_until_us IS NULL OR withheld_until_us <= %s) ORDER BY id DESC LIMIT %s",
+            (pseudonym, before, now, limit)))
 
     async def records_after(self, after_id: int, limit: int) -> list[StoredRecord]:
         return await self._read(lambda conn: sql.select_records(

@@ -15,7 +15,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -25,11 +25,13 @@ from ..errors import ConfigError, ResourceExhausted, Unavailable
 from . import (
     Appended,
     BuildRecord,
+    HoldingRow,
     Integration,
     LogStatus,
     NewHolding,
     NewRecord,
     PlanFn,
+    PublishedPolicy,
     QueueAuth,
     StoredCheckpoint,
     StoredRecord,
@@ -95,6 +97,11 @@ class SqliteRegistry(SqliteKeyVersions):
         self.queue_auth = QueueAuth()
         self._append = partial(sql.append_merged, auth=self.queue_auth)
         self._append_for = partial(sql.append_for_merged, auth=self.queue_auth)
+        self._issue = partial(sql.issue_merged, auth=self.queue_auth)
+
+    def _append_new(self, conn: sqlite3.Connection, records: list[NewRecord]) -> None:
+        """keyversions' moves append ISSUE/RELEASE records with this, tagged."""
+        sql.append_new(conn, records, self.queue_auth)
 
     def _init_schema(self) -> None:
         conn = _open(self.path, readonly=False)
@@ -130,9 +137,28 @@ class SqliteRegistry(SqliteKeyVersions):
         return await self._read(sql.lookup_many, list(keys))
 
     async def records_for_subject(
-        self, pseudonym: bytes, before_id: int | None, limit: int
+        self, pseudonym: bytes, before_id: int | None, limit: int, *, now_us: int | None = None
     ) -> list[StoredRecord]:
-        return await self._read(sql.records_for_subject, pseudonym, before_id, limit)
+        return await self._read(sql.records_for_subject, pseudonym, before_id, limit, now_us)
+
+    async def holding_rows(self, keys: Sequence[tuple[str, str]]) -> list[HoldingRow | None]:
+        return await self._read(sql.holding_rows, list(keys))
+
+    async def withheld_for_subject(self, pseudonym: bytes, now_us: int
+                                   ) -> tuple[int, int | None]:
+        return await self._read(sql.withheld_for_subject, pseudonym, now_us)
+
+    async def withheld_due(self, after: tuple[int, int], until_us: int, max_leaf: int, limit: int
+                           ) -> list[StoredRecord]:
+        return await self._read(sql.withheld_due, after, until_us, max_leaf, limit)
+
+    async def policy_version(self, version: bytes) -> PublishedPolicy | None:
+        return await self._read(sql.policy_version, version)
+
+    async def publish_policy(self, version: bytes, record: NewRecord, loaded_at_us: int
+                             ) -> PublishedPolicy:
+        return await self._write(lambda c: sql.publish_policy(c, version, record, loaded_at_us,
+                                                                   self.queue_auth))
 
     async def records_after(self, after_id: int, limit: int) -> list[StoredRecord]:
         return await self._read(sql.records_after, after_id, limit)
@@ -145,6 +171,11 @@ class SqliteRegistry(SqliteKeyVersions):
     async def log_status(self) -> LogStatus:
         return await self._read(sql.log_status)
 
+    async def follow_growth(self, on_size: Callable[[int], None]) -> None:
+        """No cross-process channel: processes sharing the file (``--workers``) learn the
+        size from their sequencer's read every interval."""
+        return None
+
     async def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
         return await self._read(sql.get_nodes, list(ids))
 
@@ -153,6 +184,13 @@ class SqliteRegistry(SqliteKeyVersions):
 
     async def checkpoint_at(self, tree_size: int) -> StoredCheckpoint | None:
         return await self._read(sql.checkpoint, tree_size)
+
+    async def recent_checkpoints(self, limit: int) -> list[StoredCheckpoint]:
+        return await self._read(sql.recent_checkpoints, limit)
+
+    async def replace_note(self, tree_size: int, old_note: str, new_note: str) -> bool:
+        return bool(await self._write(lambda c: sql.replace_note(c, tree_size, old_note,
+                                                                 new_note)))
 
     async def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
         return await self._read(sql.entries, start, end)
@@ -197,11 +235,11 @@ class SqliteRegistry(SqliteKeyVersions):
         self.write_failure = None
 
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
-        rows = [(h.agency, h.symbol, h.sealed_subject) for h in items]
-        return await self._write(sql.issue_merged, rows)
+        return await self._write(self._issue, list(items))
 
-    async def release(self, agency: str, symbol: str) -> bool | None:
-        return await self._write(lambda c: sql.release(c, agency, symbol))
+    async def release(self, agency: str, symbol: str, *,
+                      record: NewRecord | None = None) -> bool | None:
+        return await self._write(lambda c: sql.release(c, agency, symbol, record, self.queue_auth))
 
     async def append_records(self, records: Sequence[NewRecord]) -> list[int | None]:
         return await self._write(self._append, list(records))

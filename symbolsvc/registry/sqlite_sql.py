@@ -14,12 +14,15 @@ from typing import Any
 from . import (
     Appended,
     BuildRecord,
+    HoldingRow,
     Integration,
     IntegrationInput,
     LogState,
     LogStatus,
+    NewHolding,
     NewRecord,
     PlanFn,
+    PublishedPolicy,
     QueueAuth,
     StoredCheckpoint,
     StoredRecord,
@@ -34,6 +37,7 @@ _LIVE = "SELECT sealed_subject FROM holdings WHERE agency = ? AND symbol = ? AND
 _CHUNK = 5000
 _QUEUED = ("SELECT id, leaf, pseudonym, sealed_subject, mac FROM access_records "
            "WHERE leaf_index IS NULL ORDER BY id LIMIT ?")
+_MAX_ID = 2**63 - 1
 
 
 def _chunks(rows: list[Any]) -> list[list[Any]]:
@@ -51,11 +55,12 @@ def _live_positions(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> se
 
 
 def issue_merged(
-    conn: sqlite3.Connection, calls: list[list[tuple[str, str, bytes]]]
+    conn: sqlite3.Connection, calls: list[list[NewHolding]], auth: QueueAuth | None = None
 ) -> list[list[bool]]:
     """The issue rows of a whole group in one upsert per chunk; per row, True when
-    the row was inserted or re-activated (the first occurrence within the group)."""
-    rows = [row for call in calls for row in call]
+    the row was inserted or re-activated (the first occurrence within the group).
+    The ISSUE records of the new rows are appended in the same transaction."""
+    rows = [(h.agency, h.symbol, h.sealed_subject) for call in calls for h in call]
     changed: set[tuple[str, str]] = set()
     for chunk in _chunks(rows):
         sql = (
@@ -66,22 +71,39 @@ def issue_merged(
         )
         changed.update(conn.execute(sql, [v for row in chunk for v in row]).fetchall())
     out: list[list[bool]] = []
+    records: list[NewRecord] = []
     for call in calls:
         flags = []
-        for agency, symbol, _ in call:
-            key = (agency, symbol)
-            flags.append(key in changed)
+        for h in call:
+            key = (h.agency, h.symbol)
+            new = key in changed
+            flags.append(new)
+            if new and h.record is not None:
+                records.append(h.record)
             changed.discard(key)  # a repeat in the same group is not new
         out.append(flags)
+    append_new(conn, records, auth)
     return out
 
 
-def release(conn: sqlite3.Connection, agency: str, symbol: str) -> bool | None:
+def append_new(conn: sqlite3.Connection, records: list[NewRecord],
+               auth: QueueAuth | None = None) -> None:
+    """Append records that require no holding (ISSUE/RELEASE/POLICY) in the caller's
+    transaction, in pseudonym order: their ids then follow no order the holdings' rows
+    show (docs/DISCLOSURE.md, "What an attacker can do"). ``auth`` tags each row."""
+    if records:
+        append_merged(conn, [sorted(records, key=lambda r: r.pseudonym)], auth)
+
+
+def release(conn: sqlite3.Connection, agency: str, symbol: str,
+            record: NewRecord | None, auth: QueueAuth | None = None) -> bool | None:
     cur = conn.execute(
         "UPDATE holdings SET released = 1 WHERE agency = ? AND symbol = ? AND released = 0",
         (agency, symbol),
     )
     if cur.rowcount == 1:
+        if record is not None:
+            append_merged(conn, [[record]], auth)
         return True
     exists = conn.execute(
         "SELECT 1 FROM holdings WHERE agency = ? AND symbol = ?", (agency, symbol)
@@ -102,7 +124,7 @@ def append_merged(
     live = {required[i] for i in _live_positions(conn, required)}
     next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM access_records").fetchone()[0]
     now = _now_us()
-    rows: list[tuple[int, bytes, bytes, bytes, bytes | None, int]] = []
+    rows: list[tuple[int, bytes, bytes, bytes, bytes | None, int, int | None]] = []
     out: list[list[int | None]] = []
     for call in calls:
         ids: list[int | None] = []
@@ -111,14 +133,15 @@ def append_merged(
                 ids.append(None)
                 continue
             mac = auth.tag(next_id, r) if auth is not None else None
-            rows.append((next_id, r.pseudonym, r.sealed_subject, r.leaf, mac, now))
+            rows.append((next_id, r.pseudonym, r.sealed_subject, r.leaf, mac, now,
+                         r.withheld_until_us))
             ids.append(next_id)
             next_id += 1
         out.append(ids)
     for chunk in _chunks(rows):
         conn.execute(
-            "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac, queued_us) "
-            "VALUES " + _values(len(chunk), 6),
+            "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac, queued_us, "  # noqa: S608
+            "withheld_until_us) VALUES " + _values(len(chunk), 7),
             [v for row in chunk for v in row],
         )
     return out
@@ -181,14 +204,66 @@ def lookup_many(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> list[b
 
 
 def records_for_subject(
-    conn: sqlite3.Connection, pseudonym: bytes, before_id: int | None, limit: int
+    conn: sqlite3.Connection, pseudonym: bytes, before_id: int | None, limit: int,
+    now_us: int | None,
 ) -> list[StoredRecord]:
     rows = conn.execute(
         "SELECT id, leaf, sealed_subject, leaf_index FROM access_records "
-        "WHERE pseudonym = ? AND id < ? ORDER BY id DESC LIMIT ?",
-        (pseudonym, before_id if before_id is not None else 2**63 - 1, limit),
+        "WHERE pseudonym = ? AND id < ? AND (withheld_until_us IS NULL OR withheld_until_us <= ?)"
+        " ORDER BY id DESC LIMIT ?",
+        (pseudonym, before_id if before_id is not None else _MAX_ID,
+         _MAX_ID if now_us is None else now_us, limit),
     ).fetchall()
     return [StoredRecord(*row) for row in rows]
+
+
+def holding_rows(conn: sqlite3.Connection, keys: list[tuple[str, str]]
+                 ) -> list[HoldingRow | None]:
+    out: list[HoldingRow | None] = []
+    for agency, symbol in keys:
+        row = conn.execute(
+            "SELECT sealed_subject, released, moved FROM holdings WHERE agency = ? AND symbol = ?",
+            (agency, symbol)).fetchone()
+        out.append(None if row is None else HoldingRow(
+            agency, symbol, row[0], bool(row[1]), bool(row[2])))
+    return out
+
+
+def withheld_for_subject(conn: sqlite3.Connection, pseudonym: bytes, now_us: int
+                         ) -> tuple[int, int | None]:
+    count, earliest = conn.execute(
+        "SELECT count(*), MIN(withheld_until_us) FROM access_records "
+        "WHERE pseudonym = ? AND withheld_until_us > ?", (pseudonym, now_us)).fetchone()
+    return int(count), earliest
+
+
+def withheld_due(conn: sqlite3.Connection, after: tuple[int, int], until_us: int, max_leaf: int,
+                 limit: int) -> list[StoredRecord]:
+    rows = conn.execute(
+        "SELECT id, leaf, sealed_subject, leaf_index, withheld_until_us FROM access_records "
+        "WHERE (withheld_until_us > ? OR (withheld_until_us = ? AND id > ?)) "
+        "AND withheld_until_us <= ? AND leaf_index <= ? ORDER BY withheld_until_us, id LIMIT ?",
+        (after[0], after[0], after[1], until_us, max_leaf, limit),
+    ).fetchall()
+    return [StoredRecord(*row) for row in rows]
+
+
+def publish_policy(conn: sqlite3.Connection, version: bytes, record: NewRecord,
+                   loaded_at_us: int, auth: QueueAuth | None = None) -> PublishedPolicy:
+    found = policy_version(conn, version)
+    if found is not None:
+        return found
+    ((rid,),) = append_merged(conn, [[record]], auth)
+    assert rid is not None  # a POLICY record requires no holding
+    conn.execute("INSERT INTO policy_versions (version, record_id, loaded_at_us) "
+                 "VALUES (?, ?, ?)", (version, rid, loaded_at_us))
+    return PublishedPolicy(rid, loaded_at_us)
+
+
+def policy_version(conn: sqlite3.Connection, version: bytes) -> PublishedPolicy | None:
+    row = conn.execute("SELECT record_id, loaded_at_us FROM policy_versions WHERE version = ?",
+                       (version,)).fetchone()
+    return None if row is None else PublishedPolicy(*row)
 
 
 def records_after(conn: sqlite3.Connection, after_id: int, limit: int) -> list[StoredRecord]:
@@ -328,6 +403,18 @@ def checkpoint(conn: sqlite3.Connection, tree_size: int | None) -> StoredCheckpo
             (tree_size,),
         ).fetchone()
     return StoredCheckpoint(*row) if row else None
+
+
+def recent_checkpoints(conn: sqlite3.Connection, limit: int) -> list[StoredCheckpoint]:
+    rows = conn.execute("SELECT tree_size, note, signed_at_us FROM checkpoints "
+                        "ORDER BY tree_size DESC LIMIT ?", (limit,)).fetchall()
+    return [StoredCheckpoint(*row) for row in rows]
+
+
+def replace_note(conn: sqlite3.Connection, tree_size: int, old: str, new: str) -> bool:
+    cur = conn.execute("UPDATE checkpoints SET note = ? WHERE tree_size = ? AND note = ?",
+                       (new, tree_size, old))
+    return cur.rowcount == 1
 
 
 def entries(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[int, bytes]]:

@@ -16,7 +16,8 @@ class AuditService(pb_grpc.AuditServiceServicer):
     async def GetCheckpoint(
         self, request: pb.GetCheckpointRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCheckpointResponse:
-        return pb.GetCheckpointResponse(checkpoint=(await self._log.checkpoint()).note)
+        cp = await self._log.checkpoint(request.min_cosignatures)
+        return pb.GetCheckpointResponse(checkpoint=cp.note)
 
     async def GetConsistencyProof(
         self, request: pb.GetConsistencyProofRequest, context: grpc.aio.ServicerContext

@@ -111,12 +111,14 @@ class WatchAccessRecordsResponse(_message.Message):
     def __init__(self, record: _Optional[_Union[AccessRecord, _Mapping]] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class GetRecordProofRequest(_message.Message):
-    __slots__ = ("symbol", "record_id")
+    __slots__ = ("symbol", "record_id", "min_cosignatures")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    MIN_COSIGNATURES_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     record_id: int
-    def __init__(self, symbol: _Optional[str] = ..., record_id: _Optional[int] = ...) -> None: ...
+    min_cosignatures: int
+    def __init__(self, symbol: _Optional[str] = ..., record_id: _Optional[int] = ..., min_cosignatures: _Optional[int] = ...) -> None: ...
 
 class GetRecordProofResponse(_message.Message):
     __slots__ = ("leaf", "leaf_index", "checkpoint", "hashes")

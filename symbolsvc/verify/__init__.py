@@ -40,6 +40,7 @@ from .database import DEFAULT_CHUNK, verify_database
 from .errors import AuditError, AuditFailure
 from .remote import AuditSource, verify_remote
 from .state import TrustedState, load_state, load_vkey, save_state
+from .witnesses import WitnessPolicy
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -48,6 +49,7 @@ __all__ = [
     "AuditReport",
     "AuditSource",
     "TrustedState",
+    "WitnessPolicy",
     "load_state",
     "load_vkey",
     "save_state",

@@ -32,6 +32,8 @@ class AuditReport:
     checkpoints_verified: int
     unsequenced: int | None  # records not yet integrated (database mode only)
     previous: TrustedState | None
+    witnessed_by: tuple[str, ...] = ()  # witnesses whose cosignatures were verified
+    witnessed_size: int | None = None  # the checkpoint they cosigned (None: the latest)
 
     @property
     def state(self) -> TrustedState:
@@ -46,6 +48,11 @@ class AuditReport:
         ]
         if self.unsequenced:
             parts.append(f"{self.unsequenced} record(s) not yet integrated")
+        if self.witnessed_by:
+            which = ("" if self.witnessed_size in (None, self.size)
+                     else f"checkpoint {self.witnessed_size} ")
+            parts.append(f"{which}cosigned by {len(self.witnessed_by)} witness(es): "
+                         f"{', '.join(self.witnessed_by)}")
         if self.previous is None:
             parts.append("no earlier checkpoint to compare with")
         else:

@@ -28,7 +28,9 @@ from .common import (
 )
 from .errors import AuditError
 from .keychain import KeyChain
+from .policies import PolicyLedger
 from .state import TrustedState
+from .witnesses import WitnessPolicy
 
 __all__ = ["DEFAULT_CHUNK", "verify_database"]
 
@@ -99,7 +101,8 @@ def _load_nodes(conn: sqlite3.Connection, begin: int, end: int) -> dict[tuple[in
 class _StoredCheckpoints:
     """The ``checkpoints`` table in tree-size order, verified as the tree reaches each size."""
 
-    def __init__(self, conn: sqlite3.Connection, vkey: KeyChain, origin: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, vkey: KeyChain, origin: str,
+                 witnesses: WitnessPolicy | None = None) -> None:
         self._rows: Iterator[tuple[Any, str, Any]] = iter(conn.execute(
             "SELECT tree_size, typeof(tree_size), note FROM checkpoints ORDER BY tree_size"))
         self._vkey = vkey
@@ -108,6 +111,8 @@ class _StoredCheckpoints:
         self.verified = 0
         self.latest_note: str | None = None
         self.latest: Checkpoint | None = None
+        self._witnesses = witnesses
+        self.witnessed: tuple[int, tuple[str, ...]] | None = None  # newest with the quorum
 
     def pending_size(self) -> int | None:
         """The size of the next checkpoint not yet reached, if any."""
@@ -129,6 +134,10 @@ class _StoredCheckpoints:
                 raise fail(f"{label}: root hash does not match the first {size} leaves")
             self.verified += 1
             self.latest, self.latest_note = cp, note
+            if self._witnesses is not None:
+                names = sorted(c.name for c in self._witnesses.valid(label, note))
+                if len(names) >= self._witnesses.quorum:
+                    self.witnessed = (size, tuple(names))
             self._next = next(self._rows, None)
 
 
@@ -139,11 +148,14 @@ def verify_database(
     origin: str | None = None,
     previous: TrustedState | None = None,
     chunk: int = DEFAULT_CHUNK,
+    witnesses: WitnessPolicy | None = None,
 ) -> AuditReport:
     """Verify a copy of a symbolsvc SQLite database end to end; raise on the first problem.
 
     ``origin`` defaults to the verifier key's name (the service names its log
-    key after the log's origin). The file is opened with ``mode=ro``.
+    key after the log's origin). The file is opened with ``mode=ro``. With
+    ``witnesses``, every stored cosignature by a trusted witness must verify and at least
+    one checkpoint must carry the quorum (the newest such is reported).
     """
     if chunk < 1:
         raise ValueError("chunk must be positive")
@@ -153,7 +165,8 @@ def verify_database(
     conn = _connect_read_only(path)
     try:
         try:
-            return _verify_connection(conn, str(path), vkey, origin, previous, chunk)
+            return _verify_connection(conn, str(path), vkey, origin, previous, chunk,
+                                      witnesses)
         except sqlite3.Error as exc:
             raise AuditError(f"cannot read {path}: {exc}") from None
     finally:
@@ -172,12 +185,14 @@ def _verify_connection(
     origin: str,
     previous: TrustedState | None,
     chunk: int,
+    witnesses: WitnessPolicy | None = None,
 ) -> AuditReport:
     _check_schema(conn)
     latest_size = _latest_checkpoint_size(conn)
     tree = Tree(previous)
-    checkpoints = _StoredCheckpoints(conn, vkey, origin)
+    checkpoints = _StoredCheckpoints(conn, vkey, origin, witnesses)
     checkpoints.settle(tree)
+    policies = PolicyLedger()
 
     leaves = conn.execute(
         "SELECT leaf_index, typeof(leaf_index), leaf, pseudonym FROM access_records "
@@ -208,8 +223,10 @@ def _verify_connection(
                 elif not (isinstance(stored, bytes) and hmac.compare_digest(stored, h)):
                     raise fail(f"tree node (level {level}, index {idx}): hash does not "
                                 "match the recomputed tree")
-            if decode_leaf(index, leaf).pseudonym != pseudonym:
+            record = decode_leaf(index, leaf)
+            if record.pseudonym != pseudonym:
                 raise fail(f"leaf {index}: the row's pseudonym column does not match the leaf")
+            policies.check(index, record)
             checkpoints.settle(tree)
 
     n = tree.size
@@ -244,8 +261,13 @@ def _verify_connection(
     latest = checkpoints.latest
     check_previous_size(previous, latest)
     check_previous_root(previous, tree.root_at_previous)
+    witnessed_size, witnessed_by = checkpoints.witnessed or (None, ())
+    if witnesses is not None and witnessed_size is None:
+        raise fail(f"not witnessed: no checkpoint carries {witnesses.quorum} valid witness "
+                   "cosignature(s)")
     return AuditReport(source, latest.origin, latest.size, latest.root_hash,
-                       checkpoints.latest_note, checkpoints.verified, unsequenced, previous)
+                       checkpoints.latest_note, checkpoints.verified, unsequenced, previous,
+                       witnessed_by, witnessed_size)
 
 
 # -------------------------------------------------------------------------- gRPC

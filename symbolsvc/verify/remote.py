@@ -23,7 +23,9 @@ from .common import (
 )
 from .errors import AuditError
 from .keychain import KeyChain
+from .policies import PolicyLedger
 from .state import TrustedState
+from .witnesses import WitnessPolicy
 
 __all__ = ["AuditSource", "verify_remote"]
 
@@ -45,6 +47,7 @@ def verify_remote(
     origin: str | None = None,
     previous: TrustedState | None = None,
     source: str = "AuditService",
+    witnesses: WitnessPolicy | None = None,
 ) -> AuditReport:
     """Verify the log served by an AuditService; raise on the first problem.
 
@@ -57,17 +60,22 @@ def verify_remote(
     vkey = KeyChain.of(vkey)
     origin = origin or vkey.name
     try:
-        return _verify_remote(client, vkey, origin, previous, source)
+        return _verify_remote(client, vkey, origin, previous, source, witnesses)
     except CallError as exc:  # the service did not answer: nothing was verified
         raise AuditError(f"{source}: {exc}") from None
 
 
 def _verify_remote(client: AuditSource, vkey: KeyChain, origin: str,
-                   previous: TrustedState | None, source: str) -> AuditReport:
-    note = client.checkpoint()
+                   previous: TrustedState | None, source: str,
+                   witnesses: WitnessPolicy | None) -> AuditReport:
+    if witnesses is None:
+        note = client.checkpoint()
+    else:
+        note = client.checkpoint(min_cosignatures=witnesses.quorum)  # type: ignore[call-arg]
     if previous is not None:
         vkey.resume_from(previous.checkpoint)
     latest = verify_note(note_label(note), note, vkey, origin)
+    cosigned = [] if witnesses is None else witnesses.check(note_label(note), note)
     label = f"checkpoint {latest.size}"
     check_previous_size(previous, latest)
     if previous is not None and 0 < previous.size:
@@ -85,6 +93,7 @@ def _verify_remote(client: AuditSource, vkey: KeyChain, origin: str,
                             f"size {previous.size} verified before ({exc})") from None
 
     tree = Tree(previous)
+    policies = PolicyLedger()
     while tree.size < latest.size:
         page = client.entries(tree.size, latest.size)
         if not page:
@@ -103,9 +112,9 @@ def _verify_remote(client: AuditSource, vkey: KeyChain, origin: str,
                 raise fail(f"leaf {index}: beyond the latest checkpoint (size {latest.size})")
             leaf = entry.leaf
             tree.append(leaf_hash_of(index, leaf))
-            decode_leaf(index, leaf)
+            policies.check(index, decode_leaf(index, leaf))
     if not hmac.compare_digest(tree.frontier.root(), latest.root_hash):
         raise fail(f"{label}: root hash does not match the first {latest.size} leaves")
     check_previous_root(previous, tree.root_at_previous)
     return AuditReport(source, latest.origin, latest.size, latest.root_hash, note, 1, None,
-                       previous)
+                       previous, tuple(sorted(c.name for c in cosigned)))

@@ -51,21 +51,20 @@ from helpers import (
     copy_deployment,
     init_deployment_cli,
 )
-from helpers.postgres import require_postgres
+from helpers.backends import TEST_BACKENDS
 from symbolsvc_client import Deployment
 
 __all__ = ["AGENCIES", "BACKENDS", "MUNICIPALITIES", "TEST_POLICY", "Registries",
            "StartServer"]
 
-# The registry backends the end-to-end suite runs against.
-BACKENDS = ["sqlite", "postgres"]
+# The registry backends the end-to-end suite runs against (tests/helpers/backends.py).
+BACKENDS = sorted(TEST_BACKENDS)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """The registry backend of the deployments this test's servers run on."""
-    if request.param == "postgres":
-        require_postgres()  # or skip, saying how to enable
+    TEST_BACKENDS[request.param].require()  # or skip, saying how to enable
     return str(request.param)
 
 

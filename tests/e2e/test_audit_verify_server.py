@@ -17,6 +17,12 @@ from symbolsvc.cli import main
 E2E_LOG = {"access_log": {"integrate_interval_ms": 50, "lease_ms": 600}}
 
 
+# The log after the first _translate: the permission table's POLICY record, two ISSUE
+# records and 20 translations; the second adds two ISSUE records and 15 translations.
+FIRST = 1 + 2 + 20
+SECOND = FIRST + 2 + 15
+
+
 def _translate(dep: Deployment, address: str, number: str, count: int, tag: str) -> None:
     """``count`` logged translations (TEST_POLICY of tests/helpers/deployments.py)."""
     requester, provider = "pension-service", "city-chiyoda"
@@ -82,20 +88,20 @@ def test_e2e_real_server_over_grpc(
                 "--state", str(grpc_state))
 
     _translate(dep, server.address, numbers.one(), 20, "first")
-    _wait_for_checkpoint(dep, server.address, 20)
+    _wait_for_checkpoint(dep, server.address, FIRST)
     rc, out, err = _audit(capsys, *remote())
     assert rc == 0, err
-    assert "20 leaves" in out and "no earlier checkpoint" in out
+    assert f"{FIRST} leaves" in out and "no earlier checkpoint" in out
 
     server.stop()
-    earlier = RegistrySnapshot(fresh_deployment, tmp_path)  # the registry at 20 leaves
+    earlier = RegistrySnapshot(fresh_deployment, tmp_path)  # the registry at FIRST leaves
     try:
         server.start()
         _translate(dep, server.address, numbers.one(), 15, "second")
-        _wait_for_checkpoint(dep, server.address, 35)
+        _wait_for_checkpoint(dep, server.address, SECOND)
         rc, out, err = _audit(capsys, *remote(), "--as", "auditor")
         assert rc == 0, err
-        assert "35 leaves" in out and "extends the checkpoint of size 20" in out
+        assert f"{SECOND} leaves" in out and f"extends the checkpoint of size {FIRST}" in out
 
         # The server itself rolled back to the earlier registry: the gRPC auditor notices.
         server.stop()
@@ -103,8 +109,8 @@ def test_e2e_real_server_over_grpc(
         server.start()
         rc, _, err = _audit(capsys, *remote())
         assert rc == 1, err
-        assert err.startswith("FAILED: rolled back: the latest checkpoint has size 20, "
-                              "smaller than the checkpoint of size 35 verified before"), err
+        assert err.startswith(f"FAILED: rolled back: the latest checkpoint has size {FIRST}, "
+                              f"smaller than the checkpoint of size {SECOND} verified before"), err
     finally:
         earlier.discard()
 
@@ -124,22 +130,23 @@ def test_e2e_real_server_on_sqlite_database_copies(
     db_state = tmp_path / "db-state.json"
 
     _translate(dep, address, numbers.one(), 20, "first")
-    _wait_for_checkpoint(dep, address, 20)
+    _wait_for_checkpoint(dep, address, FIRST)
     earlier = _backup(live_db, tmp_path / "earlier.db")
     rc, out, err = _audit(capsys, "--db", str(earlier), "--vkey", vkey,
                           "--state", str(db_state))
     assert rc == 0, err
-    assert "20 leaves" in out
+    assert f"{FIRST} leaves" in out
 
     _translate(dep, address, numbers.one(), 15, "second")
-    _wait_for_checkpoint(dep, address, 35)
+    _wait_for_checkpoint(dep, address, SECOND)
     later = _backup(live_db, tmp_path / "later.db")
     rc, out, err = _audit(capsys, "--db", str(later), "--vkey", vkey, "--state", str(db_state))
     assert rc == 0, err
-    assert "35 leaves" in out and "extends the checkpoint of size 20" in out
+    assert f"{SECOND} leaves" in out and f"extends the checkpoint of size {FIRST}" in out
     # The earlier copy, checked against what was verified since: a rollback.
     rc, _, err = _audit(capsys, "--db", str(earlier), "--vkey", vkey, "--state", str(db_state))
-    assert rc == 1 and err.startswith("FAILED: rolled back: the latest checkpoint has size 20")
+    assert rc == 1
+    assert err.startswith(f"FAILED: rolled back: the latest checkpoint has size {FIRST}")
 
     # Tampered copies of the real database.
     def change_byte(c: sqlite3.Connection) -> None:
@@ -161,15 +168,16 @@ def test_e2e_real_server_on_sqlite_database_copies(
         assert (rc, err) == (1, f"FAILED: {message}\n")
     copy = shutil.copy(later, tmp_path / "tampered.db")
     conn = sqlite3.connect(copy, isolation_level=None)
-    (note,) = conn.execute("SELECT note FROM checkpoints WHERE tree_size = 35").fetchone()
+    (note,) = conn.execute("SELECT note FROM checkpoints WHERE tree_size = ?", (SECOND,)).fetchone()
     body, sig = note.rstrip("\n").rsplit(" ", 1)
     sig = sig[:10] + ("B" if sig[10] == "A" else "A") + sig[11:]
-    conn.execute("UPDATE checkpoints SET note = ? WHERE tree_size = 35", (f"{body} {sig}\n",))
+    conn.execute("UPDATE checkpoints SET note = ? WHERE tree_size = ?",
+                 (f"{body} {sig}\n", SECOND))
     conn.close()
     rc, _, err = _audit(capsys, "--db", str(copy), "--vkey", vkey)
-    assert rc == 1 and err.startswith("FAILED: checkpoint 35: bad signature"), err
+    assert rc == 1 and err.startswith(f"FAILED: checkpoint {SECOND}: bad signature"), err
 
     # The live database itself, at rest (file and WAL).
     server.stop()
     rc, out, err = _audit(capsys, "--db", str(live_db), "--vkey", vkey)
-    assert rc == 0 and "35 leaves" in out, err
+    assert rc == 0 and f"{SECOND} leaves" in out, err

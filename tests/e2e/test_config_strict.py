@@ -21,6 +21,8 @@ from symbolsvc.config import SCHEMA, load_config
 from symbolsvc.pki import write_private
 
 # (what the operator wrote: old text -> new text, what the one line must say)
+# a log-style (0x01) vkey, which a witness's (0x04) must not be confused with
+LOG_STYLE_VKEY = "w.example+5c358ecc+ATtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGLWdop"
 CASES = [
     ("[access_log]", "[acces_log]",
      "unknown section [acces_log]: did you mean [access_log]?"),
@@ -63,6 +65,14 @@ CASES = [
     ("[policy]", "policy = 1\n[policyy]", "unknown section [policyy]: did you mean [policy]?"),
     ("[server]", "server = 1\n[serverx]", "unknown section [serverx]"),
     ("[tls]", "[tls\n", "not valid TOML"),
+    ("[tls]", '[witness.w1]\nurl = "ftp://w.example"\nvkey = "x"\n[tls]',
+     "[witness.w1] url: expected an http:// or https:// submission prefix"),
+    ("[tls]", f'[witness.w1]\nurl = "https://w.example"\nvkey = "{LOG_STYLE_VKEY}"\n[tls]',
+     "[witness.w1] vkey: witness verifier key is not a 0x04-typed 32-byte Ed25519 key"),
+    ("[tls]", '[witness.w1]\nurl = "https://w.example"\n[tls]',
+     "[witness.w1] vkey is required"),
+    ("[tls]", "[witnessing]\nretry_ms = 0\n[tls]",
+     "[witnessing] retry_ms: expected an integer from 1 to 3600000, got 0"),
 ]
 
 
@@ -105,18 +115,21 @@ def test_one_line_naming_file_key_and_expectation(
 @pytest.mark.parametrize("command", [
     ["serve", "--listen", "127.0.0.1:0"], ["db", "migrate"], ["db", "create"],
     ["principal", "add", "--role", "auditor", "auditor-2"], ["cert", "revoke", "city-a"],
-    ["restore", "nowhere"]])
+    ["restore", "nowhere"], ["portal", "serve", "--listen", "127.0.0.1:0"],
+    ["portal", "link", "k1." + "a" * 52]])
 def test_every_command_stops_without_a_traceback(template: Path, tmp_path: Path,
                                                  command: list[str]) -> None:
     config = variant(template, tmp_path, "[access_log]", "[acces_log]")
-    args = [*command[:2], "--config", str(config), *command[2:]] if command[0] in (
-        "db", "principal", "cert") else [command[0], "--config", str(config), *command[1:]]
+    grouped = command[0] in ("db", "principal", "cert", "portal")  # a subcommand, then options
+    args = ([*command[:2], "--config", str(config), *command[2:]] if grouped
+            else [command[0], "--config", str(config), *command[1:]])
     proc = subprocess.run([sys.executable, "-m", "symbolsvc", *args], capture_output=True,
                           text=True, timeout=60, check=False)
     assert proc.returncode == 2, proc
     assert proc.stderr == (f"symbolsvc: {config}: unknown section [acces_log]: did you mean "
                            "[access_log]? expected one of [access_log], [keys], [limits], "
-                           "[policy], [principals], [server], [storage], [tls], [tracing]\n")
+                           "[policy], [portal], [principals], [server], [storage], [tls], "
+                           "[tracing], [witness], [witnessing]\n")
     assert "Traceback" not in proc.stderr
 
 

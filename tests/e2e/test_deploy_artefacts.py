@@ -117,3 +117,24 @@ def test_probe_against_a_real_health_port(fresh_deployment: Path,
                            "--timeout", "1"], capture_output=True, text=True, timeout=60,
                           check=False, env={**os.environ})
     assert down.returncode == 1 and down.stderr.count("\n") == 1
+
+
+def test_envoy_config_holds_the_limits_deploy_md_names() -> None:
+    """deploy/envoy/envoy.yaml parses and carries each limit docs/DEPLOY.md relies on
+    against an HTTP/2 attack (its schema check against Envoy's API is
+    scripts/check-envoy-config, which needs a package the project does not depend on)."""
+    doc = yaml.safe_load((ROOT / "deploy" / "envoy" / "envoy.yaml").read_text())
+    runtime = doc["layered_runtime"]["layers"][0]["static_layer"]
+    assert runtime["overload.premature_reset_total_stream_count"] > 0  # rapid reset
+    assert runtime["overload.premature_reset_min_stream_lifetime_seconds"] > 0
+    (listener,) = doc["static_resources"]["listeners"]
+    tls = listener["filter_chains"][0]["transport_socket"]["typed_config"]
+    assert tls["require_client_certificate"] is True
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["max_request_headers_kb"] <= 16  # CONTINUATION: bytes per header block
+    h2 = hcm["http2_protocol_options"]
+    assert h2["max_outbound_control_frames"] <= 1000  # SETTINGS and PING floods
+    assert h2["max_consecutive_inbound_frames_with_empty_payload"] <= 1
+    assert h2["max_concurrent_streams"] <= 100
+    actions = {a["name"] for a in doc["overload_manager"]["actions"]}
+    assert "envoy.overload_actions.reset_high_memory_stream" in actions  # memory bound

@@ -8,13 +8,13 @@ is accepted only through a checkpoint signed by both, and after that never the o
 from __future__ import annotations
 
 import signal
-import sqlite3
 from pathlib import Path
 
 import pytest
 from conftest import StartServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from helpers import Clients, NumberSource, ServerProcess, wait_until
+from helpers.backends import per_backend
 from symbolsvc_client import Deployment
 from test_key_rotation import RULE, keys_cli
 
@@ -46,7 +46,7 @@ def verify_remote(dep: Path, server: ServerProcess, state: Path) -> None:
 
 def test_log_key_rotation_verifies_across(
         fresh_deployment: Path, start_server: StartServer, numbers: NumberSource,
-        tmp_path: Path, backend: str) -> None:
+        tmp_path: Path) -> None:
     server = start_server(fresh_deployment)
     c = Clients(Deployment(fresh_deployment), server.address)
     n = numbers.one()
@@ -92,12 +92,9 @@ def test_log_key_rotation_verifies_across(
     rc = symbolsvc_main(["audit", "verify", "--deployment", str(fresh_deployment), "--target",
                          server.address])
     assert rc == 1
-    if backend == "sqlite":  # every checkpoint, from a copy of the database file
-        copy = tmp_path / "copy.db"
-        src = sqlite3.connect(fresh_deployment / "data" / "registry.db")
-        with sqlite3.connect(copy) as dst:
-            src.backup(dst)
-        src.close()
+    # Every checkpoint, from a copy of the database file (where the registry is a file).
+    copy = per_backend(fresh_deployment).file_copy(fresh_deployment, tmp_path / "copy.db")
+    if copy is not None:
         assert symbolsvc_main(["audit", "verify", "--db", str(copy), "--vkey",
                                str(vkey_file)]) == 0
         (tmp_path / "new-only.vkey").write_text(lines[1] + "\n")

@@ -7,6 +7,9 @@
   RESOURCE_EXHAUSTED / STORAGE_SATURATED, issuance keeps succeeding on the write pool,
   health stays SERVING, and the stuck reads complete once the lock goes.
 * Each pool's sessions carry their role's statement, lock and idle-in-transaction timeouts.
+* The filesystem holding the registry's tables (a tablespace on a small tmpfs) fills up:
+  RESOURCE_EXHAUSTED / STORAGE_FULL, logged once, health NOT_SERVING until a write fits
+  again, nothing acknowledged lost.
 
 "In flight" is made true by construction: the test holds a table lock in its own session
 and waits until ``pg_stat_activity`` shows the server's reads waiting on it.
@@ -15,7 +18,10 @@ and waits until ``pg_stat_activity`` shows the server's reads waiting on it.
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import secrets
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -227,3 +233,98 @@ def test_each_pool_has_its_roles_timeouts(cluster: PrivateCluster) -> None:
     assert got["read"] == ("7s", "7s", "9s", "on", "symbolsvc-read")
     assert got["probe"][4] == "symbolsvc-probe"
     assert (reg._pools.write_max, reg._pools.read_max) == (2, 2)
+
+
+class SmallTablespace:
+    """A tablespace of the private cluster on a tmpfs of ``size_mb`` (mounted here, as
+    root), and a migrated database whose default tablespace it is: every table, index
+    and temporary table of that database lives on the small filesystem, the WAL does not.
+    :meth:`fill` writes a file there until the filesystem is full."""
+
+    def __init__(self, cluster: PrivateCluster, size_mb: int) -> None:
+        self._cluster = cluster
+        self.mount = cluster.dir / f"small-{secrets.token_hex(3)}"
+        self.mount.mkdir()
+        pw = pwd.getpwnam("postgres")
+        subprocess.run(["mount", "-t", "tmpfs", "-o",
+                   f"size={size_mb}m,mode=0700,uid={pw.pw_uid},gid={pw.pw_gid}", "tmpfs",
+                   str(self.mount)], check=True)
+        self.filler = self.mount / "filler"
+        self.name = f"small_{secrets.token_hex(3)}"
+        admin = PgTarget.parse(cluster.url)
+        location = self.mount / "ts"  # PostgreSQL wants an empty directory it owns
+        location.mkdir()
+        os.chown(location, pw.pw_uid, pw.pw_gid)
+        with connect_sync(admin) as conn:
+            conn.execute(f"CREATE TABLESPACE {self.name} LOCATION '{location}'")
+            conn.execute(f'CREATE DATABASE "{self.name}" TABLESPACE {self.name}')
+        self.url = admin.with_dbname(self.name).conninfo
+        with connect_sync(PgTarget.parse(self.url)) as conn:
+            pg_migrate(conn, "disk-full test")
+
+    def fill(self) -> None:
+        with self.filler.open("wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+    def destroy(self) -> None:
+        self.free()
+        with connect_sync(PgTarget.parse(self._cluster.url)) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            conn.execute(f"DROP TABLESPACE IF EXISTS {self.name}")
+        subprocess.run(["umount", "-l", str(self.mount)], check=False)
+
+
+def test_disk_full_is_resource_exhausted_not_serving_and_recovers(
+        cluster: PrivateCluster, deployment_template: Path, tmp_path: Path,
+        numbers: NumberSource) -> None:
+    """Issue 11 on PostgreSQL: the filesystem holding the registry's tables fills up. Writes
+    get RESOURCE_EXHAUSTED / STORAGE_FULL (logged once, not per call), health turns
+    NOT_SERVING until a write fits again, nothing acknowledged is lost, and once room is
+    made health is SERVING and issuance works, by itself."""
+    small = SmallTablespace(cluster, size_mb=24)
+    server: ServerProcess | None = None
+    try:
+        directory = copy_deployment(deployment_template, tmp_path / "dep")
+        set_storage_url(directory, small.url)
+        server = ServerProcess(directory / "config.toml", tmp_path / "server.log").start()
+        c = Clients(Deployment(directory), server.address)
+        agency = c.agency("city-chiyoda")
+        agency.timeout = 60
+        acked = {n: agency.issue(n).symbol for n in numbers.many(20)}
+        small.fill()
+        codes = set()
+        for _ in range(50):  # until a commit needs a page the filesystem cannot give
+            try:
+                agency.issue_batch(numbers.many(500))
+            except CallError as err:
+                codes.add((err.code, err.reason))
+                break
+        assert codes == {(Code.RESOURCE_EXHAUSTED, "STORAGE_FULL")}, codes
+        server.wait_for_log(r"disk full; writes refused with RESOURCE_EXHAUSTED")
+        wait_until(lambda: agency.health() != SERVING, 30, "health NOT_SERVING")
+        # Still full: a second refused write says the same, and is not logged again.
+        err = call_error(agency.issue_batch, numbers.many(500))
+        assert (err.code, err.reason) == (Code.RESOURCE_EXHAUSTED, "STORAGE_FULL")
+        small.free()
+        wait_until(lambda: agency.health() == SERVING, 60, "health SERVING again")
+        assert agency.issue(numbers.one()).newly_registered
+        for n, symbol in acked.items():  # nothing acknowledged was lost
+            reply = agency.issue(n)
+            assert (reply.symbol, reply.newly_registered) == (symbol, False)
+        log = server.log_text()
+        assert log.count("disk full; writes refused") == 1, log[-3000:]
+        assert "unreachable" not in log.lower()
+        assert server.stop() == 0
+        c.close()
+    finally:
+        if server is not None and server.running:
+            server.kill()
+        small.destroy()

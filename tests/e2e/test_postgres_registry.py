@@ -186,3 +186,52 @@ def test_a_record_committing_late_with_a_lower_id_is_integrated_later_not_lost(
             await reg.close()
 
     asyncio.run(run())
+
+
+def test_growth_notifications_report_the_stored_size_never_a_forged_one(
+    pg_url: str,
+) -> None:
+    """Watches across replicas (issue 11): ``follow_growth`` reports every integration
+    committed through any registry on the database, as the stored size. A NOTIFY anyone
+    who may connect can send on the channel, with a made-up size, only makes it read the
+    stored size again: the forged size never reaches the watchers."""
+    import psycopg
+
+    from symbolsvc.registry.pg_listen import CHANNEL
+
+    async def run() -> None:
+        writer, follower = PgRegistry(pg_url), PgRegistry(pg_url)  # two replicas
+        seen: list[int] = []
+        changed = asyncio.Event()
+
+        def on_size(size: int) -> None:
+            seen.append(size)
+            changed.set()
+
+        async def until(predicate: object) -> None:
+            async with asyncio.timeout(60):  # generous: only a missing delivery fails
+                while not predicate():  # type: ignore[operator]
+                    changed.clear()
+                    await changed.wait()
+
+        task = asyncio.ensure_future(follower.follow_growth(on_size))
+        forger = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        try:
+            await until(lambda: seen == [0])  # on LISTEN: the stored size, once
+            await writer.append_records([NewRecord(b"leaf-%d" % i, b"p", b"s")
+                                         for i in range(3)])
+            await writer.integrate(100, "seq-a", 5000, planner(_sign))
+            await until(lambda: seen[-1] == 3)
+            await forger.execute("SELECT pg_notify(%s, %s)", (CHANNEL, "999999999"))
+            await forger.execute("SELECT pg_notify(%s, %s)", (CHANNEL, "x"))
+            await writer.append_records([NewRecord(b"leaf-3", b"p", b"s")])
+            await writer.integrate(100, "seq-a", 5000, planner(_sign))
+            await until(lambda: seen[-1] == 4)  # delivered after the forgeries
+            assert max(seen) == 4 and seen == sorted(seen), seen
+        finally:
+            task.cancel()
+            await forger.close()
+            await writer.close()
+            await follower.close()
+
+    asyncio.run(run())

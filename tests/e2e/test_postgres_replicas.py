@@ -30,7 +30,7 @@ from helpers.postgres import (
 from symbolsvc_client.channel import Deployment
 from symbolsvc_client.clients import AgencyClient, CallError
 
-from symbolsvc.records import AccessRecord
+from symbolsvc.records import AccessKind, AccessRecord
 from symbolsvc.registry.migrations import pg_migrate
 from symbolsvc.registry.postgres import connect_sync
 from symbolsvc.registry.url import PgTarget
@@ -267,7 +267,10 @@ def test_kill_9_of_the_sequencer_replica_during_translations(cluster: Cluster) -
         "every record integrated")
     rows = cluster.rows("SELECT leaf_index, leaf FROM access_records ORDER BY leaf_index")
     assert [i for i, _ in rows] == list(range(len(rows))), "leaf indices 0..n-1, each once"
-    logged = [AccessRecord.decode(bytes(leaf)).exchange_id for _, leaf in rows]
+    # exchanges only: ISSUE and POLICY records carry no exchange id (docs/DISCLOSURE.md)
+    decoded = [AccessRecord.decode(bytes(leaf)) for _, leaf in rows]
+    logged = [r.exchange_id for r in decoded if r.kind in (AccessKind.TRANSLATE,
+                                                           AccessKind.RESOLVE)]
     assert len(logged) == len(set(logged)), "no record integrated twice"
     missing = acked - set(logged)
     assert not missing, f"{len(missing)} acknowledged translations have no leaf"
@@ -278,3 +281,78 @@ def test_kill_9_of_the_sequencer_replica_during_translations(cluster: Cluster) -
     print(f"takeover {takeover:.1f} s after kill -9; {len(acked)} translations acknowledged, "
           f"{len(failures)} UNAVAILABLE, {len(rows)} leaves")
     broker.close()
+
+
+def test_a_watch_on_one_replica_gets_what_another_integrates(tmp_path: Path) -> None:
+    """Issue 11: watches across replicas through LISTEN/NOTIFY. Replica A sequences (its
+    lease is long, so B can never take it); replica B reads the store on its own only once
+    an hour, both as a sequencer (``integrate_interval_ms``) and as a watch's safety net
+    (``watch_poll_ms``). A watch open and waiting on B therefore sees a record integrated by
+    A promptly only if A's commit notifies B: no polling can deliver it within the bound."""
+    require_postgres()
+    with fresh_database() as url:
+        config = init_deployment(tmp_path / "dep", url, AGENCIES)
+        base = config.read_text()
+        config.write_text(base.replace("[access_log]\n", "[access_log]\nlease_ms = 600000\n", 1))
+        config_b = config.with_name("config.b.toml")
+        config_b.write_text(base.replace(
+            "[access_log]\n", "[access_log]\nintegrate_interval_ms = 3600000\n"
+            "lease_ms = 7200000\nwatch_poll_ms = 3600000\nmax_merge_delay = 7200\n", 1))
+        a = Replica(config, tmp_path / "a.log")
+        b = None
+        try:
+            b = Replica(config_b, tmp_path / "b.log")
+            dep = Deployment(tmp_path / "dep")
+            c = Cluster(url, tmp_path / "dep")
+            (holder,) = c.rows("SELECT holder FROM sequencer_lease WHERE id = 1")[0]
+            assert f"/{a.proc.pid}/" in holder, holder  # A sequences, B never does
+            n_mine, n_other = number_for(7001), number_for(7002)
+            with dep.agency("portal", a.address) as portal_agency:
+                portal_agency.issue(n_mine)  # the portal holds this subject
+            symbols = {}
+            for agency in AGENCIES:
+                with dep.agency(agency, a.address) as client:
+                    symbols[agency] = {n: client.issue(n).symbol for n in (n_mine, n_other)}
+
+            def translate(n: str, exchange: str) -> None:
+                with dep.broker(a.address) as broker:
+                    broker.translate("city-a", symbols["city-a"][n], "city-b",
+                                     "demo-exchange", "demo-record", exchange)
+
+            translate(n_other, "w-other")  # a record about someone the portal does not hold
+            _wait_for(lambda: c.rows("SELECT COUNT(*) FROM access_records WHERE leaf_index "
+                                     "IS NULL")[0][0] == 0, 60, "A to integrate the record")
+            items: list[object] = []
+            first = threading.Event()
+            arrived = threading.Event()
+
+            def watch() -> None:
+                with dep.portal(b.address) as portal:
+                    for item in portal.watch(timeout=300):
+                        items.append(item)
+                        first.set()
+                        # the subject's ISSUE records come first; wait for the exchange
+                        if item.HasField("record") and item.record.exchange_id == "w-mine":
+                            arrived.set()
+                            return
+
+            t = threading.Thread(target=watch, daemon=True)
+            t.start()
+            # The watch's first step read the log (a progress item past the other record):
+            # it is now waiting on B's notifier.
+            assert first.wait(120), "the watch on B never started"
+            assert not arrived.is_set()
+            translate(n_mine, "w-mine")
+            assert arrived.wait(120), "B's watch never saw the record A integrated"
+            record = items[-1].record  # type: ignore[attr-defined]
+            assert record.exchange_id == "w-mine"
+            assert record.subject_symbol == symbols_of_portal(dep, a.address, n_mine)
+        finally:
+            if b is not None:
+                b.stop()
+            a.stop()
+
+
+def symbols_of_portal(dep: Deployment, address: str, n: str) -> str:
+    with dep.agency("portal", address) as portal_agency:
+        return portal_agency.issue(n).symbol

@@ -165,6 +165,15 @@ def _found(dep: Deployment, address: str, leaf_hash: bytes, size: int) -> bool:
     return True
 
 
+def _size_once_integrated(dep: Deployment, address: str, receipt: str) -> int:
+    """Wait until the receipt's record is in the tree; the tree size then (which counts the
+    subject's ISSUE records and the POLICY record too, integrated before it)."""
+    leaf = independent_receipt(receipt, _vkey(dep)).leaf_hash
+    wait_until(lambda: _found(dep, address, leaf, _tree_size(dep, address)), 30,
+               "the record integrated")
+    return _tree_size(dep, address)
+
+
 def test_parked_lease_is_reported_and_a_deleted_acknowledged_record_caught(
         fresh_deployment: Path, start_server: StartServer, numbers: NumberSource,
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -175,7 +184,7 @@ def test_parked_lease_is_reported_and_a_deleted_acknowledged_record_caught(
     s = _subject(dep, server.address, numbers.one())
     with dep.broker(server.address) as broker:
         kept = broker.translate(REQUESTER, s[REQUESTER], PROVIDER, OFFICE, ITEM, "kept")
-        wait_until(lambda: _tree_size(dep, server.address) >= 1, 30, "the first record")
+        base = _size_once_integrated(dep, server.address, kept.receipt)
         # Someone with write access parks the lease for a made-up holder ...
         assert tamper_deployment(fresh_deployment, "UPDATE sequencer_lease SET holder = ?, "
                                  "expires_us = ? WHERE id = 1", ("parked-by-insider", FAR)) == 1
@@ -196,7 +205,7 @@ def test_parked_lease_is_reported_and_a_deleted_acknowledged_record_caught(
     assert stalled["holder"] == "parked-by-insider"
     assert _events(server, "merge_delay_exceeded")
     assert _metric(port, "symbolsvc_log_lease_stalls_total") >= 1
-    assert _tree_size(dep, server.address) == 1  # nothing integrated meanwhile
+    assert _tree_size(dep, server.address) == base  # nothing integrated meanwhile
 
     # The lease is freed: integration resumes, health and the events say so.
     tamper_deployment(fresh_deployment, "UPDATE sequencer_lease SET expires_us = 0")
@@ -204,7 +213,8 @@ def test_parked_lease_is_reported_and_a_deleted_acknowledged_record_caught(
                "BrokerService SERVING again")
     wait_until(lambda: _events(server, "merge_delay_restored"), 30, "a restored event")
     wait_until(lambda: _events(server, "sequencer_lease_resumed"), 30, "a resumed event")
-    assert _tree_size(dep, server.address) == 2  # kept and waiting; lost is gone
+    wait_until(lambda: _tree_size(dep, server.address) == base + 1, 30, "waiting integrated")
+    assert _tree_size(dep, server.address) == base + 1  # kept and waiting; lost is gone
 
     # The broker kept its receipts: `audit receipts` names the missing one.
     file = tmp_path / "receipts.txt"
@@ -231,7 +241,7 @@ def test_forged_queued_row_is_quarantined_reported_and_never_integrated(
     s = _subject(dep, server.address, numbers.one())
     with dep.broker(server.address) as broker:
         first = broker.translate(REQUESTER, s[REQUESTER], PROVIDER, OFFICE, ITEM, "x-1")
-        wait_until(lambda: _tree_size(dep, server.address) >= 1, 30, "the first record")
+        base = _size_once_integrated(dep, server.address, first.receipt)
         # a copy of the genuine record under a new id (tag and all), and a made-up row
         tamper_deployment(fresh_deployment,
                           "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac)"
@@ -246,7 +256,7 @@ def test_forged_queued_row_is_quarantined_reported_and_never_integrated(
     wait_until(lambda: _found(dep, server.address, independent_receipt(
         after.receipt, _vkey(dep)).leaf_hash, _tree_size(dep, server.address)), 30,
         "the next genuine record integrated")
-    assert _tree_size(dep, server.address) == 2  # neither forged row entered the tree
+    assert _tree_size(dep, server.address) == base + 1  # neither forged row entered the tree
     assert sum(int(e["count"]) for e in _events(server, "queued_record_quarantined")) == 2
     assert _metric(port, "symbolsvc_log_quarantined_records_total") == 2
     wait_until(lambda: _health(dep, server.address, ACCESS_LOG) == NOT_SERVING, 30,

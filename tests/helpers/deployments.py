@@ -20,8 +20,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .postgres import create_database, drop_database
-
 AGENCIES = ("city-chiyoda", "city-minato", "pension-service", "tax-office")
 MUNICIPALITIES = ("city-chiyoda", "city-minato")
 
@@ -152,25 +150,26 @@ def set_storage_url(directory: Path, url: str) -> None:
 
 
 class Registries:
-    """Gives deployment directories registries of their own on ``backend``.
-
-    SQLite needs nothing: the file (data/registry.db) is created by the server's first
-    start. PostgreSQL: a new database, migrated, its URL written into the deployment's
-    config.toml; :meth:`close` drops every database made here.
+    """Gives deployment directories registries of their own on ``backend`` (a name in
+    :data:`.backends.TEST_BACKENDS`; its ``provision``: nothing for SQLite, whose file the
+    server's first start creates; a new migrated PostgreSQL database, its URL written into
+    the deployment's config.toml). :meth:`close` drops every database made here.
     """
 
     def __init__(self, backend: str) -> None:
+        from .backends import TEST_BACKENDS
+
         self.backend = backend
-        self._databases: list[str] = []
+        self._tests = TEST_BACKENDS[backend]
+        self._handles: list[str] = []
 
     def provision(self, directory: Path) -> Path:
-        if self.backend == "postgres":
-            name, url = create_database()
-            self._databases.append(name)
-            set_storage_url(directory, url)
+        handle = self._tests.provision(directory)
+        if handle is not None:
+            self._handles.append(handle)
         return directory
 
     def close(self) -> None:
-        for name in self._databases:
-            drop_database(name)  # WITH (FORCE): a server killed mid-test may hold sessions
-        self._databases.clear()
+        for handle in self._handles:
+            self._tests.drop(handle)
+        self._handles.clear()

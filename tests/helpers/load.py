@@ -83,10 +83,13 @@ class BulkLoad:
         sent: dict[int, list[str]] = {}
 
         def chunks() -> Iterator[list[str]]:
-            for i, part in enumerate(chunked(self.stream_prefix, self.chunk)):
+            prefix = chunked(self.stream_prefix, self.chunk)
+            for i, part in enumerate(prefix):
                 sent[i] = part
                 yield part
-            i = len(sent)
+            # Not len(sent): replies pop their chunks while the prefix is still being sent,
+            # and a reused id would pair numbers with another chunk's symbols.
+            i = len(prefix)
             while self._running():
                 sent[i] = self.numbers.many(self.chunk)
                 yield sent[i]

@@ -8,8 +8,8 @@ as a server opens it (call it twice for two replicas on one database),
 ``target.inspect()`` a read-only SQL look inside. ``registry`` is ``target.open()``
 closed after the test; ``aio`` one event loop per test.
 
-The only backend-specific lines are ``FRESH`` (tests/registry/store_target.py): how to
-make an empty database.
+The only backend-specific part is ``FRESH`` (tests/registry/store_target.py): how to
+make an empty database, taken from tests/helpers/backends.py.
 Without a reachable PostgreSQL the [postgres] cases skip, saying how to enable them
 (tests/helpers/postgres.py); CI sets ``SYMBOLSVC_REQUIRE_PG=1`` so they fail instead.
 """

@@ -1,39 +1,26 @@
 """A fresh registry database for the shared backend suite, reached only through the
 product's backend seam (:func:`symbolsvc.registry.backends.backend_for`).
 
-The only backend-specific lines are :data:`FRESH`: how to make an empty database.
+The only backend-specific part is :data:`FRESH`: how to make an empty database, from
+the tests' per-backend objects (tests/helpers/backends.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from postgres_fixtures import fresh_database, require_postgres
+from helpers.backends import TEST_BACKENDS
 
 from symbolsvc.registry import Registry
 from symbolsvc.registry.backends import Backend, Inspector, backend_for
 
-
-@contextmanager
-def _fresh_sqlite(tmp: Path) -> Iterator[str]:
-    yield "sqlite:registry.db"  # relative to the deployment base, like a real config
-
-
-@contextmanager
-def _fresh_postgres(tmp: Path) -> Iterator[str]:
-    require_postgres()
-    with fresh_database() as url:
-        yield url
-
-
 FRESH: dict[str, Callable[[Path], AbstractContextManager[str]]] = {
-    "sqlite": _fresh_sqlite,
-    "postgres": _fresh_postgres,
-}
+    name: tb.fresh for name, tb in TEST_BACKENDS.items()}
+"""How to make an empty database, per backend (tests/helpers/backends.py)."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ test on SQLite and on PostgreSQL), a Sequencer, and the pure tree code as the re
 from __future__ import annotations
 
 import asyncio
+import base64
 import subprocess
 import sys
 import textwrap
@@ -192,6 +193,32 @@ def test_restart_continues_the_stored_frontier(target: Target, aio: asyncio.Runn
             assert verify_checkpoint(result.checkpoint or "", VKEY).root_hash == tree.root()
             assert [i for i, _ in await reg.entries(0, 1000)] == list(range(tree.size))
             await reg.close()
+
+    aio.run(body())
+
+
+def test_cosignatures_join_the_stored_note_by_compare_and_set(
+        target: Target, aio: asyncio.Runner) -> None:
+    """Witness cosignature lines are added to a stored checkpoint's note only if the note
+    is still the one read (docs/WITNESS.md); recent_checkpoints lists the newest first."""
+    async def body() -> None:
+        reg = target.open()
+        for n in (3, 2):
+            await reg.append_records(_records(0, n))
+            await reg.integrate(100, "me", 5000, planner(SIGN))
+        recent = await reg.recent_checkpoints(10)
+        assert [cp.tree_size for cp in recent] == [5, 3]
+        assert [cp.tree_size for cp in await reg.recent_checkpoints(1)] == [5]
+        cp = recent[1]
+        line = f"\u2014 witness.test/w1 {base64.b64encode(bytes(76)).decode()}\n"
+        assert await reg.replace_note(3, cp.note, cp.note + line)
+        assert not await reg.replace_note(3, cp.note, cp.note + "\u2014 other AAAA\n")
+        stored = await reg.checkpoint_at(3)
+        assert stored is not None and stored.note == cp.note + line
+        verify_checkpoint(stored.note, VKEY)  # still the log's valid signed note
+        assert not await reg.replace_note(4, "", "x")  # no checkpoint of that size
+        assert (await reg.latest_checkpoint()) == recent[0]  # others untouched
+        await reg.close()
 
     aio.run(body())
 

@@ -8,7 +8,9 @@
 * the auditor's verifier (``symbolsvc.verify``) imports nothing of the server side, and
   importing it in a fresh interpreter loads no server module;
 * no module outside ``symbolsvc.registry`` compares anything with a backend's name:
-  the backend seam (``registry/backends.py``) is the only place that tells them apart.
+  the backend seam (``registry/backends.py``) is the only place that tells them apart;
+  no test or bench does either (the tests' per-backend objects, tests/helpers/backends.py,
+  are looked up by name, never compared with one).
 
 Every ``import`` statement counts, also those inside functions and under
 ``TYPE_CHECKING``: a dependency drawn in a type is still a dependency.
@@ -31,7 +33,8 @@ BACKEND_NAMES = {"sqlite", "postgres", "postgresql"}
 VERIFY_ALLOWED = {
     "symbolsvc", "symbolsvc.log", "symbolsvc.log.errors", "symbolsvc.log.hashing",
     "symbolsvc.log.compact", "symbolsvc.log.verification", "symbolsvc.log.checkpoint",
-    "symbolsvc.records",
+    "symbolsvc.log.cosignature",
+    "symbolsvc.records", "symbolsvc.policytable",
 }
 
 
@@ -180,18 +183,46 @@ def test_importing_the_verifier_loads_no_server_module() -> None:
     assert "grpc" not in out and "psycopg" not in out
 
 
+def _backend_comparisons(path: Path) -> list[int]:
+    """Lines of ``path`` that compare something with a backend's name (``x == "sqlite"``,
+    ``x in ("postgres", ...)``)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            for o in list(operands):
+                if isinstance(o, ast.Tuple | ast.List | ast.Set):
+                    operands += o.elts
+            if any(isinstance(c, ast.Constant) and c.value in BACKEND_NAMES for c in operands):
+                lines.append(node.lineno)
+    return lines
+
+
 def test_only_the_registry_tells_backends_apart() -> None:
     offenders = []
     for name, path in _modules().items():
         if _package_of(name) == "registry":
             continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Compare):
-                consts = [c for c in [node.left, *node.comparators]
-                          if isinstance(c, ast.Constant) and c.value in BACKEND_NAMES]
-                if consts:
-                    offenders.append(f"{name}:{node.lineno}")
+        offenders += [f"{name}:{line}" for line in _backend_comparisons(path)]
     assert offenders == []
+
+
+def test_tests_tell_backends_apart_only_through_the_seams() -> None:
+    """Tests and benches neither: what differs per backend is a method of the tests' own
+    per-backend objects (tests/helpers/backends.py) or of the product's seam."""
+    offenders = []
+    for tree in (ROOT.parent / "tests", ROOT.parent / "bench"):
+        for path in sorted(tree.rglob("*.py")):
+            offenders += [f"{path.relative_to(ROOT.parent)}:{line}"
+                          for line in _backend_comparisons(path)]
+    assert offenders == []
+
+
+def test_the_backend_check_sees_a_comparison(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text('if b == "sqlite":\n    pass\nif b in ("x", "postgres"):\n    pass\n'
+                     'if TABLE["postgres"]:\n    pass\n')
+    assert _backend_comparisons(probe) == [1, 3]
 
 
 def test_the_checker_sees_a_cycle() -> None:

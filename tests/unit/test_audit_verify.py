@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -751,3 +752,45 @@ def test_remote_without_a_server_is_exit_2(tmp_path: Path,
     err = capsys.readouterr().err
     assert rc == 2 and "UNAVAILABLE" in err, err
     assert not state.exists()
+
+
+# -- published permission tables (issue 13, docs/DISCLOSURE.md) ---------------------------
+
+
+def _insert_leaves(db: LogDB, leaves: list[AccessRecord]) -> None:
+    db.conn.execute("BEGIN")
+    db.conn.executemany(
+        "INSERT INTO access_records (pseudonym, sealed_subject, leaf) VALUES (?,?,?)",
+        [(r.pseudonym, b"sealed", r.encode()) for r in leaves])
+    db.conn.execute("COMMIT")
+
+
+@pytest.mark.parametrize(("version", "rule", "why"), [
+    ("published", "open", None),
+    ("published", "no-such-rule", r"leaf 2: names rule 'no-such-rule', which does not exist"),
+    ("never", "open", r"leaf 2: names permission table version [0-9a-f]{64}, which the log "
+                      r"did not publish before it"),
+])
+def test_verify_checks_each_record_against_its_published_rule(
+        tmp_path: Path, log_key: Ed25519PrivateKey, vkey_file: Path,
+        capsys: pytest.CaptureFixture[str], version: str, rule: str, why: str | None) -> None:
+    from symbolsvc.newrecords import policy_record
+    from symbolsvc.policy import Policy
+
+    policy = Policy.from_toml('[[allow]]\nid = "open"\nrequester = "city-a"\n'
+                              'office_work = "ow-0"\ninfo_item = "income"\n'
+                              'providers = ["tax"]\n')
+    named = policy.version if version == "published" else hashlib.sha256(b"x").digest()
+    db = LogDB(tmp_path / "registry.db", log_key)
+    _insert_leaves(db, [
+        make_record(0),  # before the first POLICY record: an older log's record passes
+        AccessRecord.decode(policy_record(policy, 1_700_000_000_000_000).leaf),
+        make_record(0).with_ext(POLICY_VERSION=named, RULE=rule.encode()),
+    ])
+    db.integrate()
+    db.close()
+    rc, _, err = verify(tmp_path / "registry.db", vkey_file, capsys=capsys)
+    if why is None:
+        assert rc == 0, err
+    else:
+        assert rc == 1 and err.startswith("FAILED: ") and re.search(why, err), err

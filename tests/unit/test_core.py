@@ -65,6 +65,11 @@ class Env:
         return self.run.run(self.core.issue(agency, number)).symbol
 
     def records(self) -> list[AccessRecord]:
+        """The exchange records (TRANSLATE, RESOLVE), oldest first."""
+        return [r for r in self.all_records()
+                if r.kind in (AccessKind.TRANSLATE, AccessKind.RESOLVE)]
+
+    def all_records(self) -> list[AccessRecord]:
         rows = self.run.run(self.registry.records_after(0, 10_000))
         return [AccessRecord.decode(r.leaf) for r in rows]
 
@@ -198,10 +203,15 @@ def test_translate_returns_providers_symbol_and_logs_first(env: Env) -> None:
     assert isinstance(got, Translated) and got.provider_symbol == provider_symbol
     (record,) = env.records()
     sid = env.deriver.subject_id(N1.encode())
+    policy = env.core.policy.current
+    rule = policy.grant("pension-service", "survivor-pension", "resident-tax-income", "city-a")
+    assert rule is not None
     assert record == AccessRecord(
         AccessKind.TRANSLATE, record.time_us, "pension-service", "survivor-pension",
-        "resident-tax-income", "ex-42", ("city-a",), env.deriver.log_pseudonym(sid))
-    rows = env.run.run(env.registry.records_after(0, 10))
+        "resident-tax-income", "ex-42", ("city-a",), env.deriver.log_pseudonym(sid),
+    ).with_ext(POLICY_VERSION=policy.version, RULE=rule.id.encode())
+    rows = [r for r in env.run.run(env.registry.records_after(0, 10))
+            if AccessRecord.decode(r.leaf).kind is AccessKind.TRANSLATE]
     assert rows[0].id == got.record_id
     # the record names no symbol and no number
     leaf = rows[0].leaf
@@ -425,14 +435,14 @@ def test_list_records_newest_first_paged(env: Env) -> None:
         env.run.run(env.core.translate(env.tr(requester, exchange_id=f"n1-{k}")))
         env.run.run(env.core.translate(env.tr(other, exchange_id=f"n2-{k}")))
     env.run.run(env.core.resolve(env.rs(requester, exchange_id="n1-r")))
-    page, token = env.run.run(disclosure.list_records("portal", portal, 4, ""))
-    seen = [r.record.exchange_id for r in page]
+    page, token, _ = env.run.run(disclosure.list_records("portal", portal, 4, ""))
+    seen = [r.record.exchange_id or r.record.kind.name for r in page]
     while token:
-        page, token = env.run.run(disclosure.list_records("portal", portal, 4, token))
-        seen += [r.record.exchange_id for r in page]
-    assert seen == ["n1-r", "n1-4", "n1-3", "n1-2", "n1-1", "n1-0"]
-    everything, token = env.run.run(disclosure.list_records("portal", portal, 0, ""))
-    assert token == "" and len(everything) == 6
+        page, token, _ = env.run.run(disclosure.list_records("portal", portal, 4, token))
+        seen += [r.record.exchange_id or r.record.kind.name for r in page]
+    assert seen == ["n1-r", "n1-4", "n1-3", "n1-2", "n1-1", "n1-0", "ISSUE", "ISSUE", "ISSUE"]
+    everything, token, withheld = env.run.run(disclosure.list_records("portal", portal, 0, ""))
+    assert token == "" and len(everything) == 9 and withheld.count == 0
     for bad in ("x", "-1", "1" * 20):
         _raises(env, disclosure.list_records("portal", portal, 4, bad), InvalidArgument,
                 "BAD_PAGE_TOKEN")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n symbolsvc/v1/audit_service.proto\x12\x0csymbolsvc.v1\"\x16\n\x14GetCheckpointRequest\"+\n\x15GetCheckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\"E\n\x1aGetConsistencyProofRequest\x12\x12\n\nfirst_size\x18\x01 \x01(\x04\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x04\"-\n\x1bGetConsistencyProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"T\n\x18GetInclusionProofRequest\x12\x12\n\nleaf_index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\"?\n\x19GetInclusionProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\"0\n\x12ListEntriesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\";\n\x13ListEntriesResponse\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.symbolsvc.v1.Entry\"$\n\x05\x45ntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04leaf\x18\x02 \x01(\x0c\x32\x8e\x03\n\x0c\x41uditService\x12X\n\rGetCheckpoint\x12\".symbolsvc.v1.GetCheckpointRequest\x1a#.symbolsvc.v1.GetCheckpointResponse\x12j\n\x13GetConsistencyProof\x12(.symbolsvc.v1.GetConsistencyProofRequest\x1a).symbolsvc.v1.GetConsistencyProofResponse\x12\x64\n\x11GetInclusionProof\x12&.symbolsvc.v1.GetInclusionProofRequest\x1a\'.symbolsvc.v1.GetInclusionProofResponse\x12R\n\x0bListEntries\x12 .symbolsvc.v1.ListEntriesRequest\x1a!.symbolsvc.v1.ListEntriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n symbolsvc/v1/audit_service.proto\x12\x0csymbolsvc.v1\"0\n\x14GetCheckpointRequest\x12\x18\n\x10min_cosignatures\x18< \x01(\r\"+\n\x15GetCheckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\"E\n\x1aGetConsistencyProofRequest\x12\x12\n\nfirst_size\x18\x01 \x01(\x04\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x04\"-\n\x1bGetConsistencyProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"T\n\x18GetInclusionProofRequest\x12\x12\n\nleaf_index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\"?\n\x19GetInclusionProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\"0\n\x12ListEntriesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\";\n\x13ListEntriesResponse\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.symbolsvc.v1.Entry\"$\n\x05\x45ntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04leaf\x18\x02 \x01(\x0c\x32\x8e\x03\n\x0c\x41uditService\x12X\n\rGetCheckpoint\x12\".symbolsvc.v1.GetCheckpointRequest\x1a#.symbolsvc.v1.GetCheckpointResponse\x12j\n\x13GetConsistencyProof\x12(.symbolsvc.v1.GetConsistencyProofRequest\x1a).symbolsvc.v1.GetConsistencyProofResponse\x12\x64\n\x11GetInclusionProof\x12&.symbolsvc.v1.GetInclusionProofRequest\x1a\'.symbolsvc.v1.GetInclusionProofResponse\x12R\n\x0bListEntries\x12 .symbolsvc.v1.ListEntriesRequest\x1a!.symbolsvc.v1.ListEntriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,23 +32,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'symbolsvc.v1.audit_service_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETCHECKPOINTREQUEST']._serialized_start=50
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=72
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=74
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=117
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=119
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=188
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=190
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=235
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=237
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=321
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=323
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=386
-  _globals['_LISTENTRIESREQUEST']._serialized_start=388
-  _globals['_LISTENTRIESREQUEST']._serialized_end=436
-  _globals['_LISTENTRIESRESPONSE']._serialized_start=438
-  _globals['_LISTENTRIESRESPONSE']._serialized_end=497
-  _globals['_ENTRY']._serialized_start=499
-  _globals['_ENTRY']._serialized_end=535
-  _globals['_AUDITSERVICE']._serialized_start=538
-  _globals['_AUDITSERVICE']._serialized_end=936
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=98
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=100
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=143
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=145
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=214
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=216
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=261
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=263
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=347
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=349
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=412
+  _globals['_LISTENTRIESREQUEST']._serialized_start=414
+  _globals['_LISTENTRIESREQUEST']._serialized_end=462
+  _globals['_LISTENTRIESRESPONSE']._serialized_start=464
+  _globals['_LISTENTRIESRESPONSE']._serialized_end=523
+  _globals['_ENTRY']._serialized_start=525
+  _globals['_ENTRY']._serialized_end=561
+  _globals['_AUDITSERVICE']._serialized_start=564
+  _globals['_AUDITSERVICE']._serialized_end=962
 # @@protoc_insertion_point(module_scope)

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%symbolsvc/v1/disclosure_service.proto\x12\x0csymbolsvc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe5\x03\n\x0c\x41\x63\x63\x65ssRecord\x12\x11\n\trecord_id\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.symbolsvc.v1.AccessKind\x12\x18\n\x10requester_agency\x18\x04 \x01(\t\x12\x19\n\x11provider_agencies\x18\x05 \x03(\t\x12\x13\n\x0boffice_work\x18\x06 \x01(\t\x12\x11\n\tinfo_item\x18\x07 \x01(\t\x12\x13\n\x0b\x65xchange_id\x18\x08 \x01(\t\x12\x16\n\x0esubject_symbol\x18\t \x01(\t\x12\x12\n\nintegrated\x18\n \x01(\x08\x12\x12\n\nleaf_index\x18\x0b \x01(\x04\x12,\n\x07outcome\x18\x0c \x01(\x0e\x32\x1b.symbolsvc.v1.AccessOutcome\x12\x16\n\x0epolicy_version\x18\r \x01(\t\x12\x0c\n\x04rule\x18\x0e \x01(\t\x12\x0f\n\x07purpose\x18\x0f \x01(\t\x12\r\n\x05\x62\x61sis\x18\x10 \x01(\t\x12\x32\n\x0ewithheld_until\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0einquiry_signed\x18\x12 \x01(\x08\"Q\n\x18ListAccessRecordsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xb0\x01\n\x19ListAccessRecordsResponse\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.symbolsvc.v1.AccessRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x16\n\x0ewithheld_count\x18\x03 \x01(\r\x12\x35\n\x11next_release_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x19WatchAccessRecordsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\"X\n\x1aWatchAccessRecordsResponse\x12*\n\x06record\x18\x01 \x01(\x0b\x32\x1a.symbolsvc.v1.AccessRecord\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\":\n\x15GetRecordProofRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x11\n\trecord_id\x18\x02 \x01(\x04\"^\n\x16GetRecordProofResponse\x12\x0c\n\x04leaf\x18\x01 \x01(\x0c\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12\x0e\n\x06hashes\x18\x04 \x03(\x0c\"%\n\x13ListHoldingsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\"?\n\x14ListHoldingsResponse\x12\'\n\x08holdings\x18\x01 \x03(\x0b\x32\x15.symbolsvc.v1.Holding\"\x87\x01\n\x07Holding\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08released\x18\x03 \x01(\x08\x12/\n\x0breleased_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"#\n\x10GetPolicyRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x7f\n\x11GetPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x61nonical_table\x18\x02 \x01(\t\x12-\n\tloaded_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\trecord_id\x18\x04 \x01(\x04*\xa5\x01\n\nAccessKind\x12\x1b\n\x17\x41\x43\x43\x45SS_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43\x45SS_KIND_TRANSLATE\x10\x01\x12\x17\n\x13\x41\x43\x43\x45SS_KIND_RESOLVE\x10\x02\x12\x15\n\x11\x41\x43\x43\x45SS_KIND_ISSUE\x10\x03\x12\x17\n\x13\x41\x43\x43\x45SS_KIND_RELEASE\x10\x04\x12\x16\n\x12\x41\x43\x43\x45SS_KIND_POLICY\x10\x05*u\n\rAccessOutcome\x12\x1e\n\x1a\x41\x43\x43\x45SS_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41\x43\x43\x45SS_OUTCOME_ANSWERED\x10\x01\x12\'\n#ACCESS_OUTCOME_PROVIDER_NOT_HOLDING\x10\x02\x32\xe6\x03\n\x11\x44isclosureService\x12\x64\n\x11ListAccessRecords\x12&.symbolsvc.v1.ListAccessRecordsRequest\x1a\'.symbolsvc.v1.ListAccessRecordsResponse\x12i\n\x12WatchAccessRecords\x12\'.symbolsvc.v1.WatchAccessRecordsRequest\x1a(.symbolsvc.v1.WatchAccessRecordsResponse0\x01\x12[\n\x0eGetRecordProof\x12#.symbolsvc.v1.GetRecordProofRequest\x1a$.symbolsvc.v1.GetRecordProofResponse\x12U\n\x0cListHoldings\x12!.symbolsvc.v1.ListHoldingsRequest\x1a\".symbolsvc.v1.ListHoldingsResponse\x12L\n\tGetPolicy\x12\x1e.symbolsvc.v1.GetPolicyRequest\x1a\x1f.symbolsvc.v1.GetPolicyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%symbolsvc/v1/disclosure_service.proto\x12\x0csymbolsvc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe5\x03\n\x0c\x41\x63\x63\x65ssRecord\x12\x11\n\trecord_id\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.symbolsvc.v1.AccessKind\x12\x18\n\x10requester_agency\x18\x04 \x01(\t\x12\x19\n\x11provider_agencies\x18\x05 \x03(\t\x12\x13\n\x0boffice_work\x18\x06 \x01(\t\x12\x11\n\tinfo_item\x18\x07 \x01(\t\x12\x13\n\x0b\x65xchange_id\x18\x08 \x01(\t\x12\x16\n\x0esubject_symbol\x18\t \x01(\t\x12\x12\n\nintegrated\x18\n \x01(\x08\x12\x12\n\nleaf_index\x18\x0b \x01(\x04\x12,\n\x07outcome\x18\x0c \x01(\x0e\x32\x1b.symbolsvc.v1.AccessOutcome\x12\x16\n\x0epolicy_version\x18\r \x01(\t\x12\x0c\n\x04rule\x18\x0e \x01(\t\x12\x0f\n\x07purpose\x18\x0f \x01(\t\x12\r\n\x05\x62\x61sis\x18\x10 \x01(\t\x12\x32\n\x0ewithheld_until\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0einquiry_signed\x18\x12 \x01(\x08\"Q\n\x18ListAccessRecordsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xb0\x01\n\x19ListAccessRecordsResponse\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.symbolsvc.v1.AccessRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x16\n\x0ewithheld_count\x18\x03 \x01(\r\x12\x35\n\x11next_release_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x19WatchAccessRecordsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\"X\n\x1aWatchAccessRecordsResponse\x12*\n\x06record\x18\x01 \x01(\x0b\x32\x1a.symbolsvc.v1.AccessRecord\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"T\n\x15GetRecordProofRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x11\n\trecord_id\x18\x02 \x01(\x04\x12\x18\n\x10min_cosignatures\x18< \x01(\r\"^\n\x16GetRecordProofResponse\x12\x0c\n\x04leaf\x18\x01 \x01(\x0c\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12\x0e\n\x06hashes\x18\x04 \x03(\x0c\"%\n\x13ListHoldingsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\"?\n\x14ListHoldingsResponse\x12\'\n\x08holdings\x18\x01 \x03(\x0b\x32\x15.symbolsvc.v1.Holding\"\x87\x01\n\x07Holding\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08released\x18\x03 \x01(\x08\x12/\n\x0breleased_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"#\n\x10GetPolicyRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x7f\n\x11GetPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x61nonical_table\x18\x02 \x01(\t\x12-\n\tloaded_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\trecord_id\x18\x04 \x01(\x04*\xa5\x01\n\nAccessKind\x12\x1b\n\x17\x41\x43\x43\x45SS_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43\x45SS_KIND_TRANSLATE\x10\x01\x12\x17\n\x13\x41\x43\x43\x45SS_KIND_RESOLVE\x10\x02\x12\x15\n\x11\x41\x43\x43\x45SS_KIND_ISSUE\x10\x03\x12\x17\n\x13\x41\x43\x43\x45SS_KIND_RELEASE\x10\x04\x12\x16\n\x12\x41\x43\x43\x45SS_KIND_POLICY\x10\x05*u\n\rAccessOutcome\x12\x1e\n\x1a\x41\x43\x43\x45SS_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41\x43\x43\x45SS_OUTCOME_ANSWERED\x10\x01\x12\'\n#ACCESS_OUTCOME_PROVIDER_NOT_HOLDING\x10\x02\x32\xe6\x03\n\x11\x44isclosureService\x12\x64\n\x11ListAccessRecords\x12&.symbolsvc.v1.ListAccessRecordsRequest\x1a\'.symbolsvc.v1.ListAccessRecordsResponse\x12i\n\x12WatchAccessRecords\x12\'.symbolsvc.v1.WatchAccessRecordsRequest\x1a(.symbolsvc.v1.WatchAccessRecordsResponse0\x01\x12[\n\x0eGetRecordProof\x12#.symbolsvc.v1.GetRecordProofRequest\x1a$.symbolsvc.v1.GetRecordProofResponse\x12U\n\x0cListHoldings\x12!.symbolsvc.v1.ListHoldingsRequest\x1a\".symbolsvc.v1.ListHoldingsResponse\x12L\n\tGetPolicy\x12\x1e.symbolsvc.v1.GetPolicyRequest\x1a\x1f.symbolsvc.v1.GetPolicyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'symbolsvc.v1.disclosure_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCESSKIND']._serialized_start=1538
-  _globals['_ACCESSKIND']._serialized_end=1703
-  _globals['_ACCESSOUTCOME']._serialized_start=1705
-  _globals['_ACCESSOUTCOME']._serialized_end=1822
+  _globals['_ACCESSKIND']._serialized_start=1564
+  _globals['_ACCESSKIND']._serialized_end=1729
+  _globals['_ACCESSOUTCOME']._serialized_start=1731
+  _globals['_ACCESSOUTCOME']._serialized_end=1848
   _globals['_ACCESSRECORD']._serialized_start=89
   _globals['_ACCESSRECORD']._serialized_end=574
   _globals['_LISTACCESSRECORDSREQUEST']._serialized_start=576
@@ -47,19 +47,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHACCESSRECORDSRESPONSE']._serialized_start=883
   _globals['_WATCHACCESSRECORDSRESPONSE']._serialized_end=971
   _globals['_GETRECORDPROOFREQUEST']._serialized_start=973
-  _globals['_GETRECORDPROOFREQUEST']._serialized_end=1031
-  _globals['_GETRECORDPROOFRESPONSE']._serialized_start=1033
-  _globals['_GETRECORDPROOFRESPONSE']._serialized_end=1127
-  _globals['_LISTHOLDINGSREQUEST']._serialized_start=1129
-  _globals['_LISTHOLDINGSREQUEST']._serialized_end=1166
-  _globals['_LISTHOLDINGSRESPONSE']._serialized_start=1168
-  _globals['_LISTHOLDINGSRESPONSE']._serialized_end=1231
-  _globals['_HOLDING']._serialized_start=1234
-  _globals['_HOLDING']._serialized_end=1369
-  _globals['_GETPOLICYREQUEST']._serialized_start=1371
-  _globals['_GETPOLICYREQUEST']._serialized_end=1406
-  _globals['_GETPOLICYRESPONSE']._serialized_start=1408
-  _globals['_GETPOLICYRESPONSE']._serialized_end=1535
-  _globals['_DISCLOSURESERVICE']._serialized_start=1825
-  _globals['_DISCLOSURESERVICE']._serialized_end=2311
+  _globals['_GETRECORDPROOFREQUEST']._serialized_end=1057
+  _globals['_GETRECORDPROOFRESPONSE']._serialized_start=1059
+  _globals['_GETRECORDPROOFRESPONSE']._serialized_end=1153
+  _globals['_LISTHOLDINGSREQUEST']._serialized_start=1155
+  _globals['_LISTHOLDINGSREQUEST']._serialized_end=1192
+  _globals['_LISTHOLDINGSRESPONSE']._serialized_start=1194
+  _globals['_LISTHOLDINGSRESPONSE']._serialized_end=1257
+  _globals['_HOLDING']._serialized_start=1260
+  _globals['_HOLDING']._serialized_end=1395
+  _globals['_GETPOLICYREQUEST']._serialized_start=1397
+  _globals['_GETPOLICYREQUEST']._serialized_end=1432
+  _globals['_GETPOLICYRESPONSE']._serialized_start=1434
+  _globals['_GETPOLICYRESPONSE']._serialized_end=1561
+  _globals['_DISCLOSURESERVICE']._serialized_start=1851
+  _globals['_DISCLOSURESERVICE']._serialized_end=2337
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,80 @@
+"""The access records the service appends, built in one place (docs/DISCLOSURE.md).
+
+* exchanges (TRANSLATE, RESOLVE) name the permission table version and the rule
+  that allowed them, and carry WITHHELD_UNTIL when the rule defers disclosure;
+* linkage events (ISSUE, RELEASE) name only the agency and the time: no number,
+  no symbol, no office work;
+* a POLICY record carries a published table itself, under an all-zero pseudonym
+  (it is about no subject) and an empty sealed subject.
+
+Every builder returns a :class:`~symbolsvc.registry.NewRecord`; the caller decides
+the transaction it is appended in.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Sequence
+
+from .policy import Policy, Rule
+from .records import PSEUDONYM_LEN, AccessKind, AccessRecord
+from .registry import NewRecord
+from .subjects import seal_record_subject
+from .symbols import Deriver
+
+NO_SUBJECT = bytes(PSEUDONYM_LEN)
+"""The pseudonym of records about no subject (POLICY): no HMAC output is all zeros in
+practice, and no portal look-up ever asks for it."""
+_U64 = struct.Struct(">Q")
+
+
+def exchange_record(
+    deriver: Deriver, kind: AccessKind, now: int, requester: str, office_work: str,
+    info_item: str, exchange_id: str, providers: tuple[str, ...], sid: bytes,
+    require: tuple[tuple[str, str], ...], policy: Policy | None, rule: Rule | None,
+) -> NewRecord:
+    """A TRANSLATE or RESOLVE record, naming ``rule`` of ``policy`` when given."""
+    pseudonym = deriver.log_pseudonym(sid)
+    record = AccessRecord(kind, now, requester, office_work, info_item, exchange_id,
+                          providers, pseudonym)
+    withheld = None
+    if policy is not None and rule is not None:
+        withheld = rule.withheld_until(now)
+        ext = {"POLICY_VERSION": policy.version, "RULE": rule.id.encode("utf-8")}
+        if withheld is not None:
+            ext["WITHHELD_UNTIL"] = _U64.pack(withheld)
+        record = record.with_ext(**ext)
+    return NewRecord(record.encode(), pseudonym, seal_record_subject(deriver, sid), require,
+                     withheld)
+
+
+def linkage_record(deriver: Deriver, kind: AccessKind, now: int, agency: str,
+                   sid: bytes) -> NewRecord:
+    """An ISSUE or RELEASE record: the agency and the time, nothing else."""
+    return linkage_records(deriver, kind, now, agency, [sid])[0]
+
+
+def linkage_records(deriver: Deriver, kind: AccessKind, now: int, agency: str,
+                    sids: Sequence[bytes]) -> list[NewRecord]:
+    """The ISSUE (or RELEASE) records of one batch: every leaf is one prefix (kind, time,
+    agency) followed by the subject's pseudonym, so the prefix is encoded once, and the
+    sealing nonces are drawn in one call (bulk issuance pays per item only two keyed
+    operations and an insert)."""
+    prefix = AccessRecord(kind, now, agency, "", "", "", (), NO_SUBJECT).encode()[
+        :-PSEUDONYM_LEN]
+    nonces = os.urandom(12 * len(sids))
+    out = []
+    for i, sid in enumerate(sids):
+        pseudonym = deriver.log_pseudonym(sid)
+        out.append(NewRecord(prefix + pseudonym, pseudonym, seal_record_subject(
+            deriver, sid, nonces[12 * i:12 * i + 12])))
+    return out
+
+
+def policy_record(policy: Policy, now: int) -> NewRecord:
+    """The POLICY record publishing ``policy``."""
+    record = AccessRecord(AccessKind.POLICY, now, "", "", "", "", (), NO_SUBJECT).with_ext(
+        POLICY_VERSION=policy.version, POLICY_TABLE=policy.canonical.encode("utf-8"))
+    return NewRecord(record.encode(), NO_SUBJECT, b"")
+
