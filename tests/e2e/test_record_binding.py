@@ -74,8 +74,10 @@ def test_swapped_or_copied_sealed_reference_is_delivered_to_nobody(
     port = _free_port()
     server: ServerProcess = start_server(fresh_deployment, {
         "server": {"metrics_listen": f"127.0.0.1:{port}"},
-        "access_log": {"integrate_interval_ms": 50}})
+        "access_log": {"integrate_interval_ms": 50, "retention_years": 10}})
     clients = Clients(server.deployment, server.address)
+    # [access_log] retention_years is shown at start-up (issue 10 item 10)
+    server.wait_for_log("records are kept for at least 10 years")
     try:
         broker, portal = clients.broker(), clients.portal()
         subjects = []
