@@ -284,10 +284,10 @@ class Core:
                 leaf = AccessRecord(AccessKind.TRANSLATE, now, r.requester_agency,
                                     r.office_work, r.info_item, r.exchange_id,
                                     (r.provider_agency,), d.log_pseudonym(sid))
-                refused = self._record(d, leaf.with_ext(OUTCOME=_NOT_HOLDING), sid,
-                                       (requester,), tag=tag)
-                record = self._record(d, leaf, sid, (requester, (r.provider_agency,
-                                      provider_symbol)), refused, tag)
+                record = self._record(
+                    d, leaf, sid, (requester, (r.provider_agency, provider_symbol)),
+                    lambda: self._record(d, leaf.with_ext(OUTCOME=_NOT_HOLDING), sid,
+                                         (requester,)), tag)
             except SymbolsvcError as err:
                 return Built(None, err)
             return Built(record, provider_symbol)
@@ -346,7 +346,7 @@ class Core:
     @staticmethod
     def _record(
         d: Deriver, record: AccessRecord, sid: bytes, require: tuple[tuple[str, str], ...],
-        otherwise: NewRecord | None = None, tag: ExchangeTag | None = None,
+        otherwise: Callable[[], NewRecord] | None = None, tag: ExchangeTag | None = None,
     ) -> NewRecord:
         leaf = record.encode()
         return NewRecord(leaf, record.pseudonym, seal_record_subject(d, sid, leaf), require,
