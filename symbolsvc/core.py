@@ -222,8 +222,10 @@ class Core:
                 out[i] = _provider_not_holding(reqs[i].provider_agency)
             else:
                 out[i] = Translated(res.value, res.record_id)
-        for i, res in replays:
-            out[i] = await self._translation_replayed(reqs[i], tags[i], res, batch, i)
+        settled = await asyncio.gather(*(self._translation_replayed(
+            reqs[i], tags[i], res, batch, i) for i, res in replays))
+        for (i, _), outcome in zip(replays, settled, strict=True):
+            out[i] = outcome
         return _filled(out)
 
     async def _translation_replayed(
