@@ -148,6 +148,44 @@ def _audit_run(args: argparse.Namespace) -> verify.AuditReport:
     return report
 
 
+def _audit_receipts(args: argparse.Namespace) -> int:
+    """``symbolsvc audit receipts``: 0 every receipt included, 1 any missing or invalid,
+    2 could not check."""
+    from symbolsvc_client.channel import Deployment
+
+    from . import verify
+    from .verify.receipts import check_receipts
+
+    try:
+        deployment = Deployment(args.deployment)
+        keys = verify.load_vkey(args.vkey or deployment.pki / "log.vkey")
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise verify.AuditError(f"cannot read {args.file}: {exc}") from None
+        try:
+            client = deployment.auditor(args.target, name=args.principal)
+        except OSError as exc:
+            raise verify.AuditError(f"cannot load the {args.principal} identity: {exc}") from None
+        with client:
+            report = check_receipts(client, keys, text, origin=args.origin)
+    except verify.AuditFailure as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    except verify.AuditError as exc:
+        print(f"symbolsvc audit receipts: {exc}", file=sys.stderr)
+        return 2
+    for line in report.problems:
+        print(line)
+    if not report.ok:
+        print(f"FAILED: {len(report.problems)} of {report.total} receipt(s) not included in "
+              f"log {report.origin} (size {report.tree_size})", file=sys.stderr)
+        return 1
+    print(f"OK: all {report.total} receipt(s) included in log {report.origin} "
+          f"(size {report.tree_size})")
+    return 0
+
+
 def _probe(args: argparse.Namespace) -> int:
     from .probe import probe
 
@@ -253,6 +291,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fail (exit 2) unless --state names an existing state file: refuse "
                          "to trust the log on first use")
     av.set_defaults(func=_audit_verify)
+    ar = asub.add_parser(
+        "receipts", help="check that every receipt in FILE (signed notes separated by blank "
+                         "lines) is included in the log; exit 1 naming each missing one "
+                         "(docs/ACCESS_LOG.md, Receipts)")
+    ar.add_argument("file", metavar="FILE", help="the receipts a broker kept")
+    ar.add_argument("--deployment", metavar="DIR", required=True,
+                    help="DIR's pki/ gives the auditor identity and log.vkey")
+    ar.add_argument("--target", default="127.0.0.1:50051", metavar="HOST:PORT",
+                    help="the server (default 127.0.0.1:50051)")
+    ar.add_argument("--as", dest="principal", default="auditor", metavar="NAME",
+                    help="the principal whose certificate to use (default auditor)")
+    ar.add_argument("--vkey", metavar="FILE", help="the log's verifier keys (default "
+                                                   "DIR/pki/log.vkey)")
+    ar.add_argument("--origin", help="the log origin expected (default: the vkey's name)")
+    ar.set_defaults(func=_audit_receipts)
     register_admin(sub)
 
     keyadmin.add_parser(sub)

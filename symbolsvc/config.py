@@ -123,6 +123,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "lease_ms": Key("int", 5_000, 1, 86_400_000),
         # how long records must be kept; nothing deletes a leaf (docs/ACCESS_LOG.md, Retention)
         "retention_years": Key("int", 7, 1, 100),
+        "max_merge_delay": Key("float", 10.0, 1.0, 86_400.0),
     },
 }
 # [principals.NAME]: one table per principal.
@@ -167,6 +168,9 @@ class Config:
     log_lease_ms: int = 5_000
     # The retention period operators archive to (never delete from the tree).
     log_retention_years: int = 7
+    # The maximum merge delay (seconds): receipts promise integration within it; the
+    # broker's health is NOT_SERVING while the integration lag exceeds it.
+    log_max_merge_delay: float = 10.0
     # The certificate revocation list ([tls] revoked; docs/OPERATIONS.md).
     revoked: Path | None = None
     # Per-principal limits and stream bounds ([limits], validated by limits.parse_limits;
@@ -284,6 +288,9 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
     if log["lease_ms"] < 2 * log["integrate_interval_ms"]:
         raise ConfigError(f"{path}: [access_log] lease_ms: expected at least twice "
                           "integrate_interval_ms, or the sequencer loses its lease between steps")
+    if log["max_merge_delay"] * 1000 < 2 * log["integrate_interval_ms"]:
+        raise ConfigError(f"{path}: [access_log] max_merge_delay: expected at least twice "
+                          "integrate_interval_ms (in seconds), or receipts promise too little")
     server, tls, keys = s["server"], s["tls"], s["keys"]
     if server["log_format"] not in ("json", "text"):
         raise ConfigError(f'{path}: [server] log_format: expected "json" or "text"')
@@ -310,6 +317,7 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         log_integrate_batch=log["integrate_batch"],
         log_lease_ms=log["lease_ms"],
         log_retention_years=log["retention_years"],
+        log_max_merge_delay=float(log["max_merge_delay"]),
         revoked=tls["revoked"],
         limits=parse_limits(doc.get("limits", {}), path),
         log_format=server["log_format"],

@@ -21,6 +21,8 @@ from typing import TypeVar
 from . import exchanges, rotation
 from .errors import InvalidArgument, NotFound, PermissionDenied, SymbolsvcError
 from .inputs import MAX_BATCH, MAX_EXCHANGE_ID, check_batch, check_exchange, check_ident
+from .log.hashing import leaf_hash
+from .log.receipts import ReceiptSigner
 from .numbers import validate_individual_number
 from .policy import PolicyHolder
 from .records import AccessKind, AccessRecord
@@ -59,6 +61,7 @@ class TranslateRequest:
 class Translated:
     provider_symbol: str
     record_id: int
+    receipt: str = ""  # the signed receipt for the record (log/receipts.py), when signing
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,7 @@ class ResolveRequest:
 class Resolved:
     provider_agencies: tuple[str, ...]
     record_id: int
+    receipt: str = ""
 
 
 Outcome = Issued | Translated | SymbolsvcError
@@ -89,11 +93,14 @@ class Core:
         policy: PolicyHolder,
         *,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+        receipts: ReceiptSigner | None = None,
     ) -> None:
         self.deriver = deriver
         self.registry = registry
         self.policy = policy
         self._clock_us = clock_us
+        # Signs a receipt for every record appended (None: replies carry no receipt).
+        self.receipts = receipts
 
     # -- issuance ------------------------------------------------------------
 
@@ -209,7 +216,8 @@ class Core:
              for i in todo]
         )
         replays = []
-        for i, res in zip(todo, results, strict=True):
+        receipts = self.receipts
+        for n, (i, res) in enumerate(zip(todo, results, strict=True)):
             if not res.held:
                 out[i] = _requester_not_holding()
             elif isinstance(res.value, SymbolsvcError):
@@ -221,7 +229,11 @@ class Core:
                 # transaction that appended the record
                 out[i] = _provider_not_holding(reqs[i].provider_agency)
             else:
-                out[i] = Translated(res.value, res.record_id)
+                symbol, leaf = res.value
+                receipt = "" if receipts is None else receipts.sign(leaf_hash(leaf))
+                out[i] = Translated(symbol, res.record_id, receipt)
+                if receipts is not None and n % YIELD_EVERY == YIELD_EVERY - 1:
+                    await asyncio.sleep(0)  # one signature per record: let others run
         settled = await asyncio.gather(*(self._translation_replayed(
             reqs[i], tags[i], res, batch, i) for i, res in replays))
         for (i, _), outcome in zip(replays, settled, strict=True):
@@ -229,7 +241,8 @@ class Core:
         return _filled(out)
 
     async def _translation_replayed(
-        self, r: TranslateRequest, tag: ExchangeTag, res: Appended[str | SymbolsvcError],
+        self, r: TranslateRequest, tag: ExchangeTag,
+        res: Appended[tuple[str, bytes] | SymbolsvcError],
         batch: bool, i: int,
     ) -> Translated | SymbolsvcError:
         """A translation whose record was not appended: a replay of exchange (requester,
@@ -242,9 +255,13 @@ class Core:
                                     f"requests[{i}].exchange_id" if batch else "exchange_id")
         if AccessRecord.decode(found.leaf).outcome is RecordOutcome.PROVIDER_NOT_HOLDING:
             return _provider_not_holding(r.provider_agency)
-        if not isinstance(res.value, str):
+        if not isinstance(res.value, tuple):
             return _requester_not_holding()
-        return Translated(res.value, found.record_id)
+        return Translated(res.value[0], found.record_id, self._receipt(found.leaf))
+
+    def _receipt(self, leaf: bytes) -> str:
+        """The signed receipt for the record ``leaf`` ("" when not signing)."""
+        return "" if self.receipts is None else self.receipts.sign(leaf_hash(leaf))
 
     async def _provider_versions(
         self, d: Deriver, reqs: Sequence[TranslateRequest], todo: list[int]
@@ -269,16 +286,16 @@ class Core:
     def _translation(
         self, d: Deriver, r: TranslateRequest, now: int, provider_version: int,
         tag: ExchangeTag,
-    ) -> Callable[[bytes], Built[str | SymbolsvcError]]:
+    ) -> Callable[[bytes], Built[tuple[str, bytes] | SymbolsvcError]]:
         """The write unit's build step for one translation, run in the registry's writer
         with the requester's sealed reference. It never raises: it returns the record and
-        the provider's symbol, or no record and the error. The provider's symbol is under
-        ``provider_version`` (the version it holds the subject at, else d's current one).
-        When the provider's holding is not live the record's ``otherwise`` is appended:
-        the same record with the outcome PROVIDER_NOT_HOLDING, requiring the requester's
-        holding only, so the subject sees that someone asked."""
+        (the provider's symbol, the leaf), or no record and the error. The provider's symbol
+        is under ``provider_version`` (the version it holds the subject at, else d's
+        current one). When the provider's holding is not live the record's ``otherwise``
+        is appended: the same record with the outcome PROVIDER_NOT_HOLDING, requiring the
+        requester's holding only, so the subject sees that someone asked."""
 
-        def build(sealed_ref: bytes) -> Built[str | SymbolsvcError]:
+        def build(sealed_ref: bytes) -> Built[tuple[str, bytes] | SymbolsvcError]:
             try:
                 sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
                 provider_symbol = d.symbol(r.provider_agency, sid, provider_version)
@@ -292,7 +309,7 @@ class Core:
                                          (requester,)), tag)
             except SymbolsvcError as err:
                 return Built(None, err)
-            return Built(record, provider_symbol)
+            return Built(record, (provider_symbol, record.leaf))
 
         return build
 
@@ -329,16 +346,17 @@ class Core:
                             d.log_pseudonym(sid))
         tag = exchanges.tag(d, AccessKind.RESOLVE, r.requester_agency, r.exchange_id,
                             r.symbol, "", r.office_work, r.info_item)
-        (rid,) = await self.registry.append_records(
-            [self._record(d, leaf, sid, ((r.requester_agency, r.symbol),), tag=tag)])
+        record = self._record(d, leaf, sid, ((r.requester_agency, r.symbol),), tag=tag)
+        (rid,) = await self.registry.append_records([record])
         if rid is not None:
-            return Resolved(holders, rid)
+            return Resolved(holders, rid, self._receipt(record.leaf))
         found = await self.registry.prior_exchange(tag.key)
         if found is None:  # released between the lookup and the append
             raise _requester_not_holding()
         if not exchanges.same(found, tag):
             raise exchanges.reused(r.requester_agency, r.exchange_id, "exchange_id")
-        return Resolved(AccessRecord.decode(found.leaf).providers, found.record_id)
+        return Resolved(AccessRecord.decode(found.leaf).providers, found.record_id,
+                        self._receipt(found.leaf))
 
     # -- helpers ----------------------------------------------------------------
 

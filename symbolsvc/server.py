@@ -75,6 +75,11 @@ SERVICE_NAMES = (
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 )
 
+BROKER_SERVICE = SERVICE_NAMES[1]
+ACCESS_LOG_HEALTH = "symbolsvc.access_log"
+"""Health name of the access log: NOT_SERVING while degraded (lag beyond the maximum
+merge delay, a stalled sequencer lease, unreviewed quarantined records)."""
+
 
 @dataclass
 class App:
@@ -91,17 +96,20 @@ class App:
 
 
 def build_app(config: Config) -> App:
-    _, deriver, sign = open_keys(config)
+    keys = open_keys(config)
+    deriver = keys.deriver
     policy = PolicyHolder(config.policy_file)
     registry = open_registry(config.storage_url, config.base)
-    core = Core(deriver, registry, policy)
+    registry.queue_auth.mac = keys.queue_auth.mac  # every queued row is tagged (QUEUE_AUTH.md)
+    core = Core(deriver, registry, policy, receipts=keys.receipts)
     notifier = LogNotifier()
     sequencer = None
     if isinstance(registry, LogStore):
         sequencer = Sequencer(
-            registry, sign, notifier,
+            registry, keys.sign, notifier,
             interval_ms=config.log_integrate_interval_ms, batch=config.log_integrate_batch,
-            lease_ms=config.log_lease_ms)
+            lease_ms=config.log_lease_ms, auth=keys.queue_auth,
+            max_merge_delay=config.log_max_merge_delay)
     else:
         log.error("the %s registry cannot sequence the access log yet: records queue "
                   "but are not integrated", type(registry).__name__)
@@ -189,7 +197,7 @@ async def run(
     await server.start()
     if probe_server is not None:
         await probe_server.start()
-    for name in ("", *SERVICE_NAMES):
+    for name in ("", *SERVICE_NAMES, ACCESS_LOG_HEALTH):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -215,7 +223,7 @@ async def run(
              "nothing deletes a leaf: archive, never delete (docs/ACCESS_LOG.md, Retention)",
              config.log_origin, config.log_retention_years)
 
-    monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer))
+    monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer, app.sequencer))
     sampler = asyncio.create_task(sample_domain(app.notifier, app.sequencer, app.policy))
     await stop.wait()
 
@@ -239,10 +247,13 @@ async def run(
 
 
 async def _watch_storage(registry: Registry, servicer: AioHealthServicer,
-                         interval: float = 1.0) -> None:
+                         sequencer: Sequencer | None = None, interval: float = 1.0) -> None:
     """Health follows the database: NOT_SERVING while ``registry.ping()`` fails, SERVING
-    again by itself once it answers (checked every ``interval`` seconds)."""
+    again by itself once it answers (checked every ``interval`` seconds). Beyond that, the
+    broker is NOT_SERVING while the access log's integration lag exceeds the maximum merge
+    delay, and ``symbolsvc.access_log`` while the log is degraded (log/merge_delay.py)."""
     serving = True
+    shown: dict[str, bool] = {}
     while True:
         await asyncio.sleep(interval)
         try:
@@ -250,18 +261,22 @@ async def _watch_storage(registry: Registry, servicer: AioHealthServicer,
             ok = await _writes_fit(registry)
         except (Unavailable, TimeoutError):
             ok = False
-        if ok == serving:
-            continue
-        serving = ok
-        status = health_pb2.HealthCheckResponse.SERVING if ok else \
-            health_pb2.HealthCheckResponse.NOT_SERVING
-        if ok:
-            log.info("registry reachable again: health SERVING")
-        else:
-            log.error("registry unreachable or its disk full: health NOT_SERVING until it "
-                      "answers and a write fits again")
-        for name in ("", *SERVICE_NAMES):
-            await servicer.set(name, status)
+        if ok != serving:
+            serving = ok
+            if ok:
+                log.info("registry reachable again: health SERVING")
+            else:
+                log.error("registry unreachable or its disk full: health NOT_SERVING until it "
+                          "answers and a write fits again")
+        watch = sequencer.watch if sequencer is not None else None
+        wanted = {name: ok for name in ("", *SERVICE_NAMES)}
+        wanted[BROKER_SERVICE] = ok and (watch is None or watch.broker_serving)
+        wanted[ACCESS_LOG_HEALTH] = ok and (watch is None or watch.log_serving)
+        for name, up in wanted.items():
+            if shown.get(name, True) != up:
+                await servicer.set(name, health_pb2.HealthCheckResponse.SERVING if up
+                                   else health_pb2.HealthCheckResponse.NOT_SERVING)
+            shown[name] = up
 
 
 async def _writes_fit(registry: Registry) -> bool:
@@ -287,7 +302,7 @@ def _reload(app: App, tasks: set[asyncio.Task[None]], peers: PeerCheck) -> None:
     else:
         log.info("revocation list reloaded: %d entries", revoked)
     task = asyncio.get_running_loop().create_task(
-        reload_keys(app.config, [app.core, app.disclosure], app.sequencer))
+        reload_keys(app.config, [app.core, app.disclosure], app.sequencer, app.core))
     tasks.add(task)
     task.add_done_callback(tasks.discard)
 

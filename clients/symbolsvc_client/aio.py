@@ -218,6 +218,12 @@ class AuditorClient(_Client):
             leaf_index=leaf_index, tree_size=tree_size), self.timeout)
         return list(reply.hashes)
 
+    async def inclusion_proof_by_hash(self, leaf_hash: bytes, tree_size: int
+                                      ) -> tuple[int, list[bytes]]:
+        reply = await _call(self.stub.GetInclusionProof, audit_pb.GetInclusionProofRequest(
+            leaf_hash=leaf_hash, tree_size=tree_size), self.timeout)
+        return int(reply.leaf_index), list(reply.hashes)
+
     async def entries(self, start: int, end: int) -> list[audit_pb.Entry]:
         reply = await _call(self.stub.ListEntries, audit_pb.ListEntriesRequest(
             start=start, end=end), self.timeout)

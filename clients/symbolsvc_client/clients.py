@@ -196,6 +196,14 @@ class AuditorClient(_Client):
         return list(_call(self.stub.GetInclusionProof, audit_pb.GetInclusionProofRequest(
             leaf_index=leaf_index, tree_size=tree_size), self.timeout).hashes)
 
+    def inclusion_proof_by_hash(self, leaf_hash: bytes, tree_size: int
+                                ) -> tuple[int, list[bytes]]:
+        """(leaf index, inclusion proof) of the leaf whose RFC 9162 hash is ``leaf_hash``
+        (a receipt's) in the tree of ``tree_size``; NOT_FOUND when no leaf has it."""
+        reply = _call(self.stub.GetInclusionProof, audit_pb.GetInclusionProofRequest(
+            leaf_hash=leaf_hash, tree_size=tree_size), self.timeout)
+        return int(reply.leaf_index), list(reply.hashes)
+
     def entries(self, start: int, end: int) -> list[audit_pb.Entry]:
         return list(_call(self.stub.ListEntries, audit_pb.ListEntriesRequest(
             start=start, end=end), self.timeout).entries)

@@ -11,10 +11,12 @@ backends:
 1. the stored frontier must parse and agree with the stored size;
 2. no checkpoint may sign more leaves than the stored tree has (the state was
    rolled back or lost): the step fails before anything is written;
-3. each queued record gets the next leaf index, in queue order, and the perfect
+3. with a verifier (:mod:`.queue_auth`), a queued row whose tag does not verify is
+   not integrated: it goes to the plan's ``quarantine`` (docs/QUEUE_AUTH.md);
+4. each other queued record gets the next leaf index, in queue order, and the perfect
    nodes it completes are collected (:meth:`~.compact.Frontier.append`);
-4. the new state is written only when records were integrated;
-5. a checkpoint is signed when the tree grew, or when none exists yet (the empty
+5. the new state is written only when records were integrated;
+6. a checkpoint is signed when the tree grew, or when none exists yet (the empty
    log's first checkpoint).
 """
 
@@ -26,6 +28,7 @@ from functools import partial
 from ..registry import IntegrationInput, IntegrationPlan, LogState, PlanFn
 from .compact import Frontier
 from .hashing import leaf_hash
+from .queue_auth import QueueAuthenticator
 
 __all__ = ["LogStateError", "SignFn", "plan_integration", "planner"]
 
@@ -37,9 +40,11 @@ class LogStateError(RuntimeError):
     """The stored log state is inconsistent: integration stops until an operator looks."""
 
 
-def plan_integration(inp: IntegrationInput, sign_fn: SignFn) -> IntegrationPlan:
+def plan_integration(inp: IntegrationInput, sign_fn: SignFn,
+                     auth: QueueAuthenticator | None = None) -> IntegrationPlan:
     """The plan for one integration step; raises :class:`LogStateError` on damaged state
-    (and whatever ``sign_fn`` raises), in which case the backend writes nothing."""
+    (and whatever ``sign_fn`` raises), in which case the backend writes nothing. With
+    ``auth``, rows whose tag does not verify are quarantined instead of integrated."""
     frontier = Frontier()
     if inp.state is not None:
         try:
@@ -55,7 +60,15 @@ def plan_integration(inp: IntegrationInput, sign_fn: SignFn) -> IntegrationPlan:
                             f"{frontier.size} leaves")
     assign: list[tuple[int, int]] = []
     nodes: list[tuple[int, int, bytes]] = []
-    for record_id, leaf in inp.queued:
+    quarantine: list[tuple[int, str]] = []
+    for row in inp.queued:
+        record_id, leaf = row[0], row[1]
+        reason = auth.check(row) if auth is not None else None
+        if reason is None and not isinstance(leaf, bytes | bytearray | memoryview):
+            raise LogStateError(f"queued record {record_id}: its leaf is not bytes")
+        if reason is not None:
+            quarantine.append((record_id, reason))
+            continue
         assign.append((frontier.size, record_id))
         nodes.extend(frontier.append(leaf_hash(bytes(leaf))))
     size = frontier.size
@@ -63,9 +76,10 @@ def plan_integration(inp: IntegrationInput, sign_fn: SignFn) -> IntegrationPlan:
     checkpoint = None
     if latest is None or latest < size:
         checkpoint = (size, sign_fn(size, frontier.root()))
-    return IntegrationPlan(assign, nodes, state, checkpoint, size)
+    return IntegrationPlan(assign, nodes, state, checkpoint, size, quarantine)
 
 
-def planner(sign_fn: SignFn) -> PlanFn:
-    """The ``plan`` argument of :meth:`~symbolsvc.registry.LogStore.integrate`."""
-    return partial(plan_integration, sign_fn=sign_fn)
+def planner(sign_fn: SignFn, auth: QueueAuthenticator | None = None) -> PlanFn:
+    """The ``plan`` argument of :meth:`~symbolsvc.registry.LogStore.integrate`; with
+    ``auth``, queued rows are authenticated before they are integrated."""
+    return partial(plan_integration, sign_fn=sign_fn, auth=auth)

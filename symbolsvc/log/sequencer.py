@@ -38,6 +38,8 @@ from ..errors import SymbolsvcError
 from ..registry import Integration, LogStore
 from .checkpoint import Checkpoint, sign_checkpoint
 from .integrate import SignFn, planner
+from .merge_delay import LogWatch, shown
+from .queue_auth import QueueAuthenticator
 
 log = logging.getLogger("symbolsvc.log")
 
@@ -121,6 +123,8 @@ class Sequencer:
         batch: int = 10_000,
         lease_ms: int = 5_000,
         holder: str | None = None,
+        auth: QueueAuthenticator | None = None,
+        max_merge_delay: float = 10.0,
     ) -> None:
         self.store = store
         self.notifier = notifier
@@ -128,14 +132,18 @@ class Sequencer:
         self.interval = interval_ms / 1000
         self.batch = batch
         self.lease_ms = lease_ms
-        self._plan = planner(sign_fn)
+        # Verifies every queued row before integrating it (None: rows are trusted, as in
+        # tests of the storage alone; a server always passes one).
+        self._auth = auth
+        self._plan = planner(sign_fn, auth)
+        self.watch = LogWatch(max_merge_delay, lease_ms)
         self._leader = False
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def set_signer(self, sign_fn: SignFn) -> None:
         """Sign the next checkpoints with ``sign_fn`` (a reloaded keyring's log keys)."""
-        self._plan = planner(sign_fn)
+        self._plan = planner(sign_fn, self._auth)
 
     @property
     def leader(self) -> bool:
@@ -146,6 +154,7 @@ class Sequencer:
         """One integration attempt. Returns None when another live holder has the lease
         (then only the stored tree size is read, for this process's watchers)."""
         status = await self.store.log_status()
+        self.watch.observe(status, self.holder)
         now_us = time.time_ns() // 1000
         if (status.lease_holder not in (None, self.holder)
                 and status.lease_expires_us > now_us):
@@ -154,6 +163,7 @@ class Sequencer:
             return None
         result = await self.store.integrate(self.batch, self.holder, self.lease_ms, self._plan)
         self._set_leader(result.leader, None)
+        self.watch.integrated(result)
         self.notifier.advance(result.tree_size)
         if result.integrated:
             log.debug("integrated %d records; tree size %d", result.integrated, result.tree_size)
@@ -165,7 +175,7 @@ class Sequencer:
                 log.info("sequencer %s took the lease: integrating the access log", self.holder)
             else:
                 log.info("sequencer %s does not hold the lease (held by %s)", self.holder,
-                         other or "another process")
+                         shown(other) or "another process")
         self._leader = leader
 
     async def start(self) -> None:

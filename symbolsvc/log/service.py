@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ..errors import FailedPrecondition, InvalidArgument, SymbolsvcError
+from ..errors import FailedPrecondition, InvalidArgument, NotFound, SymbolsvcError
 from ..paging import bounded
 from ..registry import LogStore, StoredCheckpoint
 from .errors import ProofError
@@ -79,6 +79,23 @@ class AccessLog:
                 f"need leaf_index < tree_size <= {latest} (the latest checkpoint's size); "
                 f"got {leaf_index} and {tree_size}", "tree_size")
         return await self._resolve(_specs(inclusion_proof_nodes, leaf_index, tree_size))
+
+    async def inclusion_by_hash(self, leaf_hash: bytes, tree_size: int) -> tuple[int, list[bytes]]:
+        """The leaf index and inclusion proof of the leaf whose RFC 9162 hash is ``leaf_hash``
+        in tree ``tree_size`` (CT's get-proof-by-hash; a receipt names its record so)."""
+        if len(leaf_hash) != 32:
+            raise InvalidArgument("BAD_LEAF_HASH", "leaf_hash must be 32 bytes (SHA-256)",
+                                  "leaf_hash")
+        latest = (await self.checkpoint()).tree_size
+        if not 0 < tree_size <= latest:
+            raise InvalidArgument(
+                "BAD_TREE_SIZE", f"need 0 < tree_size <= {latest} (the latest checkpoint's "
+                f"size); got {tree_size}", "tree_size")
+        index = await self._store.leaf_index_by_hash(leaf_hash, tree_size)
+        if index is None:
+            raise NotFound("LEAF_NOT_FOUND", f"no leaf of the tree of size {tree_size} has "
+                           "this hash", "leaf_hash")
+        return index, await self._resolve(_specs(inclusion_proof_nodes, index, tree_size))
 
     async def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
         """Exact leaves ``[start, min(end, start + MAX_ENTRIES, latest size))``, cut after

@@ -78,6 +78,24 @@ Placed = tuple[int, bool] | None
 appended)``, or None when neither was."""
 
 
+RecordMac = Callable[[int, NewRecord], bytes]
+"""``mac(record_id, record) -> tag``: authenticates a queued row (docs/QUEUE_AUTH.md)."""
+
+
+class QueueAuth:
+    """The function a registry tags each appended row with, once its id is known.
+
+    The server sets :attr:`mac` (from the keyring) right after opening the registry;
+    until then (tools, tests of the storage alone) rows are written with no tag and
+    only a sequencer without a verifier integrates them."""
+
+    def __init__(self) -> None:
+        self.mac: RecordMac | None = None
+
+    def tag(self, record_id: int, record: NewRecord) -> bytes | None:
+        return None if self.mac is None else self.mac(record_id, record)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredRecord:
     """An access record as stored; ``leaf_index`` is None until it is integrated."""
@@ -110,6 +128,7 @@ class Integration:
     integrated: int
     tree_size: int
     checkpoint: str | None
+    quarantined: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,18 +139,23 @@ class LogState:
     frontier: bytes
 
 
+QueuedRow = tuple[int, bytes, bytes, bytes, bytes | None]
+"""A queued row as stored: ``(id, leaf, pseudonym, sealed_subject, mac)``."""
+
+
 @dataclass(frozen=True, slots=True)
 class IntegrationInput:
     """What a backend reads, under the lease, for one integration step.
 
     ``state`` is None before the first leaf; ``latest_checkpoint`` the size of the
     largest stored checkpoint (None before the first); ``queued`` the oldest
-    unsequenced records ``(id, leaf)``, in queue (id) order.
+    unsequenced rows, in queue (id) order: ``(id, leaf)``, or as the backends read
+    them ``(id, leaf, pseudonym, sealed_subject, mac)`` (see :data:`QueuedRow`).
     """
 
     state: LogState | None
     latest_checkpoint: int | None
-    queued: Sequence[tuple[int, bytes]]
+    queued: Sequence[tuple[int, bytes] | QueuedRow]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +166,8 @@ class IntegrationPlan:
     the perfect tree nodes ``(level, index, hash)`` they complete; ``state`` the new
     ``log_state`` (None: unchanged); ``checkpoint`` the ``(tree_size, note)`` to
     publish (None: none). ``tree_size`` is the tree's size after the step.
+    ``quarantine`` names the queued rows ``(id, reason)`` that failed authentication:
+    the backend moves them to ``quarantined_records`` in the same transaction.
     """
 
     assign: Sequence[tuple[int, int]]
@@ -149,6 +175,7 @@ class IntegrationPlan:
     state: LogState | None
     checkpoint: tuple[int, str] | None
     tree_size: int
+    quarantine: Sequence[tuple[int, str]] = ()
 
 
 PlanFn = Callable[[IntegrationInput], IntegrationPlan]
@@ -157,11 +184,15 @@ PlanFn = Callable[[IntegrationInput], IntegrationPlan]
 
 @dataclass(frozen=True, slots=True)
 class LogStatus:
-    """The stored tree size and who holds the sequencer lease until when (µs since epoch)."""
+    """The stored tree size and who holds the sequencer lease until when (µs since epoch);
+    when the oldest queued record was appended (None: the queue is empty), and how many
+    quarantined rows no operator has reviewed yet."""
 
     tree_size: int
     lease_holder: str | None
     lease_expires_us: int
+    oldest_queued_us: int | None = None
+    quarantined: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +276,8 @@ class LogStore(Protocol):
         ``holder`` (re-checked inside the transaction, so a holder that lost it writes
         nothing), read the stored state, the latest checkpoint's size and up to
         ``batch`` unsequenced records in queue order, call ``plan`` on them, and
-        write what it returns. If ``plan`` raises, nothing is written."""
+        write what it returns (leaf indices, nodes, state, checkpoint, and the rows to
+        move to quarantine). If ``plan`` raises, nothing is written."""
 
     async def release_lease(self, holder: str) -> None:
         """Let the lease expire now if ``holder`` holds it (graceful hand-over)."""
@@ -269,6 +301,9 @@ class LogStore(Protocol):
     async def record_by_id(self, record_id: int) -> StoredRecord | None:
         """One access record by its id."""
 
+    async def leaf_index_by_hash(self, leaf_hash: bytes, tree_size: int) -> int | None:
+        """The smallest leaf index below ``tree_size`` whose leaf hash is ``leaf_hash``."""
+
     async def integrated_after(self, after_leaf: int, limit: int) -> list[StoredRecord]:
         """Integrated records with leaf_index > ``after_leaf``, in leaf order."""
 
@@ -276,7 +311,9 @@ class LogStore(Protocol):
 @runtime_checkable
 class HoldingsStore(KeyVersionStore, Protocol):
     """Holdings and the appending and reading of access records (the core's side), and the
-    holdings' key versions (keyversions.py)."""
+    holdings' key versions (keyversions.py). ``queue_auth`` tags every appended row."""
+
+    queue_auth: QueueAuth
 
     async def issue(self, items: Sequence[NewHolding]) -> list[bool]:
         """Register holdings; per item True when new (or re-created after release)."""

@@ -16,6 +16,7 @@ import psycopg
 from . import (
     Appended,
     BuildRecord,
+    ExchangeTag,
     Integration,
     IntegrationInput,
     LogState,
@@ -24,6 +25,7 @@ from . import (
     Placed,
     PlanFn,
     PriorExchange,
+    QueueAuth,
     StoredCheckpoint,
     StoredRecord,
     build_records,
@@ -102,12 +104,35 @@ async def lookup_many(
     return found
 
 
-_COLUMNS = "INSERT INTO access_records (pseudonym, sealed_subject, leaf, exchange_key, " \
-    "exchange_digest) "
+_COLUMNS = ("INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac, "
+            "exchange_key, exchange_digest) ")
 # A record whose exchange key is taken is not inserted: the second insert of a key waits
 # for the first's transaction and then does nothing (symbolsvc.exchanges).
 _ON_TAKEN = " ON CONFLICT (exchange_key) DO NOTHING RETURNING id"
-_INSERT_RECORD = _COLUMNS + "VALUES (%s, %s, %s, %s, %s)" + _ON_TAKEN
+_INSERT_RECORD = _COLUMNS + "VALUES (%s, %s, %s, %s, %s, %s, %s)" + _ON_TAKEN
+_NEXT_IDS = ("SELECT nextval(pg_get_serial_sequence('access_records', 'id')) "
+             "FROM generate_series(1, %s)")
+
+
+class IdPool:
+    """Record ids taken from the sequence ahead of use, a block at a time (as a sequence's
+    CACHE does), so that tagging a row over its id costs no round trip per append. Ids are
+    unique whatever happens to the transaction (nextval is never rolled back); here, as
+    before, they are not commit order (docs/ACCESS_LOG.md)."""
+
+    BLOCK = 256
+
+    def __init__(self) -> None:
+        self._ids: list[int] = []
+
+    async def take(self, conn: psycopg.AsyncConnection[Any], n: int) -> list[int]:
+        while len(self._ids) < n:  # a loop: a concurrent lane may take ids meanwhile
+            cur = await conn.execute(_NEXT_IDS, (max(n - len(self._ids), self.BLOCK),))
+            self._ids.extend(sorted(int(row[0]) for row in await cur.fetchall()))
+        out, self._ids = self._ids[:n], self._ids[n:]
+        return out
+
+
 # The required holdings' rows are share-locked until COMMIT, so a concurrent release
 # waits and no record is appended against a holding released before the record commits.
 def _insert_record_if_live(n: int) -> str:
@@ -115,52 +140,54 @@ def _insert_record_if_live(n: int) -> str:
     tables = ", ".join(f"holdings h{i}" for i in range(n))
     where = " AND ".join(
         f"h{i}.agency = %s AND h{i}.symbol = %s AND NOT h{i}.released" for i in range(n))
-    return (_COLUMNS + f"SELECT %s, %s, %s, %s, %s FROM {tables} WHERE {where} "  # noqa: S608
-            "FOR SHARE" + _ON_TAKEN)
+    return (_COLUMNS + f"SELECT %s, %s, %s, %s, %s, %s, %s FROM {tables} "  # noqa: S608
+            f"WHERE {where} FOR SHARE" + _ON_TAKEN)
 
 
 _INSERT_RECORD_IF_LIVE = {n: _insert_record_if_live(n) for n in (1, 2)}
 
 
-async def _insert(conn: psycopg.AsyncConnection[Any], records: list[tuple[NewRecord, bytes | None,
-                  bytes | None]]) -> list[int | None]:
-    """One pipelined insert per ``(record, exchange key, digest)``; per item its id or None."""
+async def _insert(
+    conn: psycopg.AsyncConnection[Any], rows: list[tuple[NewRecord, ExchangeTag | None]],
+    auth: QueueAuth | None, pool: IdPool | None,
+) -> list[int | None]:
+    """One pipelined insert per ``(record, exchange tag)``; per item its id or None. Each
+    row's id is taken from the sequence first (through ``pool``), so ``auth`` can tag the
+    row over its id and bytes (docs/QUEUE_AUTH.md) in the same insert."""
+    ids = await (pool or IdPool()).take(conn, len(rows))
     cursors = []
     async with conn.pipeline():
-        for r, key, digest in records:
+        for rid, (r, x) in zip(ids, rows, strict=True):
+            mac = auth.tag(rid, r) if auth is not None else None
             cur = conn.cursor()
+            row = (rid, r.pseudonym, r.sealed_subject, r.leaf, mac,
+                   None if x is None else x.key, None if x is None else x.digest)
             if not r.require:
-                await cur.execute(_INSERT_RECORD,
-                                  (r.pseudonym, r.sealed_subject, r.leaf, key, digest))
+                await cur.execute(_INSERT_RECORD, row)
             else:
                 n = len(r.require)
                 sql = _INSERT_RECORD_IF_LIVE.get(n) or _insert_record_if_live(n)
-                await cur.execute(sql, (r.pseudonym, r.sealed_subject, r.leaf, key, digest,
-                                        *(v for k in r.require for v in k)))
+                await cur.execute(sql, (*row, *(v for key in r.require for v in key)))
             cursors.append(cur)
     out: list[int | None] = []
     for cur in cursors:
-        row = await cur.fetchone()
-        out.append(int(row[0]) if row else None)
+        found = await cur.fetchone()
+        out.append(int(found[0]) if found else None)
     return out
 
 
-def _tag(r: NewRecord, rec: NewRecord) -> tuple[NewRecord, bytes | None, bytes | None]:
-    x = r.exchange
-    return (rec, None, None) if x is None else (rec, x.key, x.digest)
-
-
 async def append(
-    conn: psycopg.AsyncConnection[Any], records: list[NewRecord]
+    conn: psycopg.AsyncConnection[Any], records: list[NewRecord], auth: QueueAuth | None = None,
+    pool: IdPool | None = None,
 ) -> list[Placed]:
     """Append records (then, in the same transaction, the ``otherwise`` of those whose
     holdings were not live)."""
-    ids = await _insert(conn, [_tag(r, r) for r in records])
+    ids = await _insert(conn, [(r, r.exchange) for r in records], auth, pool)
     out: list[Placed] = [None if i is None else (i, False) for i in ids]
     retry = [j for j, i in enumerate(ids) if i is None and records[j].otherwise is not None]
     if retry:
-        again = await _insert(conn, [_tag(records[j], records[j].otherwise())  # type: ignore[misc]
-                                     for j in retry])
+        again = await _insert(conn, [(records[j].otherwise(), records[j].exchange)  # type: ignore[misc]
+                                     for j in retry], auth, pool)
         for j, i in zip(retry, again, strict=True):
             out[j] = None if i is None else (i, True)
     return out
@@ -174,7 +201,8 @@ async def prior_exchange(conn: psycopg.AsyncConnection[Any], key: bytes) -> Prio
 
 
 async def append_for(
-    conn: psycopg.AsyncConnection[Any], items: list[tuple[tuple[str, str], BuildRecord[T]]]
+    conn: psycopg.AsyncConnection[Any], items: list[tuple[tuple[str, str], BuildRecord[T]]],
+    auth: QueueAuth | None = None, pool: IdPool | None = None,
 ) -> list[Appended[T]]:
     """append_for_holdings in the group's transaction: read the holdings, build, append
     (the append re-checks and share-locks every required holding)."""
@@ -182,7 +210,7 @@ async def append_for(
     results, records, slots = build_records(
         [build for _, build in items], [found.get(key) for key, _ in items])
     if records:
-        with_ids(results, slots, await append(conn, records))
+        with_ids(results, slots, await append(conn, records, auth, pool))
     return results
 
 
@@ -254,10 +282,21 @@ async def integrate(
     # Every record still unsequenced, lowest id first. Never "ids above the last one
     # integrated": ids are not commit order, and a late commit must not be skipped.
     cur = await conn.execute(
-        "SELECT id, leaf FROM access_records WHERE leaf_index IS NULL ORDER BY id LIMIT %s",
-        (batch,))
-    queued = [(int(record_id), bytes(leaf)) for record_id, leaf in await cur.fetchall()]
+        "SELECT id, leaf, pseudonym, sealed_subject, mac FROM access_records "
+        "WHERE leaf_index IS NULL ORDER BY id LIMIT %s", (batch,))
+    queued = [(int(i), bytes(leaf), bytes(p), bytes(s), None if m is None else bytes(m))
+              for i, leaf, p, s, m in await cur.fetchall()]
     plan = plan_fn(IntegrationInput(state, latest, queued))
+    if plan.quarantine:  # kept aside, never deleted silently (docs/QUEUE_AUTH.md)
+        now = await _db_now_us(conn)
+        for record_id, reason in plan.quarantine:
+            await conn.execute(
+                "INSERT INTO quarantined_records (id, pseudonym, sealed_subject, leaf, mac, "
+                "reason, quarantined_us) SELECT id, pseudonym, sealed_subject, leaf, mac, %s, %s "
+                "FROM access_records WHERE id = %s AND leaf_index IS NULL",
+                (reason, now, record_id))
+            await conn.execute(
+                "DELETE FROM access_records WHERE id = %s AND leaf_index IS NULL", (record_id,))
     if plan.assign:
         updated = 0
         for chunk in chunks(plan.assign):
@@ -288,14 +327,31 @@ async def integrate(
         await conn.execute(
             "INSERT INTO checkpoints (tree_size, note, signed_at_us) VALUES (%s, %s, %s)",
             (size, note, await _db_now_us(conn)))
-    return Integration(True, len(plan.assign), plan.tree_size, note)
+    return Integration(True, len(plan.assign), plan.tree_size, note, len(plan.quarantine))
 
 
 async def log_status(conn: psycopg.AsyncConnection[Any]) -> LogStatus:
     size = await _stored_size(conn)
-    cur = await conn.execute("SELECT holder, expires_us FROM sequencer_lease WHERE id = 1")
+    cur = await conn.execute(
+        "SELECT (SELECT holder FROM sequencer_lease WHERE id = 1), "
+        "(SELECT expires_us FROM sequencer_lease WHERE id = 1), "
+        "(SELECT queued_us FROM access_records WHERE leaf_index IS NULL ORDER BY id LIMIT 1), "
+        "(SELECT COUNT(*) FROM quarantined_records WHERE reviewed_us IS NULL)")
     row = await cur.fetchone()
-    return LogStatus(size, row[0], int(row[1])) if row else LogStatus(size, None, 0)
+    assert row is not None
+    holder, expires, oldest, held = row
+    return LogStatus(size, holder, int(expires or 0),
+                     None if oldest is None else int(oldest), int(held))
+
+
+async def leaf_index_by_hash(
+    conn: psycopg.AsyncConnection[Any], hash_: bytes, tree_size: int
+) -> int | None:
+    cur = await conn.execute(
+        "SELECT MIN(idx) FROM tree_nodes WHERE level = 0 AND hash = %s AND idx < %s",
+        (hash_, tree_size))
+    row = await cur.fetchone()
+    return None if row is None or row[0] is None else int(row[0])
 
 
 async def get_nodes(

@@ -48,6 +48,7 @@ from . import (
     NewRecord,
     PlanFn,
     PriorExchange,
+    QueueAuth,
     StoredCheckpoint,
     StoredRecord,
     ids_of,
@@ -88,6 +89,8 @@ class PgRegistry(PgKeyVersions):
         self._available = True
         self._group = GroupWriter(self._write, lanes=self._pools.write_max)
         self.transactions = 0  # committed write transactions; read by benchmarks
+        self.queue_auth = QueueAuth()  # tags appended rows (set by the server)
+        self._ids = sql.IdPool()  # record ids fetched a block at a time
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -241,7 +244,8 @@ class PgRegistry(PgKeyVersions):
         recs = list(records)
         if not recs:
             return []
-        return ids_of(await self._group.submit(lambda conn: sql.append(conn, recs)))
+        return ids_of(await self._group.submit(
+            lambda conn: sql.append(conn, recs, self.queue_auth, self._ids)))
 
     async def prior_exchange(self, key: bytes) -> PriorExchange | None:
         return await self._read(lambda conn: sql.prior_exchange(conn, key))
@@ -252,7 +256,8 @@ class PgRegistry(PgKeyVersions):
         todo = list(items)
         if not todo:
             return []
-        return await self._group.submit(lambda conn: sql.append_for(conn, todo))
+        return await self._group.submit(
+            lambda conn: sql.append_for(conn, todo, self.queue_auth, self._ids))
 
     # -- the access log (docs/ACCESS_LOG.md) ------------------------------------
 
@@ -304,6 +309,9 @@ class PgRegistry(PgKeyVersions):
         return await self._read(lambda conn: sql.select_records(
             conn, sql.RECORD_COLUMNS + "WHERE leaf_index > %s ORDER BY leaf_index LIMIT %s",
             (after_leaf, limit)))
+
+    async def leaf_index_by_hash(self, leaf_hash: bytes, tree_size: int) -> int | None:
+        return await self._read(lambda conn: sql.leaf_index_by_hash(conn, leaf_hash, tree_size))
 
     async def records_for_subject(
         self, pseudonym: bytes, before_id: int | None, limit: int

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ from . import (
     NewRecord,
     PlanFn,
     PriorExchange,
+    QueueAuth,
     StoredCheckpoint,
     StoredRecord,
     ids_of,
@@ -82,6 +84,11 @@ class SqliteRegistry(SqliteKeyVersions):
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="registry-read")
         # Why the last write failed for lack of room (None: the last write succeeded).
         self.write_failure: str | None = None
+        # Tags appended rows (set by the server); the merged units are made once so
+        # the group committer merges them (it merges units by function identity).
+        self.queue_auth = QueueAuth()
+        self._append = partial(sql.append_merged, auth=self.queue_auth)
+        self._append_for = partial(sql.append_for_merged, auth=self.queue_auth)
 
     def _init_schema(self) -> None:
         conn = _open(self.path, readonly=False)
@@ -150,6 +157,9 @@ class SqliteRegistry(SqliteKeyVersions):
     async def integrated_after(self, after_leaf: int, limit: int) -> list[StoredRecord]:
         return await self._read(sql.integrated_after, after_leaf, limit)
 
+    async def leaf_index_by_hash(self, leaf_hash: bytes, tree_size: int) -> int | None:
+        return await self._read(sql.leaf_index_by_hash, leaf_hash, tree_size)
+
     # -- writes --------------------------------------------------------------
 
     async def _write(self, fn: Any, item: Any = None) -> Any:
@@ -188,7 +198,7 @@ class SqliteRegistry(SqliteKeyVersions):
         return await self._write(lambda c: sql.release(c, agency, symbol))
 
     async def append_records(self, records: Sequence[NewRecord]) -> list[int | None]:
-        return ids_of(await self._write(sql.append_merged, list(records)))
+        return ids_of(await self._write(self._append, list(records)))
 
     async def prior_exchange(self, key: bytes) -> PriorExchange | None:
         return await self._read(sql.prior_exchange, key)
@@ -196,7 +206,7 @@ class SqliteRegistry(SqliteKeyVersions):
     async def append_for_holdings(
         self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]
     ) -> list[Appended[T]]:
-        return await self._write(sql.append_for_merged, list(items))
+        return await self._write(self._append_for, list(items))
 
     async def integrate(
         self, batch: int, holder: str, lease_ms: int, plan: PlanFn

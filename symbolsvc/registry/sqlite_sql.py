@@ -22,6 +22,7 @@ from . import (
     Placed,
     PlanFn,
     PriorExchange,
+    QueueAuth,
     StoredCheckpoint,
     StoredRecord,
     build_records,
@@ -33,6 +34,8 @@ _LIVE = "SELECT sealed_subject FROM holdings WHERE agency = ? AND symbol = ? AND
 
 # Rows per multi-row statement: within SQLite's 32,766 bound variables.
 _CHUNK = 5000
+_QUEUED = ("SELECT id, leaf, pseudonym, sealed_subject, mac FROM access_records "
+           "WHERE leaf_index IS NULL ORDER BY id LIMIT ?")
 
 
 def _chunks(rows: list[Any]) -> list[list[Any]]:
@@ -89,14 +92,15 @@ def release(conn: sqlite3.Connection, agency: str, symbol: str) -> bool | None:
 
 
 def append_merged(
-    conn: sqlite3.Connection, calls: list[list[NewRecord]]
+    conn: sqlite3.Connection, calls: list[list[NewRecord]], auth: QueueAuth | None = None
 ) -> list[list[Placed]]:
     """A group's access records: one liveness query, one exchange-key query and one
     insert per chunk.
 
     Ids are assigned here, consecutively after the largest id, inside the
     writer's transaction (which holds SQLite's write lock), so the id order is
-    the commit order even with several server processes on one file."""
+    the commit order even with several server processes on one file. Each row is
+    tagged by ``auth`` over its id and bytes (docs/QUEUE_AUTH.md)."""
     recs = [r for call in calls for r in call]
     required = list({key for r in recs for key in r.require})
     live = {required[i] for i in _live_positions(conn, required)}
@@ -107,6 +111,7 @@ def append_merged(
     live.update(extra[i] for i in _live_positions(conn, extra))
     taken = _taken_keys(conn, [r.exchange.key for r in recs if r.exchange is not None])
     next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM access_records").fetchone()[0]
+    now = _now_us()
     rows: list[tuple[Any, ...]] = []
     out: list[list[Placed]] = []
     for call in calls:
@@ -121,7 +126,8 @@ def append_merged(
                 placed.append(None)
                 continue
             x = r.exchange
-            rows.append((next_id, rec.pseudonym, rec.sealed_subject, rec.leaf,
+            mac = auth.tag(next_id, rec) if auth is not None else None
+            rows.append((next_id, rec.pseudonym, rec.sealed_subject, rec.leaf, mac, now,
                          x and x.key, x and x.digest))
             if x is not None:
                 taken.add(x.key)  # a repeat within the group is a replay of this one
@@ -130,8 +136,8 @@ def append_merged(
         out.append(placed)
     for chunk in _chunks(rows):
         conn.execute(
-            "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, "  # noqa: S608
-            "exchange_key, exchange_digest) VALUES " + _values(len(chunk), 6),
+            "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac, "  # noqa: S608
+            "queued_us, exchange_key, exchange_digest) VALUES " + _values(len(chunk), 8),
             [v for row in chunk for v in row],
         )
     return out
@@ -181,7 +187,8 @@ def _live_sealed(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[
 
 
 def append_for_merged(
-    conn: sqlite3.Connection, calls: list[list[tuple[tuple[str, str], BuildRecord[Any]]]]
+    conn: sqlite3.Connection, calls: list[list[tuple[tuple[str, str], BuildRecord[Any]]]],
+    auth: QueueAuth | None = None,
 ) -> list[list[Appended[Any]]]:
     """A group's append_for_holdings: one read of the holdings, the builds, then
     :func:`append_merged`, all in the writer's transaction."""
@@ -190,7 +197,7 @@ def append_for_merged(
     results, records, slots = build_records(
         [build for _, build in items], [sealed.get(j) for j in range(len(items))])
     if records:
-        (placed,) = append_merged(conn, [records])
+        (placed,) = append_merged(conn, [records], auth)
         with_ids(results, slots, placed)
     out: list[list[Appended[Any]]] = []
     pos = 0
@@ -264,11 +271,16 @@ def integrate(
         return Integration(False, 0, _stored_size(conn), None)
     row = conn.execute("SELECT tree_size, frontier FROM log_state WHERE id = 1").fetchone()
     latest = conn.execute("SELECT MAX(tree_size) FROM checkpoints").fetchone()[0]
-    queued = conn.execute(
-        "SELECT id, leaf FROM access_records WHERE leaf_index IS NULL ORDER BY id LIMIT ?",
-        (batch,),
-    ).fetchall()
+    queued = conn.execute(_QUEUED, (batch,)).fetchall()
     plan = plan_fn(IntegrationInput(LogState(*row) if row else None, latest, queued))
+    now = _now_us()
+    for record_id, reason in plan.quarantine:  # kept aside, never deleted silently
+        conn.execute(
+            "INSERT INTO quarantined_records (id, pseudonym, sealed_subject, leaf, mac, reason, "
+            "quarantined_us) SELECT id, pseudonym, sealed_subject, leaf, mac, ?, ? "
+            "FROM access_records WHERE id = ? AND leaf_index IS NULL", (reason, now, record_id))
+        conn.execute("DELETE FROM access_records WHERE id = ? AND leaf_index IS NULL",
+                     (record_id,))
     if plan.assign:
         cur = conn.executemany(
             "UPDATE access_records SET leaf_index = ? WHERE id = ? AND leaf_index IS NULL",
@@ -291,7 +303,7 @@ def integrate(
             "INSERT INTO checkpoints (tree_size, note, signed_at_us) VALUES (?, ?, ?)",
             (size, note, _now_us()),
         )
-    return Integration(True, len(plan.assign), plan.tree_size, note)
+    return Integration(True, len(plan.assign), plan.tree_size, note, len(plan.quarantine))
 
 
 def release_lease(conn: sqlite3.Connection, holder: str) -> None:
@@ -308,7 +320,20 @@ def _stored_size(conn: sqlite3.Connection) -> int:
 def log_status(conn: sqlite3.Connection) -> LogStatus:
     size = _stored_size(conn)
     row = conn.execute("SELECT holder, expires_us FROM sequencer_lease WHERE id = 1").fetchone()
-    return LogStatus(size, row[0], row[1]) if row else LogStatus(size, None, 0)
+    oldest = conn.execute(
+        "SELECT queued_us FROM access_records WHERE leaf_index IS NULL ORDER BY id LIMIT 1"
+    ).fetchone()
+    (held,) = conn.execute(
+        "SELECT COUNT(*) FROM quarantined_records WHERE reviewed_us IS NULL").fetchone()
+    holder, expires = row if row else (None, 0)
+    return LogStatus(size, holder, expires, oldest[0] if oldest else None, held)
+
+
+def leaf_index_by_hash(conn: sqlite3.Connection, hash_: bytes, tree_size: int) -> int | None:
+    row = conn.execute(
+        "SELECT MIN(idx) FROM tree_nodes WHERE level = 0 AND hash = ? AND idx < ?",
+        (hash_, tree_size)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
 
 
 def get_nodes(conn: sqlite3.Connection, ids: list[tuple[int, int]]) -> list[bytes]:

@@ -27,8 +27,12 @@ class AuditService(pb_grpc.AuditServiceServicer):
     async def GetInclusionProof(
         self, request: pb.GetInclusionProofRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetInclusionProofResponse:
+        if request.leaf_hash:  # by hash (a receipt's), as CT's get-proof-by-hash
+            index, hashes = await self._log.inclusion_by_hash(request.leaf_hash,
+                                                              request.tree_size)
+            return pb.GetInclusionProofResponse(hashes=hashes, leaf_index=index)
         hashes = await self._log.inclusion_proof(request.leaf_index, request.tree_size)
-        return pb.GetInclusionProofResponse(hashes=hashes)
+        return pb.GetInclusionProofResponse(hashes=hashes, leaf_index=request.leaf_index)
 
     async def ListEntries(
         self, request: pb.ListEntriesRequest, context: grpc.aio.ServicerContext

@@ -17,7 +17,8 @@ def _request(m: pb.TranslateSymbolRequest) -> TranslateRequest:
 
 
 def _translated(t: Translated) -> pb.TranslateSymbolResponse:
-    return pb.TranslateSymbolResponse(provider_symbol=t.provider_symbol, record_id=t.record_id)
+    return pb.TranslateSymbolResponse(provider_symbol=t.provider_symbol, record_id=t.record_id,
+                                      receipt=t.receipt)
 
 
 class BrokerService(pb_grpc.BrokerServiceServicer):
@@ -46,4 +47,4 @@ class BrokerService(pb_grpc.BrokerServiceServicer):
             request.requester_agency, request.symbol, request.office_work, request.info_item,
             request.exchange_id))
         return pb.ResolveProvidersResponse(provider_agencies=r.provider_agencies,
-                                           record_id=r.record_id)
+                                           record_id=r.record_id, receipt=r.receipt)

@@ -169,3 +169,32 @@ class RegistrySnapshot:
 
             drop_database(self._clone)
             self._clone = None
+
+
+def tamper(url: str, base: Path, sql: str, params: tuple[Any, ...] = ()) -> int:
+    """Write to a registry as an attacker with database access would: straight through
+    the driver, past the service (``?`` placeholders). Returns the rows changed."""
+    from symbolsvc.registry.backends import backend_for
+
+    if backend_for(url).name == "sqlite":
+        path = Path(url.removeprefix("sqlite:").removeprefix("//"))
+        conn = sqlite3.connect(path if path.is_absolute() else base / path, timeout=30)
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            with conn:
+                return conn.execute(sql, params).rowcount
+        finally:
+            conn.close()
+    import psycopg
+
+    from symbolsvc.registry.url import PgTarget
+
+    target = PgTarget.parse(url)
+    kwargs = {"password": target.password} if target.password else {}
+    with psycopg.connect(target.conninfo, autocommit=True, **kwargs) as pg:
+        return pg.execute(sql.replace("?", "%s"), params).rowcount
+
+
+def tamper_deployment(where: Path, sql: str, params: tuple[Any, ...] = ()) -> int:
+    """:func:`tamper` on a deployment's registry."""
+    return tamper(storage_url(where), config_file(where).parent, sql, params)

@@ -1,4 +1,4 @@
--- symbolsvc registry schema 4 (SQLite): idempotent exchanges (docs/EXCHANGES.md).
+-- symbolsvc registry schema 5 (SQLite): idempotent exchanges (docs/EXCHANGES.md).
 -- exchange_key = HMAC(K_exchange, requester_agency, exchange_id) and exchange_digest =
 -- HMAC(K_exchange, the exchange's content): keyed digests, no request in clear. At most
 -- one record per exchange key (NULL for records that are no exchange, or older ones).
