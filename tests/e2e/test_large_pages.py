@@ -13,13 +13,13 @@ is the expensive part.
 
 from __future__ import annotations
 
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from helpers import Clients, NumberSource, StartServer, init_deployment_cli, wait_until
 from symbolsvc_client import CallError
+from symbolsvc_client.ids import new_id
 
 from symbolsvc.cli import main
 from symbolsvc.paging import PAGE_BYTES
@@ -58,7 +58,7 @@ def test_pages_of_large_leaves_fit_and_audit_verifies(
             broker = clients.broker()
             replies = list(pool.map(lambda _: broker.resolve(
                 "pension-service", requester, "survivor-pension", "resident-tax-income",
-                f"wide-{uuid.uuid4()}"), range(RESOLUTIONS)))
+                f"wide-{new_id()}"), range(RESOLUTIONS)))
         assert all(len(r.provider_agencies) == len(HOLDERS) for r in replies)
         auditor = clients.auditor()
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import socket
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from helpers import (
     wait_until,
 )
 from helpers.deployments import storage_url
+from symbolsvc_client.ids import new_id
 
 from symbolsvc.registry.backends import backend_for
 from symbolsvc.v1 import disclosure_service_pb2 as disclosure_pb
@@ -88,7 +88,7 @@ def test_swapped_or_copied_sealed_reference_is_delivered_to_nobody(
             req = clients.agency(REQUESTER).issue(n).symbol
             clients.agency(PROVIDER).issue(n)
             subjects.append((portal.agency.issue(n).symbol, req))
-        ids = [broker.translate(REQUESTER, req, PROVIDER, OFFICE, ITEM, f"x-{uuid.uuid4()}"
+        ids = [broker.translate(REQUESTER, req, PROVIDER, OFFICE, ITEM, f"x-{new_id()}"
                                 ).record_id for _, req in subjects[:3]]
         a, b, c = ids
         # tampered once integrated (a queued row's reference is covered by its queue tag,
@@ -109,11 +109,11 @@ def test_swapped_or_copied_sealed_reference_is_delivered_to_nobody(
         lonely_req = clients.agency(REQUESTER).issue(lonely).symbol
         lonely_portal = portal.agency.issue(lonely).symbol
         err = call_error(broker.translate, REQUESTER, lonely_req, PROVIDER, OFFICE, ITEM,
-                         f"x-{uuid.uuid4()}")
+                         f"x-{new_id()}")
         assert (err.code, err.reason) == (grpc.StatusCode.NOT_FOUND, "PROVIDER_NOT_HOLDING")
         # a marker record after the tampered ones: the watch has passed them when it arrives
         marker = broker.translate(REQUESTER, subjects[3][1], PROVIDER, OFFICE, ITEM,
-                                  f"x-{uuid.uuid4()}").record_id
+                                  f"x-{new_id()}").record_id
         delivered: dict[int, tuple[str, int]] = {}
         for msg in portal.watch("", timeout=60):
             if msg.HasField("record"):
