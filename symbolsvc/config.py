@@ -129,6 +129,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "integrate_interval_ms": Key("int", 200, 1, 3_600_000),
         "integrate_batch": Key("int", 10_000, 1, 10_000_000),
         "lease_ms": Key("int", 5_000, 1, 86_400_000),
+        # how long records must be kept; nothing deletes a leaf (docs/ACCESS_LOG.md, Retention)
+        "retention_years": Key("int", 7, 1, 100),
         "max_merge_delay": Key("float", 10.0, 1.0, 86_400.0),
         "watch_poll_ms": Key("int", 30_000, 100, 86_400_000),
     },
@@ -212,6 +214,8 @@ class Config:
     log_integrate_interval_ms: int = 200
     log_integrate_batch: int = 10_000
     log_lease_ms: int = 5_000
+    # The retention period operators archive to (never delete from the tree).
+    log_retention_years: int = 7
     # The maximum merge delay (seconds): receipts promise integration within it; the
     # broker's health is NOT_SERVING while the integration lag exceeds it.
     log_max_merge_delay: float = 10.0
@@ -389,6 +393,7 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         log_integrate_interval_ms=log["integrate_interval_ms"],
         log_integrate_batch=log["integrate_batch"],
         log_lease_ms=log["lease_ms"],
+        log_retention_years=log["retention_years"],
         log_max_merge_delay=float(log["max_merge_delay"]),
         watch_poll_ms=log["watch_poll_ms"],
         revoked=tls["revoked"],

@@ -18,22 +18,22 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import TypeVar
 
-from . import rotation
+from . import exchanges, rotation
 from .errors import InvalidArgument, NotFound, PermissionDenied, SymbolsvcError
+from .inputs import MAX_BATCH, MAX_EXCHANGE_ID, check_batch, check_exchange, check_ident
 from .log.hashing import leaf_hash
 from .log.receipts import ReceiptSigner
 from .newrecords import exchange_record, linkage_record, linkage_records
 from .numbers import validate_individual_number
-from .policy import Policy, PolicyHolder, Rule, is_ident
-from .records import AccessKind
-from .registry import Built, HoldingsStore, NewRecord
+from .policy import Policy, PolicyHolder, Rule
+from .records import AccessKind, AccessRecord
+from .records import Outcome as RecordOutcome
+from .registry import Appended, Built, ExchangeTag, HoldingsStore, NewRecord
 from .subjects import unseal_holding
 from .symbols import Deriver, symbol_version
 
-MAX_BATCH = 1000
 YIELD_EVERY = 100
 """A batch lets other calls run on the event loop after deriving this many items."""
-MAX_EXCHANGE_ID = 128
 
 R = TypeVar("R")
 
@@ -187,9 +187,9 @@ class Core:
         for i, r in enumerate(reqs):
             prefix = f"requests[{i}]." if batch else ""
             try:
-                _check_exchange(r, prefix)
+                check_exchange(r, prefix, r.provider_agency)
                 self.deriver.version_of(r.symbol, prefix + "symbol")
-                _check_ident(r.provider_agency, prefix + "provider_agency")
+                check_ident(r.provider_agency, prefix + "provider_agency")
                 if not policy.allows(r.requester_agency, r.office_work, r.info_item,
                                      r.provider_agency):
                     security_log.warning(
@@ -217,11 +217,16 @@ class Core:
         # One deriver for the whole call: a SIGHUP may swap in a rotated keyring meanwhile.
         d = self.deriver
         versions = await self._provider_versions(d, reqs, todo)
+        tags = {i: exchanges.tag(d, AccessKind.TRANSLATE, r.requester_agency, r.exchange_id,
+                                 r.symbol, r.provider_agency, r.office_work, r.info_item)
+                for i in todo for r in (reqs[i],)}
         results = await self.registry.append_for_holdings(
             [((reqs[i].requester_agency, reqs[i].symbol),
-              self._translation(d, reqs[i], now, versions.get(i, d.current_version), policy))
+              self._translation(d, reqs[i], now, versions.get(i, d.current_version), policy,
+                                tags[i]))
              for i in todo]
         )
+        replays = []
         receipts = self.receipts
         for n, (i, res) in enumerate(zip(todo, results, strict=True)):
             if not res.held:
@@ -229,20 +234,45 @@ class Core:
             elif isinstance(res.value, SymbolsvcError):
                 out[i] = res.value
             elif res.record_id is None or res.value is None:
-                # the requester's holding was live in the same transaction: the provider's
-                # was not (the record required both)
-                out[i] = NotFound(
-                    "PROVIDER_NOT_HOLDING",
-                    f"the provider agency {reqs[i].provider_agency!r} holds no records "
-                    "on this subject",
-                )
+                replays.append((i, res))  # the exchange key is taken (or a holding ended)
+            elif res.fallback:
+                # recorded with its outcome: the provider's holding was not live in the
+                # transaction that appended the record
+                out[i] = _provider_not_holding(reqs[i].provider_agency)
             else:
                 symbol, leaf = res.value
                 receipt = "" if receipts is None else receipts.sign(leaf_hash(leaf))
                 out[i] = Translated(symbol, res.record_id, receipt)
                 if receipts is not None and n % YIELD_EVERY == YIELD_EVERY - 1:
                     await asyncio.sleep(0)  # one signature per record: let others run
+        settled = await asyncio.gather(*(self._translation_replayed(
+            reqs[i], tags[i], res, batch, i) for i, res in replays))
+        for (i, _), outcome in zip(replays, settled, strict=True):
+            out[i] = outcome
         return _filled(out)
+
+    async def _translation_replayed(
+        self, r: TranslateRequest, tag: ExchangeTag,
+        res: Appended[tuple[str, bytes] | SymbolsvcError],
+        batch: bool, i: int,
+    ) -> Translated | SymbolsvcError:
+        """A translation whose record was not appended: a replay of exchange (requester,
+        exchange id) gets the first answer and record; other content EXCHANGE_ID_REUSED."""
+        found = await self.registry.prior_exchange(tag.key)
+        if found is None:  # no record holds the key: the requester's holding ended meanwhile
+            return _requester_not_holding()
+        if not exchanges.same(found, tag):
+            return exchanges.reused(r.requester_agency, r.exchange_id,
+                                    f"requests[{i}].exchange_id" if batch else "exchange_id")
+        if AccessRecord.decode(found.leaf).outcome is RecordOutcome.PROVIDER_NOT_HOLDING:
+            return _provider_not_holding(r.provider_agency)
+        if not isinstance(res.value, tuple):
+            return _requester_not_holding()
+        return Translated(res.value[0], found.record_id, self._receipt(found.leaf))
+
+    def _receipt(self, leaf: bytes) -> str:
+        """The signed receipt for the record ``leaf`` ("" when not signing)."""
+        return "" if self.receipts is None else self.receipts.sign(leaf_hash(leaf))
 
     async def _provider_versions(
         self, d: Deriver, reqs: Sequence[TranslateRequest], todo: list[int]
@@ -265,24 +295,28 @@ class Core:
                 if sym is not None}
 
     def _translation(
-        self, d: Deriver, r: TranslateRequest, now: int, provider_version: int, policy: Policy
+        self, d: Deriver, r: TranslateRequest, now: int, provider_version: int, policy: Policy,
+        tag: ExchangeTag,
     ) -> Callable[[bytes], Built[tuple[str, bytes] | SymbolsvcError]]:
         """The write unit's build step for one translation, run in the registry's writer
         with the requester's sealed reference. It never raises: it returns the record and
         (the provider's symbol, the leaf), or no record and the error. The provider's symbol
         is under ``provider_version`` (the version it holds the subject at, else d's
-        current one)."""
+        current one). When the provider's holding is not live the record's ``otherwise``
+        is appended: the same record with the outcome PROVIDER_NOT_HOLDING, requiring the
+        requester's holding only, so the subject sees that someone asked."""
         rule = policy.grant(r.requester_agency, r.office_work, r.info_item, r.provider_agency)
 
         def build(sealed_ref: bytes) -> Built[tuple[str, bytes] | SymbolsvcError]:
             try:
                 sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
                 provider_symbol = d.symbol(r.provider_agency, sid, provider_version)
+                requester = (r.requester_agency, r.symbol)
                 record = self._record(
                     AccessKind.TRANSLATE, now, r.requester_agency, r.office_work, r.info_item,
                     r.exchange_id, (r.provider_agency,), sid,
-                    ((r.requester_agency, r.symbol), (r.provider_agency, provider_symbol)),
-                    policy, rule,
+                    (requester, (r.provider_agency, provider_symbol)), policy, rule,
+                    tag, (requester,),
                 )
             except SymbolsvcError as err:
                 return Built(None, err)
@@ -292,7 +326,7 @@ class Core:
 
     async def resolve(self, r: ResolveRequest) -> Resolved:
         """CONTRACT §4 Resolve providers: permitted providers that hold the subject, logged."""
-        _check_exchange(r, "")
+        check_exchange(r, "")
         self.deriver.version_of(r.symbol)
         policy = self.policy.current
         permitted = policy.permitted_providers(r.requester_agency, r.office_work, r.info_item)
@@ -316,17 +350,24 @@ class Core:
         live = await rotation.newest_live(self.deriver, self.registry,
                                           [(p, sid) for p in candidates])
         holders = tuple(p for p, s in zip(candidates, live, strict=True) if s is not None)
+        d = self.deriver
+        tag = exchanges.tag(d, AccessKind.RESOLVE, r.requester_agency, r.exchange_id,
+                            r.symbol, "", r.office_work, r.info_item)
         record = self._record(
             AccessKind.RESOLVE, self._clock_us(), r.requester_agency, r.office_work,
             r.info_item, r.exchange_id, holders, sid, ((r.requester_agency, r.symbol),),
-            policy, policy.grant(r.requester_agency, r.office_work, r.info_item),
+            policy, policy.grant(r.requester_agency, r.office_work, r.info_item), tag,
         )
         (rid,) = await self.registry.append_records([record])
-        if rid is None:  # released between the lookup and the append
+        if rid is not None:
+            return Resolved(holders, rid, self._receipt(record.leaf))
+        found = await self.registry.prior_exchange(tag.key)
+        if found is None:  # released between the lookup and the append
             raise _requester_not_holding()
-        receipts = self.receipts
-        return Resolved(holders, rid,
-                        "" if receipts is None else receipts.sign(leaf_hash(record.leaf)))
+        if not exchanges.same(found, tag):
+            raise exchanges.reused(r.requester_agency, r.exchange_id, "exchange_id")
+        return Resolved(AccessRecord.decode(found.leaf).providers, found.record_id,
+                        self._receipt(found.leaf))
 
     # -- helpers ----------------------------------------------------------------
 
@@ -337,9 +378,10 @@ class Core:
         self, kind: AccessKind, now: int, requester: str, office_work: str, info_item: str,
         exchange_id: str, providers: tuple[str, ...], sid: bytes,
         require: tuple[tuple[str, str], ...], policy: Policy, rule: Rule | None,
+        tag: ExchangeTag | None = None, refused: tuple[tuple[str, str], ...] | None = None,
     ) -> NewRecord:
         return exchange_record(self.deriver, kind, now, requester, office_work, info_item,
-                               exchange_id, providers, sid, require, policy, rule)
+                               exchange_id, providers, sid, require, policy, rule, tag, refused)
 
 
 def _filled(out: Sequence[R | None]) -> list[R]:
@@ -349,36 +391,9 @@ def _filled(out: Sequence[R | None]) -> list[R]:
     return [o for o in out if o is not None]
 
 
-def check_batch(n: int, field: str) -> None:
-    if n == 0:
-        raise InvalidArgument("EMPTY_BATCH", "the batch is empty", field)
-    if n > MAX_BATCH:
-        raise InvalidArgument(
-            "BATCH_TOO_LARGE", f"a batch holds at most {MAX_BATCH} items (got {n})", field
-        )
-
-
-def _check_ident(value: str, field: str) -> None:
-    if not is_ident(value):
-        raise InvalidArgument(
-            "BAD_IDENTIFIER",
-            f"{field} must be 1-64 lower-case ASCII letters, digits, '.', '_' or '-'",
-            field,
-        )
-
-
-def _check_exchange(r: TranslateRequest | ResolveRequest, prefix: str) -> None:
-    _check_ident(r.requester_agency, prefix + "requester_agency")
-    symbol_version(r.symbol, prefix + "symbol")
-    _check_ident(r.office_work, prefix + "office_work")
-    _check_ident(r.info_item, prefix + "info_item")
-    x = r.exchange_id
-    if not (0 < len(x) <= MAX_EXCHANGE_ID and x.isascii() and x.isprintable()):
-        raise InvalidArgument(
-            "BAD_EXCHANGE_ID",
-            f"exchange_id must be 1-{MAX_EXCHANGE_ID} printable ASCII characters",
-            prefix + "exchange_id",
-        )
+def _provider_not_holding(provider: str) -> NotFound:
+    return NotFound("PROVIDER_NOT_HOLDING",
+                    f"the provider agency {provider!r} holds no records on this subject")
 
 
 def _requester_not_holding() -> NotFound:
@@ -391,6 +406,7 @@ def _requester_not_holding() -> NotFound:
 
 __all__ = [
     "MAX_BATCH",
+    "MAX_EXCHANGE_ID",
     "Core",
     "Issued",
     "Outcome",
@@ -398,4 +414,5 @@ __all__ = [
     "Resolved",
     "TranslateRequest",
     "Translated",
+    "check_batch",
 ]

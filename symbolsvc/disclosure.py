@@ -27,6 +27,7 @@ from .errors import FailedPrecondition, InvalidArgument, NotFound, SymbolsvcErro
 from .log.fanout import PortalFollowers, SharedScans
 from .log.sequencer import LogNotifier
 from .log.service import AccessLog
+from .paging import bounded
 from .records import AccessRecord, LeafError
 from .registry import HoldingsStore, LogStore, StoredRecord
 from .rotation import newest_live
@@ -149,7 +150,8 @@ class Disclosure:
         self, portal: str, symbol: str, page_size: int, page_token: str
     ) -> tuple[list[DisclosedRecord], str, Withheld]:
         """One page of the subject's records not withheld now, newest first, the next page
-        token, and how many are withheld now (with the earliest release time)."""
+        token, and how many are withheld now (with the earliest release time): at most
+        ``page_size`` records and :data:`~symbolsvc.paging.PAGE_BYTES` of leaves."""
         if page_size < 0 or page_size > MAX_PAGE_SIZE:
             raise InvalidArgument(
                 "BAD_PAGE_SIZE", f"page_size must be between 0 and {MAX_PAGE_SIZE}", "page_size"
@@ -165,23 +167,26 @@ class Disclosure:
                                       "returned, or empty for the first page", "page_token")
         size = page_size or DEFAULT_PAGE_SIZE
         now = self._clock_us()
-        rows = await self._holdings.records_for_subject(pseudonym, before, size + 1, now_us=now)
-        more = len(rows) > size
-        rows = rows[:size]
+        found = await self._holdings.records_for_subject(pseudonym, before, size + 1, now_us=now)
+        rows = bounded(found[:size], lambda row: len(row.leaf))  # and by bytes
+        more = len(found) > len(rows)
         page = [DisclosedRecord(row.id, AccessRecord.decode(row.leaf), row.leaf_index)
                 for row in rows]
         withheld = Withheld(*await self._holdings.withheld_for_subject(pseudonym, now))
         return page, (str(rows[-1].id) if more else ""), withheld
 
-    async def portal_symbols(self, portal: str, sealed: Sequence[bytes]) -> list[str | None]:
-        """For access records' sealed subjects: the portal's symbol (under the newest key
-        version it holds the subject at) for each record's subject, else None.
+    async def portal_symbols(self, portal: str, rows: Sequence[StoredRecord]
+                             ) -> list[str | None]:
+        """For access records: the portal's symbol (under the newest key version it
+        holds the subject at) for each record's subject, else None.
 
-        A record whose sealed subject fails authentication is reported to the
-        operator and treated as not held, so one damaged row cannot stall a watch.
+        A record whose sealed subject fails authentication for that record (damaged,
+        swapped or copied from another record) is reported and delivered to nobody, so
+        one damaged row cannot stall a watch nor reach the wrong person.
         """
-        # A POLICY record is about no subject: its sealed subject is empty.
-        sids = [unseal_record_subject(self.deriver, ref) if ref else None for ref in sealed]
+        # A POLICY record is about no subject: its sealed subject is empty (None, unreported).
+        sids = [unseal_record_subject(self.deriver, r.sealed_subject, r.leaf, r.id)
+                for r in rows]
         asked = [(portal, sid) for sid in sids if sid is not None]
         found = iter(await newest_live(self.deriver, self._holdings, asked))
         return [None if sid is None else next(found) for sid in sids]
@@ -249,7 +254,7 @@ class Disclosure:
         rows = await self._store.withheld_due(mark, now, after, WATCH_SCAN)
         if not rows:
             return rows, []
-        return rows, await self.portal_symbols(portal, [r.sealed_subject for r in rows])
+        return rows, await self.portal_symbols(portal, rows)
 
     async def _follow_scan(self, portal: str, after: int, size: int
                            ) -> tuple[list[int], list[bool]]:
@@ -267,7 +272,7 @@ class Disclosure:
         rows = await self._store.integrated_after(after, WATCH_SCAN)
         if not rows:
             return rows, []
-        return rows, await self.portal_symbols(portal, [r.sealed_subject for r in rows])
+        return rows, await self.portal_symbols(portal, rows)
 
     async def record_proof(self, portal: str, symbol: str, record_id: int,
                            min_cosignatures: int = 0) -> RecordProof:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .policy import Policy, Rule
-from .records import PSEUDONYM_LEN, AccessKind, AccessRecord
-from .registry import NewRecord
+from .records import PSEUDONYM_LEN, AccessKind, AccessRecord, Outcome
+from .registry import ExchangeTag, NewRecord
 from .subjects import seal_record_subject
 from .symbols import Deriver
 
@@ -27,14 +27,19 @@ NO_SUBJECT = bytes(PSEUDONYM_LEN)
 """The pseudonym of records about no subject (POLICY): no HMAC output is all zeros in
 practice, and no portal look-up ever asks for it."""
 _U64 = struct.Struct(">Q")
+_NOT_HOLDING = bytes((Outcome.PROVIDER_NOT_HOLDING,))
 
 
 def exchange_record(
     deriver: Deriver, kind: AccessKind, now: int, requester: str, office_work: str,
     info_item: str, exchange_id: str, providers: tuple[str, ...], sid: bytes,
     require: tuple[tuple[str, str], ...], policy: Policy | None, rule: Rule | None,
+    tag: ExchangeTag | None = None, refused: tuple[tuple[str, str], ...] | None = None,
 ) -> NewRecord:
-    """A TRANSLATE or RESOLVE record, naming ``rule`` of ``policy`` when given."""
+    """A TRANSLATE or RESOLVE record, naming ``rule`` of ``policy`` when given, appended
+    at most once per exchange ``tag`` (docs/EXCHANGES.md). With ``refused``, the record's
+    ``otherwise`` is the same record with the outcome PROVIDER_NOT_HOLDING (policy
+    extensions kept), requiring only the holdings ``refused`` names."""
     pseudonym = deriver.log_pseudonym(sid)
     record = AccessRecord(kind, now, requester, office_work, info_item, exchange_id,
                           providers, pseudonym)
@@ -45,8 +50,18 @@ def exchange_record(
         if withheld is not None:
             ext["WITHHELD_UNTIL"] = _U64.pack(withheld)
         record = record.with_ext(**ext)
-    return NewRecord(record.encode(), pseudonym, seal_record_subject(deriver, sid), require,
-                     withheld)
+    leaf = record.encode()
+    otherwise: Callable[[], NewRecord] | None = None
+    if refused is not None:
+        not_holding, only = record.with_ext(OUTCOME=_NOT_HOLDING), refused
+
+        def otherwise() -> NewRecord:  # built only when the provider's holding is not live
+            other = not_holding.encode()
+            return NewRecord(other, pseudonym, seal_record_subject(deriver, sid, other),
+                             only, withheld_until_us=withheld)
+
+    return NewRecord(leaf, pseudonym, seal_record_subject(deriver, sid, leaf), require,
+                     withheld_until_us=withheld, otherwise=otherwise, exchange=tag)
 
 
 def linkage_record(deriver: Deriver, kind: AccessKind, now: int, agency: str,
@@ -67,8 +82,9 @@ def linkage_records(deriver: Deriver, kind: AccessKind, now: int, agency: str,
     out = []
     for i, sid in enumerate(sids):
         pseudonym = deriver.log_pseudonym(sid)
-        out.append(NewRecord(prefix + pseudonym, pseudonym, seal_record_subject(
-            deriver, sid, nonces[12 * i:12 * i + 12])))
+        leaf = prefix + pseudonym
+        out.append(NewRecord(leaf, pseudonym, seal_record_subject(
+            deriver, sid, leaf, nonces[12 * i:12 * i + 12])))
     return out
 
 

@@ -49,6 +49,13 @@ class AccessKind(IntEnum):
     POLICY = 5  # a permission table was published (no subject: an all-zero pseudonym)
 
 
+class Outcome(IntEnum):
+    """Values of :attr:`Ext.OUTCOME` (the proto's AccessOutcome numbers)."""
+
+    ANSWERED = 1
+    PROVIDER_NOT_HOLDING = 2
+
+
 class Ext(IntEnum):
     """Extension tags of a version-2 leaf (docs/ACCESS_LOG.md lists each value's format)."""
 
@@ -105,6 +112,19 @@ class AccessRecord:
         """µs since the epoch before which the record is not disclosed (None: never held)."""
         value = self.get(Ext.WITHHELD_UNTIL)
         return None if value is None or len(value) != 8 else int.from_bytes(value, "big")
+
+    @property
+    def outcome(self) -> Outcome:
+        """How the exchange ended (:attr:`Ext.OUTCOME`; absent: answered)."""
+        value = self.get(Ext.OUTCOME)
+        if value is None:
+            return Outcome.ANSWERED
+        try:
+            if len(value) != 1:
+                raise ValueError(len(value))
+            return Outcome(value[0])
+        except ValueError:
+            raise LeafError("the record's outcome is not a known value") from None
 
     def with_ext(self, **values: bytes) -> AccessRecord:
         """A copy with the named extensions (``Ext`` member names) set."""

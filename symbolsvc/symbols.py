@@ -7,10 +7,12 @@ number itself.
     subject_id        = HMAC-SHA256(K_subject, number)               (never stored in clear)
     symbol(agency, v) = "k<v>." + base32(HMAC-SHA256(K_agency_v, subject_id))
     log pseudonym     = HMAC-SHA256(K_log, subject_id)                (no agency's symbol)
+    exchange digest   = HMAC-SHA256(K_exchange, exchange identity or content)
     sealed reference  = 0x01 || nonce || AES-256-GCM-SIV(K_seal, nonce, subject_id,
                                                         aad = agency || 0x00 || symbol)
 
-with K_subject, K_log, K_seal = HKDF(root, ...) and K_agency_v = HKDF(symbol_key_v, agency).
+with K_subject, K_log, K_seal, K_exchange = HKDF(root, ...) and
+K_agency_v = HKDF(symbol_key_v, agency).
 The sealed reference is what lets the broker get from one agency's symbol to
 another's without any value shared between the two holdings' rows: a fresh
 nonce makes every sealed reference different, and the AAD binds it to its row.
@@ -19,6 +21,8 @@ nonce makes every sealed reference different, and the AAD binds it to its row.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac as std_hmac
 import os
 import re
 from functools import lru_cache
@@ -55,6 +59,8 @@ class Deriver:
         self._subject = hmac.HMAC(src.derive(ROOT, b"subject-id"), hashes.SHA256())
         self._log = hmac.HMAC(src.derive(ROOT, b"log-pseudonym"), hashes.SHA256())
         self._seal = AESGCMSIV(src.derive(ROOT, b"seal subject-ref v1"))
+        self._exchange = std_hmac.new(src.derive(ROOT, b"exchange-digest v1"),
+                                      digestmod=hashlib.sha256)
         self._agency_mac = lru_cache(maxsize=65536)(self._make_agency_mac)
 
     def _make_agency_mac(self, agency: str, version: int) -> hmac.HMAC:
@@ -105,6 +111,13 @@ class Deriver:
         h = self._log.copy()
         h.update(subject_id)
         return h.finalize()
+
+    def exchange_digest(self, data: bytes) -> bytes:
+        """HMAC-SHA256(K_exchange, data): the stored, keyed form of an exchange's identity
+        and content (symbolsvc.exchanges), so the database holds no request in clear."""
+        h = self._exchange.copy()  # the keyed state is copied, not set up again
+        h.update(data)
+        return h.digest()
 
     def seal(self, subject_id: bytes, agency: str, symbol: str,
              nonce: bytes | None = None) -> bytes:

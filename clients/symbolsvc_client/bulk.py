@@ -27,13 +27,13 @@ import json
 import os
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .errors import CallError
+from .ids import new_id
 
 CHUNK_LINES = 1000  # input lines per chunk (the server's batch and stream-chunk maximum)
 
@@ -130,7 +130,7 @@ class State:
     @classmethod
     def load(cls, path: Path, command: str) -> State:
         if not path.exists():
-            return cls(command, uuid.uuid4().hex)
+            return cls(command, new_id())
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
             state = cls(**doc)
@@ -190,7 +190,7 @@ def run_bulk(op: Operation, items: Iterator[Item], *, output: Path | None,
              failures: list[str] | None = None) -> Summary:
     """Run ``op`` over ``items``; write the output lines; keep the resume state. The
     first failed lines are described in ``failures`` (line, code, reason, message)."""
-    state = State.load(state_path, op.name) if state_path else State(op.name, uuid.uuid4().hex)
+    state = State.load(state_path, op.name) if state_path else State(op.name, new_id())
     hasher = hashlib.sha256()
     skipped_any = False
     for item in items:  # re-read what an earlier run already did, checking it is the same

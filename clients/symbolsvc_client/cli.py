@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from .bulk import Item, Operation, UsageError, open_input, read_items, run_bulk
 from .bulk_ops import IssueOp, ReleaseOp, TranslateOp, UpgradeOp
 from .channel import Deployment
 from .errors import CallError
+from .ids import new_id
 
 
 def _out(msg: Message) -> None:
@@ -94,11 +94,11 @@ def run(args: argparse.Namespace) -> int:
                                      args.info_item, args.exchange_id or "symbolctl"),
                          args, [])
         _out(broker.translate(args.requester, args.symbol, args.provider, args.office_work,
-                              args.info_item, args.exchange_id or str(uuid.uuid4())))
+                              args.info_item, args.exchange_id or new_id()))
     elif cmd == "resolve":
         _out(dep.broker(targets, args.as_).resolve(
             args.requester, args.symbol, args.office_work, args.info_item,
-            args.exchange_id or str(uuid.uuid4())))
+            args.exchange_id or new_id()))
     elif cmd == "records":
         for record in dep.portal(targets, args.as_).all_records(args.symbol):
             _out(record)

@@ -19,7 +19,7 @@ Every write method returns only once its transaction is durable on disk.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from .keyversions import KeyVersionStore
@@ -27,19 +27,6 @@ from .keyversions import Move as Move
 from .keyversions import VersionCount as VersionCount
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class NewRecord:
-    """An access record to append; ``require`` names the holdings ``(agency, symbol)``
-    that must all be live, checked in the transaction that appends the record.
-    ``withheld_until_us`` copies the leaf's WITHHELD_UNTIL (None: disclosed at once)."""
-
-    leaf: bytes
-    pseudonym: bytes
-    sealed_subject: bytes
-    require: tuple[tuple[str, str], ...] = ()
-    withheld_until_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +57,59 @@ class PublishedPolicy:
 
     record_id: int
     loaded_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeTag:
+    """The keyed identity of an exchange, ``(requester_agency, exchange_id)``, and the keyed
+    digest of its content (symbolsvc.exchanges): at most one record per ``key``."""
+
+    key: bytes
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PriorExchange:
+    """The record an exchange already wrote and the digest of the content it had."""
+
+    digest: bytes
+    record_id: int
+    leaf: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecord:
+    """An access record to append; ``require`` names the holdings ``(agency, symbol)``
+    that must all be live, checked in the transaction that appends the record.
+    ``withheld_until_us`` copies the leaf's WITHHELD_UNTIL (None: disclosed at once).
+
+    ``otherwise()`` builds the record appended instead (under its own ``require``) when a
+    holding this record requires is not live: a refused exchange is still recorded (built
+    only then, so the common case pays nothing for it). ``exchange``
+    makes the append conditional on no record holding the same exchange key: a record
+    whose key is taken is not appended (nor its ``otherwise``)."""
+
+    leaf: bytes
+    pseudonym: bytes
+    sealed_subject: bytes
+    require: tuple[tuple[str, str], ...] = ()
+    withheld_until_us: int | None = None
+    otherwise: Callable[[], NewRecord] | None = None
+    exchange: ExchangeTag | None = None
+
+
+def fallback_record(record: NewRecord) -> NewRecord | None:
+    """The record appended instead of ``record`` when a holding it requires is not live
+    (its ``otherwise``), under ``record``'s exchange tag: the exchange's key stays taken
+    whichever of the two was appended, and the row's queue tag covers it."""
+    if record.otherwise is None:
+        return None
+    return replace(record.otherwise(), exchange=record.exchange)
+
+
+Placed = tuple[int, bool] | None
+"""Where a backend appended one :class:`NewRecord`: ``(id, True when its otherwise was
+appended)``, or None when neither was."""
 
 
 RecordMac = Callable[[int, NewRecord], bytes]
@@ -134,8 +174,9 @@ class LogState:
     frontier: bytes
 
 
-QueuedRow = tuple[int, bytes, bytes, bytes, bytes | None]
-"""A queued row as stored: ``(id, leaf, pseudonym, sealed_subject, mac)``."""
+QueuedRow = tuple[int, bytes, bytes, bytes, bytes | None, bytes | None, bytes | None]
+"""A queued row as stored: ``(id, leaf, pseudonym, sealed_subject, mac, exchange_key,
+exchange_digest)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +186,7 @@ class IntegrationInput:
     ``state`` is None before the first leaf; ``latest_checkpoint`` the size of the
     largest stored checkpoint (None before the first); ``queued`` the oldest
     unsequenced rows, in queue (id) order: ``(id, leaf)``, or as the backends read
-    them ``(id, leaf, pseudonym, sealed_subject, mac)`` (see :data:`QueuedRow`).
+    them as :data:`QueuedRow`.
     """
 
     state: LogState | None
@@ -212,6 +253,7 @@ class Appended(Generic[T]):
     held: bool
     record_id: int | None = None
     value: T | None = None
+    fallback: bool = False  # the record appended was the build's ``otherwise``
 
 
 BuildRecord = Callable[[bytes], Built[T]]
@@ -240,11 +282,17 @@ def build_records(
 
 
 def with_ids(results: list[Appended[T]], slots: Sequence[int],
-             ids: Sequence[int | None]) -> list[Appended[T]]:
+             placed: Sequence[Placed]) -> list[Appended[T]]:
     """``results`` with the appended records' ids filled in at ``slots``."""
-    for j, rid in zip(slots, ids, strict=True):
-        results[j] = Appended(True, rid, results[j].value)
+    for j, where in zip(slots, placed, strict=True):
+        if where is not None:
+            results[j] = Appended(True, where[0], results[j].value, where[1])
     return results
+
+
+def ids_of(placed: Sequence[Placed]) -> list[int | None]:
+    """The ids of :meth:`HoldingsStore.append_records`' answer."""
+    return [None if where is None else where[0] for where in placed]
 
 
 @runtime_checkable
@@ -357,7 +405,11 @@ class HoldingsStore(KeyVersionStore, Protocol):
 
     async def append_records(self, records: Sequence[NewRecord]) -> list[int | None]:
         """Append access records durably; per item its id, or None when any of its
-        required holdings is not live (then nothing is written for it)."""
+        required holdings is not live or its exchange key is taken (then nothing is
+        written for it)."""
+
+    async def prior_exchange(self, key: bytes) -> PriorExchange | None:
+        """The record holding exchange key ``key`` (see :class:`ExchangeTag`), if any."""
 
     async def append_for_holdings(
         self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]

@@ -16,19 +16,22 @@ import psycopg
 from . import (
     Appended,
     BuildRecord,
-    HoldingRow,
+    ExchangeTag,
     Integration,
     IntegrationInput,
     LogState,
     LogStatus,
     NewHolding,
     NewRecord,
+    Placed,
     PlanFn,
-    PublishedPolicy,
+    PriorExchange,
     QueueAuth,
+    QueuedRow,
     StoredCheckpoint,
     StoredRecord,
     build_records,
+    fallback_record,
     with_ids,
 )
 from .pg_ids import IdPool
@@ -150,8 +153,12 @@ async def lookup_many(
     return found
 
 
-_INSERT_RECORD = ("INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac, "
-                  "withheld_until_us) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id")
+_COLUMNS = ("INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac, "
+            "withheld_until_us, exchange_key, exchange_digest) ")
+# A record whose exchange key is taken is not inserted: the second insert of a key waits
+# for the first's transaction and then does nothing (symbolsvc.exchanges).
+_ON_TAKEN = " ON CONFLICT (exchange_key) DO NOTHING RETURNING id"
+_INSERT_RECORD = _COLUMNS + "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)" + _ON_TAKEN
 # The required holdings' rows are share-locked until COMMIT, so a concurrent release
 # waits and no record is appended against a holding released before the record commits.
 def _insert_record_if_live(n: int) -> str:
@@ -159,27 +166,28 @@ def _insert_record_if_live(n: int) -> str:
     tables = ", ".join(f"holdings h{i}" for i in range(n))
     where = " AND ".join(
         f"h{i}.agency = %s AND h{i}.symbol = %s AND NOT h{i}.released" for i in range(n))
-    return ("INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac, "  # noqa: S608
-            f"withheld_until_us) SELECT %s, %s, %s, %s, %s, %s::bigint FROM {tables} "
-            f"WHERE {where} FOR SHARE RETURNING id")
+    return (_COLUMNS + f"SELECT %s, %s, %s, %s, %s, %s::bigint, %s::bytea, %s::bytea "  # noqa: S608
+            f"FROM {tables} WHERE {where} FOR SHARE" + _ON_TAKEN)
 
 
 _INSERT_RECORD_IF_LIVE = {n: _insert_record_if_live(n) for n in (1, 2)}
 
 
-async def append(
-    conn: psycopg.AsyncConnection[Any], records: list[NewRecord], auth: QueueAuth | None = None,
-    pool: IdPool | None = None,
+async def _insert(
+    conn: psycopg.AsyncConnection[Any], rows: list[tuple[NewRecord, ExchangeTag | None]],
+    auth: QueueAuth | None, pool: IdPool | None,
 ) -> list[int | None]:
-    """Append records; each row's id is taken from the sequence first (through ``pool``), so
-    ``auth`` can tag the row over its id and bytes (docs/QUEUE_AUTH.md) in the same insert."""
-    ids = await (pool or IdPool()).take(conn, len(records))
+    """One pipelined insert per ``(record, exchange tag)``; per item its id or None. Each
+    row's id is taken from the sequence first (through ``pool``), so ``auth`` can tag the
+    row over its id and bytes (docs/QUEUE_AUTH.md) in the same insert."""
+    ids = await (pool or IdPool()).take(conn, len(rows))
     cursors = []
     async with conn.pipeline():
-        for rid, r in zip(ids, records, strict=True):
+        for rid, (r, x) in zip(ids, rows, strict=True):
             mac = auth.tag(rid, r) if auth is not None else None
             cur = conn.cursor()
-            row = (rid, r.pseudonym, r.sealed_subject, r.leaf, mac, r.withheld_until_us)
+            row = (rid, r.pseudonym, r.sealed_subject, r.leaf, mac, r.withheld_until_us,
+                   None if x is None else x.key, None if x is None else x.digest)
             if not r.require:
                 await cur.execute(_INSERT_RECORD, row)
             else:
@@ -192,6 +200,31 @@ async def append(
         found = await cur.fetchone()
         out.append(int(found[0]) if found else None)
     return out
+
+
+async def append(
+    conn: psycopg.AsyncConnection[Any], records: list[NewRecord], auth: QueueAuth | None = None,
+    pool: IdPool | None = None,
+) -> list[Placed]:
+    """Append records (then, in the same transaction, the ``otherwise`` of those whose
+    holdings were not live)."""
+    ids = await _insert(conn, [(r, r.exchange) for r in records], auth, pool)
+    out: list[Placed] = [None if i is None else (i, False) for i in ids]
+    retry = [j for j, i in enumerate(ids) if i is None and records[j].otherwise is not None]
+    if retry:
+        others = [fallback_record(records[j]) for j in retry]
+        again = await _insert(conn, [(o, o.exchange) for o in others if o is not None],
+                              auth, pool)
+        for j, i in zip(retry, again, strict=True):
+            out[j] = None if i is None else (i, True)
+    return out
+
+
+async def prior_exchange(conn: psycopg.AsyncConnection[Any], key: bytes) -> PriorExchange | None:
+    cur = await conn.execute(
+        "SELECT exchange_digest, id, leaf FROM access_records WHERE exchange_key = %s", (key,))
+    row = await cur.fetchone()
+    return PriorExchange(bytes(row[0]), int(row[1]), bytes(row[2])) if row else None
 
 
 async def append_for(
@@ -219,67 +252,6 @@ async def select_records(
             for i, leaf, sealed, li in await cur.fetchall()]
 
 
-async def holding_rows(conn: psycopg.AsyncConnection[Any], keys: list[tuple[str, str]]
-                       ) -> list[HoldingRow | None]:
-    found: dict[tuple[str, str], HoldingRow] = {}
-    for chunk in chunks(keys):
-        cur = await conn.execute(
-            "SELECT agency, symbol, sealed_subject, released, moved FROM holdings "  # noqa: S608
-            "WHERE (agency, symbol) IN (" + values(len(chunk), 2) + ")",
-            [v for key in chunk for v in key])
-        for a, s, sealed, released, moved in await cur.fetchall():
-            found[(a, s)] = HoldingRow(a, s, bytes(sealed), bool(released), bool(moved))
-    return [found.get(key) for key in keys]
-
-
-async def withheld_for_subject(conn: psycopg.AsyncConnection[Any], pseudonym: bytes,
-                               now_us: int) -> tuple[int, int | None]:
-    cur = await conn.execute(
-        "SELECT count(*), MIN(withheld_until_us) FROM access_records "
-        "WHERE pseudonym = %s AND withheld_until_us > %s", (pseudonym, now_us))
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row[0]), None if row[1] is None else int(row[1])
-
-
-async def withheld_due(conn: psycopg.AsyncConnection[Any], after: tuple[int, int], until_us: int,
-                       max_leaf: int, limit: int) -> list[StoredRecord]:
-    cur = await conn.execute(
-        "SELECT id, leaf, sealed_subject, leaf_index, withheld_until_us FROM access_records "
-        "WHERE (withheld_until_us > %s OR (withheld_until_us = %s AND id > %s)) "
-        "AND withheld_until_us <= %s AND leaf_index <= %s ORDER BY withheld_until_us, id "
-        "LIMIT %s", (after[0], after[0], after[1], until_us, max_leaf, limit))
-    return [StoredRecord(int(i), bytes(leaf), bytes(sealed), int(li), int(wu))
-            for i, leaf, sealed, li, wu in await cur.fetchall()]
-
-
-async def policy_version(conn: psycopg.AsyncConnection[Any], version: bytes
-                         ) -> PublishedPolicy | None:
-    cur = await conn.execute(
-        "SELECT record_id, loaded_at_us FROM policy_versions WHERE version = %s", (version,))
-    row = await cur.fetchone()
-    return None if row is None else PublishedPolicy(int(row[0]), int(row[1]))
-
-
-async def publish_policy(conn: psycopg.AsyncConnection[Any], version: bytes,
-                         record: NewRecord, loaded_at_us: int, auth: QueueAuth | None = None,
-                         pool: IdPool | None = None) -> PublishedPolicy:
-    """Register the version (first publisher wins: a concurrent second one finds the row
-    and appends nothing) and append its POLICY record, in the caller's transaction."""
-    cur = await conn.execute(
-        "INSERT INTO policy_versions (version, record_id, loaded_at_us) VALUES (%s, 0, %s) "
-        "ON CONFLICT (version) DO NOTHING RETURNING 1", (version, loaded_at_us))
-    if await cur.fetchone() is None:
-        found = await policy_version(conn, version)
-        assert found is not None
-        return found
-    (rid,) = await append(conn, [record], auth, pool)
-    assert rid is not None  # a POLICY record requires no holding
-    await conn.execute("UPDATE policy_versions SET record_id = %s WHERE version = %s",
-                       (rid, version))
-    return PublishedPolicy(rid, loaded_at_us)
-
-
 async def execute(conn: psycopg.AsyncConnection[Any], sql: Any, params: tuple[Any, ...]) -> None:
     await conn.execute(sql, params)
 
@@ -292,6 +264,10 @@ async def execute(conn: psycopg.AsyncConnection[Any], sql: Any, params: tuple[An
 # SERIALIZABLE one of the two aborts and retries). A holder whose lease was taken
 # over therefore writes nothing. Expiry is judged by the database's clock, the one
 # clock all replicas share. No advisory locks.
+
+
+def _opt(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
 
 
 async def _db_now_us(conn: psycopg.AsyncConnection[Any]) -> int:
@@ -337,10 +313,11 @@ async def integrate(
     # Every record still unsequenced, lowest id first. Never "ids above the last one
     # integrated": ids are not commit order, and a late commit must not be skipped.
     cur = await conn.execute(
-        "SELECT id, leaf, pseudonym, sealed_subject, mac FROM access_records "
-        "WHERE leaf_index IS NULL ORDER BY id LIMIT %s", (batch,))
-    queued = [(int(i), bytes(leaf), bytes(p), bytes(s), None if m is None else bytes(m))
-              for i, leaf, p, s, m in await cur.fetchall()]
+        "SELECT id, leaf, pseudonym, sealed_subject, mac, exchange_key, exchange_digest "
+        "FROM access_records WHERE leaf_index IS NULL ORDER BY id LIMIT %s", (batch,))
+    queued: list[QueuedRow] = [
+        (int(i), bytes(leaf), bytes(p), bytes(s), _opt(m), _opt(xk), _opt(xd))
+        for i, leaf, p, s, m, xk, xd in await cur.fetchall()]
     plan = plan_fn(IntegrationInput(state, latest, queued))
     if plan.quarantine:  # kept aside, never deleted silently (docs/QUEUE_AUTH.md)
         now = await _db_now_us(conn)

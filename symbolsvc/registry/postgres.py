@@ -44,12 +44,15 @@ from . import (
     NewHolding,
     NewRecord,
     PlanFn,
+    PriorExchange,
     PublishedPolicy,
     QueueAuth,
     StoredCheckpoint,
     StoredRecord,
+    ids_of,
 )
 from . import pg_sql as sql
+from . import pg_transparency as views
 from .keyversions import PgKeyVersions
 from .migrations import pg_version, require_current
 from .pg_group import GroupWriter
@@ -262,23 +265,23 @@ class PgRegistry(PgKeyVersions):
 
     async def holding_rows(self, keys: Sequence[tuple[str, str]]) -> list[HoldingRow | None]:
         wanted = list(keys)
-        return await self._read(lambda conn: sql.holding_rows(conn, wanted)) if wanted else []
+        return await self._read(lambda conn: views.holding_rows(conn, wanted)) if wanted else []
 
     async def withheld_for_subject(self, pseudonym: bytes, now_us: int
                                    ) -> tuple[int, int | None]:
-        return await self._read(lambda conn: sql.withheld_for_subject(conn, pseudonym, now_us))
+        return await self._read(lambda conn: views.withheld_for_subject(conn, pseudonym, now_us))
 
     async def withheld_due(self, after: tuple[int, int], until_us: int, max_leaf: int,
                            limit: int) -> list[StoredRecord]:
-        return await self._read(lambda c: sql.withheld_due(c, after, until_us, max_leaf, limit))
+        return await self._read(lambda c: views.withheld_due(c, after, until_us, max_leaf, limit))
 
     async def policy_version(self, version: bytes) -> PublishedPolicy | None:
-        return await self._read(lambda conn: sql.policy_version(conn, version))
+        return await self._read(lambda conn: views.policy_version(conn, version))
 
     async def publish_policy(self, version: bytes, record: NewRecord, loaded_at_us: int
                              ) -> PublishedPolicy:
         return await self._group.submit(
-            lambda conn: sql.publish_policy(conn, version, record, loaded_at_us,
+            lambda conn: views.publish_policy(conn, version, record, loaded_at_us,
                                              self.queue_auth, self._ids))
 
     async def lookup(self, agency: str, symbol: str) -> bytes | None:
@@ -299,8 +302,11 @@ class PgRegistry(PgKeyVersions):
         recs = list(records)
         if not recs:
             return []
-        return await self._group.submit(
-            lambda conn: sql.append(conn, recs, self.queue_auth, self._ids))
+        return ids_of(await self._group.submit(
+            lambda conn: sql.append(conn, recs, self.queue_auth, self._ids)))
+
+    async def prior_exchange(self, key: bytes) -> PriorExchange | None:
+        return await self._read(lambda conn: sql.prior_exchange(conn, key))
 
     async def append_for_holdings(
         self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]

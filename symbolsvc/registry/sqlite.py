@@ -31,12 +31,15 @@ from . import (
     NewHolding,
     NewRecord,
     PlanFn,
+    PriorExchange,
     PublishedPolicy,
     QueueAuth,
     StoredCheckpoint,
     StoredRecord,
+    ids_of,
 )
 from . import sqlite_sql as sql
+from . import sqlite_transparency as views
 from .groupcommit import GroupCommitter
 from .keyversions import SqliteKeyVersions
 from .migrations import Migration, sqlite_migrate, sqlite_version
@@ -142,22 +145,22 @@ class SqliteRegistry(SqliteKeyVersions):
         return await self._read(sql.records_for_subject, pseudonym, before_id, limit, now_us)
 
     async def holding_rows(self, keys: Sequence[tuple[str, str]]) -> list[HoldingRow | None]:
-        return await self._read(sql.holding_rows, list(keys))
+        return await self._read(views.holding_rows, list(keys))
 
     async def withheld_for_subject(self, pseudonym: bytes, now_us: int
                                    ) -> tuple[int, int | None]:
-        return await self._read(sql.withheld_for_subject, pseudonym, now_us)
+        return await self._read(views.withheld_for_subject, pseudonym, now_us)
 
     async def withheld_due(self, after: tuple[int, int], until_us: int, max_leaf: int, limit: int
                            ) -> list[StoredRecord]:
-        return await self._read(sql.withheld_due, after, until_us, max_leaf, limit)
+        return await self._read(views.withheld_due, after, until_us, max_leaf, limit)
 
     async def policy_version(self, version: bytes) -> PublishedPolicy | None:
-        return await self._read(sql.policy_version, version)
+        return await self._read(views.policy_version, version)
 
     async def publish_policy(self, version: bytes, record: NewRecord, loaded_at_us: int
                              ) -> PublishedPolicy:
-        return await self._write(lambda c: sql.publish_policy(c, version, record, loaded_at_us,
+        return await self._write(lambda c: views.publish_policy(c, version, record, loaded_at_us,
                                                                    self.queue_auth))
 
     async def records_after(self, after_id: int, limit: int) -> list[StoredRecord]:
@@ -242,7 +245,10 @@ class SqliteRegistry(SqliteKeyVersions):
         return await self._write(lambda c: sql.release(c, agency, symbol, record, self.queue_auth))
 
     async def append_records(self, records: Sequence[NewRecord]) -> list[int | None]:
-        return await self._write(self._append, list(records))
+        return ids_of(await self._write(self._append, list(records)))
+
+    async def prior_exchange(self, key: bytes) -> PriorExchange | None:
+        return await self._read(sql.prior_exchange, key)
 
     async def append_for_holdings(
         self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]

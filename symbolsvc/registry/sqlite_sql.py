@@ -14,19 +14,20 @@ from typing import Any
 from . import (
     Appended,
     BuildRecord,
-    HoldingRow,
     Integration,
     IntegrationInput,
     LogState,
     LogStatus,
     NewHolding,
     NewRecord,
+    Placed,
     PlanFn,
-    PublishedPolicy,
+    PriorExchange,
     QueueAuth,
     StoredCheckpoint,
     StoredRecord,
     build_records,
+    fallback_record,
     with_ids,
 )
 
@@ -35,7 +36,8 @@ _LIVE = "SELECT sealed_subject FROM holdings WHERE agency = ? AND symbol = ? AND
 
 # Rows per multi-row statement: within SQLite's 32,766 bound variables.
 _CHUNK = 5000
-_QUEUED = ("SELECT id, leaf, pseudonym, sealed_subject, mac FROM access_records "
+_QUEUED = ("SELECT id, leaf, pseudonym, sealed_subject, mac, exchange_key, exchange_digest "
+           "FROM access_records "
            "WHERE leaf_index IS NULL ORDER BY id LIMIT ?")
 _MAX_ID = 2**63 - 1
 
@@ -113,38 +115,70 @@ def release(conn: sqlite3.Connection, agency: str, symbol: str,
 
 def append_merged(
     conn: sqlite3.Connection, calls: list[list[NewRecord]], auth: QueueAuth | None = None
-) -> list[list[int | None]]:
-    """A group's access records: one liveness query and one insert per chunk.
+) -> list[list[Placed]]:
+    """A group's access records: one liveness query, one exchange-key query and one
+    insert per chunk.
 
     Ids are assigned here, consecutively after the largest id, inside the
     writer's transaction (which holds SQLite's write lock), so the id order is
     the commit order even with several server processes on one file. Each row is
     tagged by ``auth`` over its id and bytes (docs/QUEUE_AUTH.md)."""
-    required = list({key for call in calls for r in call for key in r.require})
+    recs = [r for call in calls for r in call]
+    required = list({key for r in recs for key in r.require})
     live = {required[i] for i in _live_positions(conn, required)}
+    # the otherwise-records of the items whose holdings are not all live (rare), and theirs
+    fallbacks = {id(r): fallback_record(r) for r in recs
+                 if r.otherwise is not None and not live.issuperset(r.require)}
+    extra = list({key for o in fallbacks.values() if o for key in o.require} - live)
+    live.update(extra[i] for i in _live_positions(conn, extra))
+    taken = _taken_keys(conn, [r.exchange.key for r in recs if r.exchange is not None])
     next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM access_records").fetchone()[0]
     now = _now_us()
-    rows: list[tuple[int, bytes, bytes, bytes, bytes | None, int, int | None]] = []
-    out: list[list[int | None]] = []
+    rows: list[tuple[Any, ...]] = []
+    out: list[list[Placed]] = []
     for call in calls:
-        ids: list[int | None] = []
+        placed: list[Placed] = []
         for r in call:
-            if not live.issuperset(r.require):
-                ids.append(None)
+            rec: NewRecord | None = r
+            fallback = not live.issuperset(r.require)
+            if fallback:
+                rec = fallbacks.get(id(r))
+            if (rec is None or not live.issuperset(rec.require)
+                    or (r.exchange is not None and r.exchange.key in taken)):
+                placed.append(None)
                 continue
-            mac = auth.tag(next_id, r) if auth is not None else None
-            rows.append((next_id, r.pseudonym, r.sealed_subject, r.leaf, mac, now,
-                         r.withheld_until_us))
-            ids.append(next_id)
+            x = rec.exchange  # the same as r's: fallback_record() keeps it
+            mac = auth.tag(next_id, rec) if auth is not None else None
+            rows.append((next_id, rec.pseudonym, rec.sealed_subject, rec.leaf, mac, now,
+                         rec.withheld_until_us, x and x.key, x and x.digest))
+            if x is not None:
+                taken.add(x.key)  # a repeat within the group is a replay of this one
+            placed.append((next_id, fallback))
             next_id += 1
-        out.append(ids)
+        out.append(placed)
     for chunk in _chunks(rows):
         conn.execute(
             "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, mac, queued_us, "  # noqa: S608
-            "withheld_until_us) VALUES " + _values(len(chunk), 7),
+            "withheld_until_us, exchange_key, exchange_digest) VALUES " + _values(len(chunk), 9),
             [v for row in chunk for v in row],
         )
     return out
+
+
+def _taken_keys(conn: sqlite3.Connection, keys: list[bytes]) -> set[bytes]:
+    """The exchange keys among ``keys`` that a stored record holds."""
+    found: set[bytes] = set()
+    for chunk in _chunks(keys):
+        found.update(k for (k,) in conn.execute(
+            "SELECT exchange_key FROM access_records WHERE exchange_key IN ("  # noqa: S608
+            + ", ".join("?" * len(chunk)) + ")", chunk))
+    return found
+
+
+def prior_exchange(conn: sqlite3.Connection, key: bytes) -> PriorExchange | None:
+    row = conn.execute("SELECT exchange_digest, id, leaf FROM access_records "
+                       "WHERE exchange_key = ?", (key,)).fetchone()
+    return PriorExchange(*row) if row else None
 
 
 def _live_sealed(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[int, bytes]:
@@ -185,8 +219,8 @@ def append_for_merged(
     results, records, slots = build_records(
         [build for _, build in items], [sealed.get(j) for j in range(len(items))])
     if records:
-        (ids,) = append_merged(conn, [records], auth)
-        with_ids(results, slots, ids)
+        (placed,) = append_merged(conn, [records], auth)
+        with_ids(results, slots, placed)
     out: list[list[Appended[Any]]] = []
     pos = 0
     for call in calls:
@@ -215,55 +249,6 @@ def records_for_subject(
          _MAX_ID if now_us is None else now_us, limit),
     ).fetchall()
     return [StoredRecord(*row) for row in rows]
-
-
-def holding_rows(conn: sqlite3.Connection, keys: list[tuple[str, str]]
-                 ) -> list[HoldingRow | None]:
-    out: list[HoldingRow | None] = []
-    for agency, symbol in keys:
-        row = conn.execute(
-            "SELECT sealed_subject, released, moved FROM holdings WHERE agency = ? AND symbol = ?",
-            (agency, symbol)).fetchone()
-        out.append(None if row is None else HoldingRow(
-            agency, symbol, row[0], bool(row[1]), bool(row[2])))
-    return out
-
-
-def withheld_for_subject(conn: sqlite3.Connection, pseudonym: bytes, now_us: int
-                         ) -> tuple[int, int | None]:
-    count, earliest = conn.execute(
-        "SELECT count(*), MIN(withheld_until_us) FROM access_records "
-        "WHERE pseudonym = ? AND withheld_until_us > ?", (pseudonym, now_us)).fetchone()
-    return int(count), earliest
-
-
-def withheld_due(conn: sqlite3.Connection, after: tuple[int, int], until_us: int, max_leaf: int,
-                 limit: int) -> list[StoredRecord]:
-    rows = conn.execute(
-        "SELECT id, leaf, sealed_subject, leaf_index, withheld_until_us FROM access_records "
-        "WHERE (withheld_until_us > ? OR (withheld_until_us = ? AND id > ?)) "
-        "AND withheld_until_us <= ? AND leaf_index <= ? ORDER BY withheld_until_us, id LIMIT ?",
-        (after[0], after[0], after[1], until_us, max_leaf, limit),
-    ).fetchall()
-    return [StoredRecord(*row) for row in rows]
-
-
-def publish_policy(conn: sqlite3.Connection, version: bytes, record: NewRecord,
-                   loaded_at_us: int, auth: QueueAuth | None = None) -> PublishedPolicy:
-    found = policy_version(conn, version)
-    if found is not None:
-        return found
-    ((rid,),) = append_merged(conn, [[record]], auth)
-    assert rid is not None  # a POLICY record requires no holding
-    conn.execute("INSERT INTO policy_versions (version, record_id, loaded_at_us) "
-                 "VALUES (?, ?, ?)", (version, rid, loaded_at_us))
-    return PublishedPolicy(rid, loaded_at_us)
-
-
-def policy_version(conn: sqlite3.Connection, version: bytes) -> PublishedPolicy | None:
-    row = conn.execute("SELECT record_id, loaded_at_us FROM policy_versions WHERE version = ?",
-                       (version,)).fetchone()
-    return None if row is None else PublishedPolicy(*row)
 
 
 def records_after(conn: sqlite3.Connection, after_id: int, limit: int) -> list[StoredRecord]:

@@ -24,6 +24,7 @@ from helpers import NumberSource, RegistryReader, ServerProcess, StartServer
 from helpers.notes import independent_verify
 from symbolsvc_client.channel import Deployment
 from symbolsvc_client.clients import AuditorClient, CallError, PortalClient
+from symbolsvc_client.ids import new_id
 
 from symbolsvc.log.checkpoint import parse_checkpoint_body, verify_checkpoint
 from symbolsvc.log.hashing import leaf_hash, root_from_leaf_hashes
@@ -182,7 +183,7 @@ def test_entries_proofs_and_consistency(live: LogClients) -> None:
     lambda a, n: a.entries(n + 10**6, n + 10**6 + 5),
 ])
 def test_bad_audit_requests(live: LogClients, call: Callable[[Any, int], Any]) -> None:
-    live.translate(live.subject(), "bad-requests")
+    live.translate(live.subject(), f"bad-requests-{new_id()}")  # one exchange each
     _, size, _ = live.wait_for_size(1)
     assert code_of(lambda: call(live.auditor, size)) == grpc.StatusCode.INVALID_ARGUMENT
 

@@ -29,6 +29,7 @@ from helpers import (
     wait_until,
 )
 from symbolsvc_client import Deployment
+from symbolsvc_client.ids import new_id
 
 from symbolsvc.log.checkpoint import verify_note
 
@@ -72,10 +73,10 @@ class Load:
 def make_records(clients: Clients, numbers: list[str], symbols: dict[str, str]) -> None:
     """Translations (so the access log has records), then wait for a checkpoint covering
     them: the backup then has a signed tree to carry."""
-    for n in numbers:
+    for i, n in enumerate(numbers):  # an exchange id never carries the number itself
         clients.agency("tax-office").issue(n)
         clients.broker().translate("city-chiyoda", symbols[n], "tax-office", "resident-tax",
-                                   "national-tax-income", f"bk-{n}")
+                                   "national-tax-income", f"bk-{i}-{new_id()}")
 
     def size() -> int:
         return int(clients.auditor().checkpoint().split("\n")[1])

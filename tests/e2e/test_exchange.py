@@ -183,10 +183,12 @@ def test_requester_and_provider_not_holding_are_distinct_not_found(
     assert "requester" in err_r.message and "provider" in err_p.message
 
 
-def test_only_successful_exchanges_are_recorded(clients: Clients,
-                                                numbers: NumberSource) -> None:
-    """Each translation and resolution leaves one access record the subject can see; a
-    refused one leaves none (read back through the portal, CONTRACT §4 Disclosure)."""
+def test_exchanges_and_provider_refusals_are_recorded(clients: Clients,
+                                                     numbers: NumberSource) -> None:
+    """Each translation and resolution leaves one access record the subject can see, and
+    so does a translation refused because the provider holds nothing (outcome
+    PROVIDER_NOT_HOLDING: someone asked where the data is); one refused by the permission
+    table leaves none (read back through the portal, CONTRACT §4 Disclosure)."""
     n = numbers.one()
     s = issue_all(clients, n, ("city-chiyoda", "pension-service"))
     portal = clients.portal()
@@ -196,7 +198,7 @@ def test_only_successful_exchanges_are_recorded(clients: Clients,
         PENSION_TO_CHIYODA.office_work, PENSION_TO_CHIYODA.info_item, "the-one-that-worked")
     assert ok.provider_symbol == s["city-chiyoda"]
     err = call_error(translate, clients, CHIYODA_TO_TAX, s["city-chiyoda"])
-    assert err.reason == "PROVIDER_NOT_HOLDING"
+    assert (err.code, err.reason) == (Code.NOT_FOUND, "PROVIDER_NOT_HOLDING")
     err = call_error(translate, clients, NOT_ALLOWED[1], s["city-chiyoda"])
     assert err.reason == "NOT_PERMITTED"
     resolved = clients.broker().resolve("pension-service", s["pension-service"],
@@ -209,15 +211,47 @@ def test_only_successful_exchanges_are_recorded(clients: Clients,
     # the rest: the three holdings' ISSUE records (docs/DISCLOSURE.md)
     assert [r.kind for r in everything if r not in records] == \
         [disclosure_pb.ACCESS_KIND_ISSUE] * 3
-    assert [(r.exchange_id, r.requester_agency, list(r.provider_agencies), r.office_work,
-             r.info_item) for r in records] == [
-        ("where", "pension-service", ["city-chiyoda"], "survivor-pension",
-         "resident-tax-income"),
-        ("the-one-that-worked", "pension-service", ["city-chiyoda"], "survivor-pension",
-         "resident-tax-income"),
+    assert [(r.requester_agency, list(r.provider_agencies), r.office_work, r.info_item,
+             r.outcome) for r in records] == [
+        ("pension-service", ["city-chiyoda"], "survivor-pension", "resident-tax-income",
+         disclosure_pb.ACCESS_OUTCOME_ANSWERED),
+        ("city-chiyoda", ["tax-office"], CHIYODA_TO_TAX.office_work, CHIYODA_TO_TAX.info_item,
+         disclosure_pb.ACCESS_OUTCOME_PROVIDER_NOT_HOLDING),
+        ("pension-service", ["city-chiyoda"], "survivor-pension", "resident-tax-income",
+         disclosure_pb.ACCESS_OUTCOME_ANSWERED),
     ]  # newest first
-    assert [r.kind for r in records] == [2, 1]  # RESOLVE, TRANSLATE
+    assert [records[0].exchange_id, records[2].exchange_id] == ["where", "the-one-that-worked"]
+    assert [r.kind for r in records] == [2, 1, 1]  # RESOLVE, TRANSLATE, TRANSLATE
     assert all(r.subject_symbol == portal_symbol for r in records)
+
+
+def test_exchange_replay_and_reuse_over_grpc(clients: Clients, numbers: NumberSource) -> None:
+    """(requester, exchange id) names one exchange: a replay gets the same answer and record
+    (no second record); the id with other content is ALREADY_EXISTS, per item in a batch."""
+    n = numbers.one()
+    s = issue_all(clients, n)
+    portal = clients.portal()
+    portal_symbol = portal.agency.issue(n).symbol
+    broker, x = clients.broker(), xid()
+    ex = PENSION_TO_CHIYODA
+    first = broker.translate(ex.requester, s[ex.requester], ex.provider, ex.office_work,
+                             ex.info_item, x)
+    again = broker.translate(ex.requester, s[ex.requester], ex.provider, ex.office_work,
+                             ex.info_item, x)
+    assert (again.provider_symbol, again.record_id) == (first.provider_symbol, first.record_id)
+    err = call_error(broker.translate, ex.requester, s[ex.requester], "city-minato",
+                     ex.office_work, ex.info_item, x)
+    assert (err.code, err.reason) == (Code.ALREADY_EXISTS, "EXCHANGE_ID_REUSED")
+    out = broker.translate_batch([broker_pb.TranslateSymbolRequest(
+        requester_agency=ex.requester, symbol=s[ex.requester], provider_agency=p,
+        office_work=ex.office_work, info_item=ex.info_item, exchange_id=x)
+        for p in ("city-chiyoda", "city-minato")])
+    assert out[0].translated.record_id == first.record_id
+    assert (out[1].error.reason, out[1].error.field) == ("EXCHANGE_ID_REUSED",
+                                                          "requests[1].exchange_id")
+    exchanges = [r.record_id for r in portal.all_records(portal_symbol)
+                 if r.kind != disclosure_pb.ACCESS_KIND_ISSUE]  # the holdings' ISSUE records
+    assert exchanges == [first.record_id]
 
 
 def test_batch_translate_reports_per_item(clients: Clients, numbers: NumberSource) -> None:

@@ -26,6 +26,7 @@ from helpers import (
 )
 from symbolsvc_client import CallError, Deployment
 from symbolsvc_client.channel import Identity, open_channel
+from symbolsvc_client.ids import new_id
 from test_access_log import ITEM, OFFICE, PROVIDERS, REQUESTER
 from test_isolation_limits import OpenStream
 
@@ -86,7 +87,8 @@ def subject_with_records(server: ServerProcess, dep: Deployment,
     s = {a: c.agency(a).issue(n).symbol for a in (REQUESTER, *PROVIDERS)}
     portal_symbol = c.portal().agency.issue(n).symbol
     for i in range(3):
-        c.broker().translate(REQUESTER, s[REQUESTER], PROVIDERS[0], OFFICE, ITEM, f"pt-{i}")
+        c.broker().translate(REQUESTER, s[REQUESTER], PROVIDERS[0], OFFICE, ITEM,
+                             f"pt-{i}-{new_id()}")
     return c, portal_symbol
 
 
@@ -153,7 +155,7 @@ def test_policy_reload_refuses_non_utf8_and_empty_tables(
 
     def allowed() -> str:
         return c.broker().translate(REQUESTER, s[REQUESTER], PROVIDERS[0], OFFICE, ITEM,
-                                    "reload").provider_symbol
+                                    f"reload-{new_id()}").provider_symbol
 
     policy = fresh_deployment / "policy.toml"
     for name, data, why in [

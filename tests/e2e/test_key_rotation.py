@@ -22,6 +22,7 @@ import grpc
 from conftest import StartServer
 from helpers import Clients, NumberSource, ServerProcess, call_error, wait_until
 from symbolsvc_client import CallError, Deployment
+from symbolsvc_client.ids import new_id
 
 Code = grpc.StatusCode
 RULE = ("city-chiyoda", "tax-office", "resident-tax", "national-tax-income")
@@ -64,7 +65,7 @@ class Translations:
         while not self._stop.is_set():
             try:
                 r = self.broker.translate(RULE[0], self.symbol, RULE[1], RULE[2], RULE[3],
-                                          f"load-{self.ok}")
+                                          f"load-{new_id()}")
                 if r.provider_symbol not in self.expect:
                     self.failures.append(f"unexpected provider symbol {r.provider_symbol}")
                 self.ok += 1
@@ -89,7 +90,7 @@ def test_rotation_upgrade_and_retirement_under_load(
 
     def translate(symbol: str) -> str:
         return c.broker().translate(RULE[0], symbol, RULE[1], RULE[2], RULE[3],
-                                    "x").provider_symbol
+                                    f"x-{new_id()}").provider_symbol
 
     traffic = Translations(dep, server.address, v1[RULE[0]], {v1[RULE[1]]})
     try:
@@ -188,6 +189,6 @@ def test_release_by_an_old_symbol_ends_the_moved_holding(
                                 "r2").provider_symbol == new
     # A resolution finds the provider whichever version the requester's symbol carries.
     for symbol in (old[RULE[0]], c.agency(RULE[0]).issue(n).symbol):
-        r = c.broker().resolve(RULE[0], symbol, RULE[2], RULE[3], "r3")
+        r = c.broker().resolve(RULE[0], symbol, RULE[2], RULE[3], f"r3-{new_id()}")
         assert list(r.provider_agencies) == [RULE[1]]
     c.close()

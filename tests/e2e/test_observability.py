@@ -15,7 +15,6 @@ import json
 import socket
 import threading
 import urllib.request
-import uuid
 from concurrent import futures
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from helpers import NumberSource, ServerProcess, wait_until, wrong_check_digit
 from prometheus_client.parser import text_string_to_metric_families
 from symbolsvc_client import CallError, open_channel
 from symbolsvc_client.clients import AgencyClient
+from symbolsvc_client.ids import new_id
 
 SYM = "symbolsvc.v1.SymbolService"
 
@@ -77,7 +77,7 @@ def test_metrics_after_a_mixed_load(fresh_deployment: Path, start_server: StartS
     sym = chiyoda.issue(a).symbol           # existing
     for _ in range(2):
         broker.translate("city-chiyoda", sym, "tax-office", "resident-tax",
-                         "national-tax-income", str(uuid.uuid4()))
+                         "national-tax-income", new_id())
     with pytest.raises(CallError):
         dep.auditor(server.address, "city-chiyoda").checkpoint()  # PERMISSION_DENIED
     watched = dep.portal(server.address).watch(timeout=0.5)     # server stream, deadline
@@ -229,7 +229,7 @@ def test_tracing_exports_spans_without_numbers_or_symbols(
         tax = dep.agency("tax-office", server.address).issue(n).symbol
         dep.broker(server.address).translate("city-chiyoda", sym, "tax-office",
                                              "resident-tax", "national-tax-income",
-                                             str(uuid.uuid4()))
+                                             new_id())
 
         def exported() -> list:
             with lock:

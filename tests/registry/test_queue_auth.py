@@ -19,7 +19,7 @@ from symbolsvc.log.hashing import leaf_hash
 from symbolsvc.log.integrate import planner
 from symbolsvc.log.queue_auth import BAD_MAC, MALFORMED, NO_MAC, QueueAuthenticator
 from symbolsvc.log.sequencer import checkpoint_signer
-from symbolsvc.registry import NewRecord, Registry
+from symbolsvc.registry import ExchangeTag, NewRecord, Registry
 
 ORIGIN = "test.local/log"
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -109,6 +109,25 @@ def test_altered_queued_row_is_quarantined(target: Target, aio: asyncio.Runner) 
            ids[2])
     _integrate_and_check(target, reg, aio, [recs[0].leaf, recs[3].leaf], 2)
     assert _quarantined(target) == [(ids[1], b"leaf-altered", BAD_MAC),
+                                    (ids[2], recs[2].leaf, BAD_MAC)]
+    aio.run(reg.close())
+
+
+def test_queued_row_with_edited_exchange_columns_is_quarantined(
+        target: Target, aio: asyncio.Runner) -> None:
+    """The tag covers exchange_key and exchange_digest (docs/EXCHANGES.md): edited, they
+    would let a replay be answered from another record, or free a taken exchange id."""
+    reg = _open(target)
+    recs = [NewRecord(r.leaf, r.pseudonym, r.sealed_subject,
+                      exchange=ExchangeTag(b"key-%d" % i, b"digest-%d" % i))
+            for i, r in enumerate(_records(0, 4))]
+    ids = aio.run(reg.append_records(recs))
+    _write(target, "UPDATE access_records SET exchange_digest = ? WHERE id = ?", b"other",
+           ids[1])
+    _write(target, "UPDATE access_records SET exchange_key = NULL, exchange_digest = NULL "
+                   "WHERE id = ?", ids[2])
+    _integrate_and_check(target, reg, aio, [recs[0].leaf, recs[3].leaf], 2)
+    assert _quarantined(target) == [(ids[1], recs[1].leaf, BAD_MAC),
                                     (ids[2], recs[2].leaf, BAD_MAC)]
     aio.run(reg.close())
 

@@ -20,7 +20,7 @@ from symbolsvc.log.integrate import plan_integration
 from symbolsvc.log.merge_delay import LogWatch
 from symbolsvc.log.queue_auth import BAD_MAC, MALFORMED, NO_MAC, QueueAuthenticator
 from symbolsvc.log.receipts import ReceiptSigner
-from symbolsvc.registry import Integration, IntegrationInput, LogStatus, NewRecord
+from symbolsvc.registry import ExchangeTag, Integration, IntegrationInput, LogStatus, NewRecord
 from symbolsvc.verify.keychain import KeyChain, parse_vkeys
 from symbolsvc.verify.receipts import parse_receipt, split_receipts
 
@@ -72,6 +72,21 @@ def test_tag_covers_the_id_and_every_byte_of_the_row() -> None:
     assert AUTH.check((7, b"leaf")) == NO_MAC
     assert AUTH.check((7, "leaf", *row[2:])) == MALFORMED  # SQLite: a TEXT in a BLOB column
     assert QueueAuthenticator(bytes(range(1, 33))).check(row) == BAD_MAC  # another key
+
+
+def test_tag_of_an_exchange_covers_its_exchange_key_and_digest() -> None:
+    rec = NewRecord(b"leaf", b"p" * 32, b"sealed", exchange=ExchangeTag(b"k" * 32, b"d" * 32))
+    row = (7, rec.leaf, rec.pseudonym, rec.sealed_subject, AUTH.mac(7, rec), b"k" * 32,
+           b"d" * 32)
+    assert AUTH.check(row) is None
+    for bad in ((*row[:5], b"K" * 32, row[6]), (*row[:6], b"D" * 32),  # edited
+                (*row[:5], None, None), (*row[:5], row[6], row[5])):  # removed, swapped
+        assert AUTH.check(bad) == BAD_MAC
+    assert AUTH.check((*row[:6], None)) == MALFORMED  # half an exchange
+    plain = NewRecord(b"leaf", b"p" * 32, b"sealed")
+    tagged = (7, plain.leaf, plain.pseudonym, plain.sealed_subject, AUTH.mac(7, plain))
+    assert AUTH.check((*tagged, None, None)) is None  # a row of no exchange: as before
+    assert AUTH.check((*tagged, b"k" * 32, b"d" * 32)) == BAD_MAC  # an exchange added
 
 
 def test_planner_quarantines_rows_that_fail_and_integrates_the_rest() -> None:
