@@ -15,6 +15,7 @@ from .hostlimits import restrict_umask
 
 if TYPE_CHECKING:
     from . import verify
+    from .inquiry import VerifyKey
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -103,6 +104,19 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _agency_keys(directory: str | Path | None) -> dict[str, list[VerifyKey]] | None:
+    """The agencies' certificate keys for checking signed inquiries (None: not checked)."""
+    from .inquiry import agency_keys
+
+    if directory is None:
+        return None
+    if not Path(directory).is_dir():
+        from .verify import AuditError
+
+        raise AuditError(f"--agency-certs {directory}: not a directory")
+    return agency_keys(Path(directory))
+
+
 def _audit_run(args: argparse.Namespace) -> verify.AuditReport:
     from . import verify
 
@@ -111,7 +125,8 @@ def _audit_run(args: argparse.Namespace) -> verify.AuditReport:
             raise verify.AuditError("--db needs --vkey FILE (the deployment's pki/log.vkey)")
         vkey = verify.load_vkey(args.vkey)
         previous = verify.load_state(args.state, vkey) if args.state else None
-        report = verify.verify_database(args.db, vkey, origin=args.origin, previous=previous)
+        report = verify.verify_database(args.db, vkey, origin=args.origin, previous=previous,
+                                        agency_keys=_agency_keys(args.agency_certs))
     else:
         from symbolsvc_client.channel import Deployment
 
@@ -123,8 +138,9 @@ def _audit_run(args: argparse.Namespace) -> verify.AuditReport:
         except OSError as exc:
             raise verify.AuditError(f"cannot load the {args.principal} identity: {exc}") from None
         with client:
-            report = verify.verify_remote(client, vkey, origin=args.origin, previous=previous,
-                                          source=args.target)
+            report = verify.verify_remote(
+                client, vkey, origin=args.origin, previous=previous, source=args.target,
+                agency_keys=_agency_keys(args.agency_certs or deployment.pki))
     if args.state:
         try:
             verify.save_state(args.state, report.state)
@@ -232,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the log's verifier key (required with --db; default "
                          "DIR/pki/log.vkey)")
     av.add_argument("--origin", help="the log origin expected (default: the vkey's name)")
+    av.add_argument("--agency-certs", metavar="DIR",
+                    help="the agencies' certificates (a deployment's pki/, with retired/): "
+                         "check every signed inquiry the records keep (default with "
+                         "--deployment: DIR/pki; without: signatures are counted unchecked)")
     av.add_argument("--state", metavar="FILE",
                     help="the last verified checkpoint: checked against, updated on success")
     av.set_defaults(func=_audit_verify)

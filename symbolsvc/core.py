@@ -19,11 +19,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from . import rotation
+from .blinding import Blinder
 from .errors import InvalidArgument, NotFound, PermissionDenied, SymbolsvcError
+from .inquiries import Asked, InquiryChecker
 from .numbers import validate_individual_number
 from .policy import PolicyHolder, is_ident
 from .records import AccessKind, AccessRecord
 from .registry import Built, HoldingsStore, NewRecord
+from .sealing import SealKey
 from .subjects import seal_record_subject, unseal_holding
 from .symbols import Deriver, symbol_version
 
@@ -52,12 +55,15 @@ class TranslateRequest:
     office_work: str
     info_item: str
     exchange_id: str
+    inquiry_signature: bytes = b""  # the requester's signature (symbolsvc.inquiry), if any
+    issued_at_us: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Translated:
-    provider_symbol: str
+    provider_symbol: str  # empty under blind translation
     record_id: int
+    sealed: bytes = b""  # the provider's symbol sealed to its HPKE key (blind translation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,8 @@ class ResolveRequest:
     office_work: str
     info_item: str
     exchange_id: str
+    inquiry_signature: bytes = b""
+    issued_at_us: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +96,15 @@ class Core:
         policy: PolicyHolder,
         *,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+        inquiries: InquiryChecker | None = None,
+        blinder: Blinder | None = None,
     ) -> None:
         self.deriver = deriver
         self.registry = registry
         self.policy = policy
         self._clock_us = clock_us
+        self.inquiries = inquiries  # signed inquiries ([broker]; None: not checked)
+        self.blinder = blinder  # blind translation ([broker] blind_translation; None: off)
 
     # -- issuance ------------------------------------------------------------
 
@@ -166,12 +178,18 @@ class Core:
         policy = self.policy.current
         out: list[Translated | SymbolsvcError | None] = []
         todo: list[int] = []
+        exts: dict[int, dict[str, bytes]] = {}
+        keys: dict[int, SealKey] = {}
         for i, r in enumerate(reqs):
             prefix = f"requests[{i}]." if batch else ""
             try:
                 _check_exchange(r, prefix)
                 self.deriver.version_of(r.symbol, prefix + "symbol")
                 _check_ident(r.provider_agency, prefix + "provider_agency")
+                exts[i] = self._signed(AccessKind.TRANSLATE, r, r.provider_agency, prefix)
+                if self.blinder is not None:
+                    keys[i] = self.blinder.key_for(r.provider_agency,
+                                                   prefix + "provider_agency")
                 if not policy.allows(r.requester_agency, r.office_work, r.info_item,
                                      r.provider_agency):
                     security_log.warning(
@@ -201,7 +219,7 @@ class Core:
         versions = await self._provider_versions(d, reqs, todo)
         results = await self.registry.append_for_holdings(
             [((reqs[i].requester_agency, reqs[i].symbol),
-              self._translation(d, reqs[i], now, versions.get(i, d.current_version)))
+              self._translation(d, reqs[i], now, versions.get(i, d.current_version), exts[i]))
              for i in todo]
         )
         for i, res in zip(todo, results, strict=True):
@@ -217,6 +235,10 @@ class Core:
                     f"the provider agency {reqs[i].provider_agency!r} holds no records "
                     "on this subject",
                 )
+            elif i in keys:  # blind: the broker relays ciphertext only
+                r = reqs[i]
+                out[i] = Translated("", res.record_id, Blinder.seal(
+                    keys[i], res.value, r.exchange_id, r.requester_agency))
             else:
                 out[i] = Translated(res.value, res.record_id)
         return _filled(out)
@@ -242,7 +264,8 @@ class Core:
                 if sym is not None}
 
     def _translation(
-        self, d: Deriver, r: TranslateRequest, now: int, provider_version: int
+        self, d: Deriver, r: TranslateRequest, now: int, provider_version: int,
+        ext: dict[str, bytes],
     ) -> Callable[[bytes], Built[str | SymbolsvcError]]:
         """The write unit's build step for one translation, run in the registry's writer
         with the requester's sealed reference. It never raises: it returns the record and
@@ -256,7 +279,7 @@ class Core:
                 record = self._record(
                     AccessKind.TRANSLATE, now, r.requester_agency, r.office_work, r.info_item,
                     r.exchange_id, (r.provider_agency,), sid,
-                    ((r.requester_agency, r.symbol), (r.provider_agency, provider_symbol)),
+                    ((r.requester_agency, r.symbol), (r.provider_agency, provider_symbol)), ext,
                 )
             except SymbolsvcError as err:
                 return Built(None, err)
@@ -268,6 +291,7 @@ class Core:
         """CONTRACT §4 Resolve providers: permitted providers that hold the subject, logged."""
         _check_exchange(r, "")
         self.deriver.version_of(r.symbol)
+        ext = self._signed(AccessKind.RESOLVE, r, "", "")
         permitted = self.policy.current.permitted_providers(
             r.requester_agency, r.office_work, r.info_item
         )
@@ -293,7 +317,7 @@ class Core:
         holders = tuple(p for p, s in zip(candidates, live, strict=True) if s is not None)
         record = self._record(
             AccessKind.RESOLVE, self._clock_us(), r.requester_agency, r.office_work,
-            r.info_item, r.exchange_id, holders, sid, ((r.requester_agency, r.symbol),),
+            r.info_item, r.exchange_id, holders, sid, ((r.requester_agency, r.symbol),), ext,
         )
         (rid,) = await self.registry.append_records([record])
         if rid is None:  # released between the lookup and the append
@@ -305,14 +329,23 @@ class Core:
     def _unseal(self, sealed_ref: bytes, agency: str, symbol: str) -> bytes:
         return unseal_holding(self.deriver, sealed_ref, agency, symbol)
 
+    def _signed(self, kind: AccessKind, r: TranslateRequest | ResolveRequest, provider: str,
+                prefix: str) -> dict[str, bytes]:
+        """The record's extensions for a verified signed inquiry; raises PermissionDenied."""
+        if self.inquiries is None:
+            return {}
+        return self.inquiries.check(Asked(
+            kind, r.requester_agency, r.symbol, provider, r.office_work, r.info_item,
+            r.exchange_id, r.inquiry_signature, r.issued_at_us), prefix)
+
     def _record(
         self, kind: AccessKind, now: int, requester: str, office_work: str, info_item: str,
         exchange_id: str, providers: tuple[str, ...], sid: bytes,
-        require: tuple[tuple[str, str], ...],
+        require: tuple[tuple[str, str], ...], ext: dict[str, bytes] | None = None,
     ) -> NewRecord:
         pseudonym = self.deriver.log_pseudonym(sid)
         leaf = AccessRecord(kind, now, requester, office_work, info_item, exchange_id,
-                            providers, pseudonym).encode()
+                            providers, pseudonym).with_ext(**(ext or {})).encode()
         return NewRecord(leaf, pseudonym, seal_record_subject(self.deriver, sid), require)
 
 

@@ -50,6 +50,7 @@ from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
 from .services.symbol import SymbolService
 from .tracing import Tracing
+from .trust import trust_for
 from .v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
@@ -94,7 +95,8 @@ def build_app(config: Config) -> App:
     _, deriver, sign = open_keys(config)
     policy = PolicyHolder(config.policy_file)
     registry = open_registry(config.storage_url, config.base)
-    core = Core(deriver, registry, policy)
+    inquiries, blinder = trust_for(config)
+    core = Core(deriver, registry, policy, inquiries=inquiries, blinder=blinder)
     notifier = LogNotifier()
     sequencer = None
     if isinstance(registry, LogStore):

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hmac
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ..inquiry import VerifyKey
 from ..log.checkpoint import Checkpoint, VerifierKey
 from .common import (
     AuditReport,
+    Inquiries,
     Tree,
     check_previous_root,
     check_previous_size,
@@ -139,6 +142,7 @@ def verify_database(
     origin: str | None = None,
     previous: TrustedState | None = None,
     chunk: int = DEFAULT_CHUNK,
+    agency_keys: Mapping[str, Sequence[VerifyKey]] | None = None,
 ) -> AuditReport:
     """Verify a copy of a symbolsvc SQLite database end to end; raise on the first problem.
 
@@ -153,7 +157,10 @@ def verify_database(
     conn = _connect_read_only(path)
     try:
         try:
-            return _verify_connection(conn, str(path), vkey, origin, previous, chunk)
+            report = _verify_connection(conn, str(path), vkey, origin, previous, chunk,
+                                        inquiries := Inquiries(agency_keys))
+            return replace(report, inquiries_checked=inquiries.checked,
+                           inquiries_unchecked=inquiries.unchecked)
         except sqlite3.Error as exc:
             raise AuditError(f"cannot read {path}: {exc}") from None
     finally:
@@ -172,6 +179,7 @@ def _verify_connection(
     origin: str,
     previous: TrustedState | None,
     chunk: int,
+    inquiries: Inquiries,
 ) -> AuditReport:
     _check_schema(conn)
     latest_size = _latest_checkpoint_size(conn)
@@ -208,8 +216,10 @@ def _verify_connection(
                 elif not (isinstance(stored, bytes) and hmac.compare_digest(stored, h)):
                     raise fail(f"tree node (level {level}, index {idx}): hash does not "
                                 "match the recomputed tree")
-            if decode_leaf(index, leaf).pseudonym != pseudonym:
+            record = decode_leaf(index, leaf)
+            if record.pseudonym != pseudonym:
                 raise fail(f"leaf {index}: the row's pseudonym column does not match the leaf")
+            inquiries.check(index, record)
             checkpoints.settle(tree)
 
     n = tree.size

@@ -31,7 +31,7 @@ BACKEND_NAMES = {"sqlite", "postgres", "postgresql"}
 VERIFY_ALLOWED = {
     "symbolsvc", "symbolsvc.log", "symbolsvc.log.errors", "symbolsvc.log.hashing",
     "symbolsvc.log.compact", "symbolsvc.log.verification", "symbolsvc.log.checkpoint",
-    "symbolsvc.records",
+    "symbolsvc.records", "symbolsvc.inquiry",
 }
 
 
