@@ -18,22 +18,23 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import TypeVar
 
-from . import rotation
+from . import exchanges, rotation
 from .blinding import Blinder
 from .errors import InvalidArgument, NotFound, PermissionDenied, SymbolsvcError
+from .inputs import MAX_BATCH, MAX_EXCHANGE_ID, check_batch, check_exchange, check_ident
 from .inquiries import Asked, InquiryChecker
 from .numbers import validate_individual_number
-from .policy import PolicyHolder, is_ident
+from .policy import PolicyHolder
 from .records import AccessKind, AccessRecord
-from .registry import Built, HoldingsStore, NewRecord
+from .records import Outcome as RecordOutcome
+from .registry import Appended, Built, ExchangeTag, HoldingsStore, NewRecord
 from .sealing import SealKey
 from .subjects import seal_record_subject, unseal_holding
 from .symbols import Deriver, symbol_version
 
-MAX_BATCH = 1000
 YIELD_EVERY = 100
 """A batch lets other calls run on the event loop after deriving this many items."""
-MAX_EXCHANGE_ID = 128
+_NOT_HOLDING = bytes((RecordOutcome.PROVIDER_NOT_HOLDING,))
 
 R = TypeVar("R")
 
@@ -183,9 +184,9 @@ class Core:
         for i, r in enumerate(reqs):
             prefix = f"requests[{i}]." if batch else ""
             try:
-                _check_exchange(r, prefix)
+                check_exchange(r, prefix, r.provider_agency)
                 self.deriver.version_of(r.symbol, prefix + "symbol")
-                _check_ident(r.provider_agency, prefix + "provider_agency")
+                check_ident(r.provider_agency, prefix + "provider_agency")
                 exts[i] = self._signed(AccessKind.TRANSLATE, r, r.provider_agency, prefix)
                 if self.blinder is not None:
                     keys[i] = self.blinder.key_for(r.provider_agency,
@@ -217,31 +218,60 @@ class Core:
         # One deriver for the whole call: a SIGHUP may swap in a rotated keyring meanwhile.
         d = self.deriver
         versions = await self._provider_versions(d, reqs, todo)
+        tags = {i: exchanges.tag(d, AccessKind.TRANSLATE, r.requester_agency, r.exchange_id,
+                                 r.symbol, r.provider_agency, r.office_work, r.info_item)
+                for i in todo for r in (reqs[i],)}
         results = await self.registry.append_for_holdings(
             [((reqs[i].requester_agency, reqs[i].symbol),
-              self._translation(d, reqs[i], now, versions.get(i, d.current_version), exts[i]))
+              self._translation(d, reqs[i], now, versions.get(i, d.current_version), tags[i],
+                                exts[i]))
              for i in todo]
         )
+        replays = []
         for i, res in zip(todo, results, strict=True):
             if not res.held:
                 out[i] = _requester_not_holding()
             elif isinstance(res.value, SymbolsvcError):
                 out[i] = res.value
             elif res.record_id is None or res.value is None:
-                # the requester's holding was live in the same transaction: the provider's
-                # was not (the record required both)
-                out[i] = NotFound(
-                    "PROVIDER_NOT_HOLDING",
-                    f"the provider agency {reqs[i].provider_agency!r} holds no records "
-                    "on this subject",
-                )
-            elif i in keys:  # blind: the broker relays ciphertext only
-                r = reqs[i]
-                out[i] = Translated("", res.record_id, Blinder.seal(
-                    keys[i], res.value, r.exchange_id, r.requester_agency))
+                replays.append((i, res))  # the exchange key is taken (or a holding ended)
+            elif res.fallback:
+                # recorded with its outcome: the provider's holding was not live in the
+                # transaction that appended the record
+                out[i] = _provider_not_holding(reqs[i].provider_agency)
             else:
                 out[i] = Translated(res.value, res.record_id)
+        for i, res in replays:
+            out[i] = await self._translation_replayed(reqs[i], tags[i], res, batch, i)
+        for i, key in keys.items():  # blind: the broker relays ciphertext only
+            t, r = out[i], reqs[i]
+            if isinstance(t, Translated):
+                out[i] = Translated("", t.record_id, Blinder.seal(
+                    key, t.provider_symbol, r.exchange_id, r.requester_agency))
         return _filled(out)
+
+    async def _translation_replayed(
+        self, r: TranslateRequest, tag: ExchangeTag, res: Appended[str | SymbolsvcError],
+        batch: bool, i: int,
+    ) -> Translated | SymbolsvcError:
+        """A translation whose record was not appended: a replay of exchange (requester,
+        exchange id) gets the first answer and record; other content EXCHANGE_ID_REUSED.
+        Under require_signed_inquiries any reuse is refused (INQUIRY_REPLAYED)."""
+        found = await self.registry.prior_exchange(tag.key)
+        if found is None:  # no record holds the key: the requester's holding ended meanwhile
+            return _requester_not_holding()
+        if self.inquiries is not None and self.inquiries.required:
+            return self.inquiries.refuse_reuse(
+                self._asked(AccessKind.TRANSLATE, r, r.provider_agency),
+                f"requests[{i}]." if batch else "")
+        if not exchanges.same(found, tag):
+            return exchanges.reused(r.requester_agency, r.exchange_id,
+                                    f"requests[{i}].exchange_id" if batch else "exchange_id")
+        if AccessRecord.decode(found.leaf).outcome is RecordOutcome.PROVIDER_NOT_HOLDING:
+            return _provider_not_holding(r.provider_agency)
+        if not isinstance(res.value, str):
+            return _requester_not_holding()
+        return Translated(res.value, found.record_id)
 
     async def _provider_versions(
         self, d: Deriver, reqs: Sequence[TranslateRequest], todo: list[int]
@@ -265,22 +295,28 @@ class Core:
 
     def _translation(
         self, d: Deriver, r: TranslateRequest, now: int, provider_version: int,
-        ext: dict[str, bytes],
+        tag: ExchangeTag, ext: dict[str, bytes],
     ) -> Callable[[bytes], Built[str | SymbolsvcError]]:
         """The write unit's build step for one translation, run in the registry's writer
         with the requester's sealed reference. It never raises: it returns the record and
         the provider's symbol, or no record and the error. The provider's symbol is under
-        ``provider_version`` (the version it holds the subject at, else d's current one)."""
+        ``provider_version`` (the version it holds the subject at, else d's current one).
+        When the provider's holding is not live the record's ``otherwise`` is appended:
+        the same record with the outcome PROVIDER_NOT_HOLDING, requiring the requester's
+        holding only, so the subject sees that someone asked."""
 
         def build(sealed_ref: bytes) -> Built[str | SymbolsvcError]:
             try:
                 sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
                 provider_symbol = d.symbol(r.provider_agency, sid, provider_version)
-                record = self._record(
-                    AccessKind.TRANSLATE, now, r.requester_agency, r.office_work, r.info_item,
-                    r.exchange_id, (r.provider_agency,), sid,
-                    ((r.requester_agency, r.symbol), (r.provider_agency, provider_symbol)), ext,
-                )
+                requester = (r.requester_agency, r.symbol)
+                leaf = AccessRecord(AccessKind.TRANSLATE, now, r.requester_agency,
+                                    r.office_work, r.info_item, r.exchange_id,
+                                    (r.provider_agency,), d.log_pseudonym(sid)).with_ext(**ext)
+                refused = self._record(d, leaf.with_ext(OUTCOME=_NOT_HOLDING), sid,
+                                       (requester,), tag=tag)
+                record = self._record(d, leaf, sid, (requester, (r.provider_agency,
+                                      provider_symbol)), refused, tag)
             except SymbolsvcError as err:
                 return Built(None, err)
             return Built(record, provider_symbol)
@@ -289,7 +325,7 @@ class Core:
 
     async def resolve(self, r: ResolveRequest) -> Resolved:
         """CONTRACT §4 Resolve providers: permitted providers that hold the subject, logged."""
-        _check_exchange(r, "")
+        check_exchange(r, "")
         self.deriver.version_of(r.symbol)
         ext = self._signed(AccessKind.RESOLVE, r, "", "")
         permitted = self.policy.current.permitted_providers(
@@ -315,14 +351,24 @@ class Core:
         live = await rotation.newest_live(self.deriver, self.registry,
                                           [(p, sid) for p in candidates])
         holders = tuple(p for p, s in zip(candidates, live, strict=True) if s is not None)
-        record = self._record(
-            AccessKind.RESOLVE, self._clock_us(), r.requester_agency, r.office_work,
-            r.info_item, r.exchange_id, holders, sid, ((r.requester_agency, r.symbol),), ext,
-        )
-        (rid,) = await self.registry.append_records([record])
-        if rid is None:  # released between the lookup and the append
+        d = self.deriver
+        leaf = AccessRecord(AccessKind.RESOLVE, self._clock_us(), r.requester_agency,
+                            r.office_work, r.info_item, r.exchange_id, holders,
+                            d.log_pseudonym(sid)).with_ext(**ext)
+        tag = exchanges.tag(d, AccessKind.RESOLVE, r.requester_agency, r.exchange_id,
+                            r.symbol, "", r.office_work, r.info_item)
+        (rid,) = await self.registry.append_records(
+            [self._record(d, leaf, sid, ((r.requester_agency, r.symbol),), tag=tag)])
+        if rid is not None:
+            return Resolved(holders, rid)
+        found = await self.registry.prior_exchange(tag.key)
+        if found is None:  # released between the lookup and the append
             raise _requester_not_holding()
-        return Resolved(holders, rid)
+        if self.inquiries is not None and self.inquiries.required:
+            raise self.inquiries.refuse_reuse(self._asked(AccessKind.RESOLVE, r, ""))
+        if not exchanges.same(found, tag):
+            raise exchanges.reused(r.requester_agency, r.exchange_id, "exchange_id")
+        return Resolved(AccessRecord.decode(found.leaf).providers, found.record_id)
 
     # -- helpers ----------------------------------------------------------------
 
@@ -334,19 +380,21 @@ class Core:
         """The record's extensions for a verified signed inquiry; raises PermissionDenied."""
         if self.inquiries is None:
             return {}
-        return self.inquiries.check(Asked(
-            kind, r.requester_agency, r.symbol, provider, r.office_work, r.info_item,
-            r.exchange_id, r.inquiry_signature, r.issued_at_us), prefix)
+        return self.inquiries.check(self._asked(kind, r, provider), prefix)
 
+    @staticmethod
+    def _asked(kind: AccessKind, r: TranslateRequest | ResolveRequest, provider: str) -> Asked:
+        return Asked(kind, r.requester_agency, r.symbol, provider, r.office_work, r.info_item,
+                     r.exchange_id, r.inquiry_signature, r.issued_at_us)
+
+    @staticmethod
     def _record(
-        self, kind: AccessKind, now: int, requester: str, office_work: str, info_item: str,
-        exchange_id: str, providers: tuple[str, ...], sid: bytes,
-        require: tuple[tuple[str, str], ...], ext: dict[str, bytes] | None = None,
+        d: Deriver, record: AccessRecord, sid: bytes, require: tuple[tuple[str, str], ...],
+        otherwise: NewRecord | None = None, tag: ExchangeTag | None = None,
     ) -> NewRecord:
-        pseudonym = self.deriver.log_pseudonym(sid)
-        leaf = AccessRecord(kind, now, requester, office_work, info_item, exchange_id,
-                            providers, pseudonym).with_ext(**(ext or {})).encode()
-        return NewRecord(leaf, pseudonym, seal_record_subject(self.deriver, sid), require)
+        leaf = record.encode()
+        return NewRecord(leaf, record.pseudonym, seal_record_subject(d, sid, leaf), require,
+                         otherwise, tag)
 
 
 def _filled(out: Sequence[R | None]) -> list[R]:
@@ -356,36 +404,9 @@ def _filled(out: Sequence[R | None]) -> list[R]:
     return [o for o in out if o is not None]
 
 
-def check_batch(n: int, field: str) -> None:
-    if n == 0:
-        raise InvalidArgument("EMPTY_BATCH", "the batch is empty", field)
-    if n > MAX_BATCH:
-        raise InvalidArgument(
-            "BATCH_TOO_LARGE", f"a batch holds at most {MAX_BATCH} items (got {n})", field
-        )
-
-
-def _check_ident(value: str, field: str) -> None:
-    if not is_ident(value):
-        raise InvalidArgument(
-            "BAD_IDENTIFIER",
-            f"{field} must be 1-64 lower-case ASCII letters, digits, '.', '_' or '-'",
-            field,
-        )
-
-
-def _check_exchange(r: TranslateRequest | ResolveRequest, prefix: str) -> None:
-    _check_ident(r.requester_agency, prefix + "requester_agency")
-    symbol_version(r.symbol, prefix + "symbol")
-    _check_ident(r.office_work, prefix + "office_work")
-    _check_ident(r.info_item, prefix + "info_item")
-    x = r.exchange_id
-    if not (0 < len(x) <= MAX_EXCHANGE_ID and x.isascii() and x.isprintable()):
-        raise InvalidArgument(
-            "BAD_EXCHANGE_ID",
-            f"exchange_id must be 1-{MAX_EXCHANGE_ID} printable ASCII characters",
-            prefix + "exchange_id",
-        )
+def _provider_not_holding(provider: str) -> NotFound:
+    return NotFound("PROVIDER_NOT_HOLDING",
+                    f"the provider agency {provider!r} holds no records on this subject")
 
 
 def _requester_not_holding() -> NotFound:
@@ -398,6 +419,7 @@ def _requester_not_holding() -> NotFound:
 
 __all__ = [
     "MAX_BATCH",
+    "MAX_EXCHANGE_ID",
     "Core",
     "Issued",
     "Outcome",
@@ -405,4 +427,5 @@ __all__ = [
     "Resolved",
     "TranslateRequest",
     "Translated",
+    "check_batch",
 ]

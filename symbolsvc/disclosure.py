@@ -135,14 +135,17 @@ class Disclosure:
                 for row in rows]
         return page, (str(rows[-1].id) if more else "")
 
-    async def portal_symbols(self, portal: str, sealed: Sequence[bytes]) -> list[str | None]:
-        """For access records' sealed subjects: the portal's symbol (under the newest key
-        version it holds the subject at) for each record's subject, else None.
+    async def portal_symbols(self, portal: str, rows: Sequence[StoredRecord]
+                             ) -> list[str | None]:
+        """For access records: the portal's symbol (under the newest key version it
+        holds the subject at) for each record's subject, else None.
 
-        A record whose sealed subject fails authentication is reported to the
-        operator and treated as not held, so one damaged row cannot stall a watch.
+        A record whose sealed subject fails authentication for that record (damaged,
+        swapped or copied from another record) is reported and delivered to nobody, so
+        one damaged row cannot stall a watch nor reach the wrong person.
         """
-        sids = [unseal_record_subject(self.deriver, ref) for ref in sealed]
+        sids = [unseal_record_subject(self.deriver, r.sealed_subject, r.leaf, r.id)
+                for r in rows]
         asked = [(portal, sid) for sid in sids if sid is not None]
         found = iter(await newest_live(self.deriver, self._holdings, asked))
         return [None if sid is None else next(found) for sid in sids]
@@ -186,7 +189,7 @@ class Disclosure:
         rows = await self._store.integrated_after(after, WATCH_SCAN)
         if not rows:
             return rows, []
-        return rows, await self.portal_symbols(portal, [r.sealed_subject for r in rows])
+        return rows, await self.portal_symbols(portal, rows)
 
     async def record_proof(self, portal: str, symbol: str, record_id: int) -> RecordProof:
         """The record's leaf and its inclusion proof against the latest checkpoint."""

@@ -77,3 +77,10 @@ class ResourceExhausted(SymbolsvcError):
     Retry with back-off; the service is up, only busy (unlike :class:`Unavailable`)."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class AlreadyExists(SymbolsvcError):
+    """The request names something that exists with other content (an exchange id
+    reused for another exchange); nothing was changed."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS

@@ -7,6 +7,7 @@ Error messages say what is wrong with the input and never repeat it.
 
 from __future__ import annotations
 
+import re
 from operator import mul
 
 from .errors import InvalidArgument
@@ -18,6 +19,9 @@ NUMBER_LENGTH = 12
 _WEIGHTS = tuple((n + 1) if n <= 6 else (n - 5) for n in range(11, 0, -1))
 _DIGITS = frozenset(b"0123456789")
 _ZERO_SUM = 48 * sum(_WEIGHTS)  # sum(P_n * Q_n) over ASCII codes exceeds it by this much
+# A run of 12 or more digits, ASCII or full-width (U+FF10..U+FF19), in a free-form string.
+_DIGIT_RUN = re.compile("[0-9\uff10-\uff19]{12,}")
+_FULL_WIDTH = str.maketrans({0xFF10 + d: 0x30 + d for d in range(10)})
 
 
 def check_digit(first_eleven: str) -> int:
@@ -60,3 +64,22 @@ def validate_individual_number(value: str, field: str = "individual_number") -> 
             "BAD_CHECK_DIGIT", "individual number has a wrong check digit", field
         )
     return raw
+
+
+def _passes_check(twelve: str) -> bool:
+    raw = twelve.encode("ascii")
+    r = (sum(map(mul, raw[:11], _WEIGHTS)) - _ZERO_SUM) % 11
+    return (0 if r <= 1 else 11 - r) == raw[11] - 48
+
+
+def looks_like_individual_number(value: str) -> bool:
+    """Whether a free-form string holds a run of 12 digits (ASCII or full-width) that
+    passes the CONTRACT §6 check digit: an individual number that must not be stored,
+    logged or echoed. Every 12-digit window of a longer run counts. A string without
+    such a run costs one regular-expression scan."""
+    for m in _DIGIT_RUN.finditer(value):
+        run = m.group().translate(_FULL_WIDTH)
+        if any(_passes_check(run[i:i + NUMBER_LENGTH])
+               for i in range(len(run) - NUMBER_LENGTH + 1)):
+            return True
+    return False

@@ -45,6 +45,13 @@ class AccessKind(IntEnum):
     RESOLVE = 2
 
 
+class Outcome(IntEnum):
+    """Values of :attr:`Ext.OUTCOME` (the proto's AccessOutcome numbers)."""
+
+    ANSWERED = 1
+    PROVIDER_NOT_HOLDING = 2
+
+
 class Ext(IntEnum):
     """Extension tags of a version-2 leaf (docs/ACCESS_LOG.md lists each value's format)."""
 
@@ -82,6 +89,19 @@ class AccessRecord:
             if t == tag:
                 return value
         return None
+
+    @property
+    def outcome(self) -> Outcome:
+        """How the exchange ended (:attr:`Ext.OUTCOME`; absent: answered)."""
+        value = self.get(Ext.OUTCOME)
+        if value is None:
+            return Outcome.ANSWERED
+        try:
+            if len(value) != 1:
+                raise ValueError(len(value))
+            return Outcome(value[0])
+        except ValueError:
+            raise LeafError("the record's outcome is not a known value") from None
 
     def with_ext(self, **values: bytes) -> AccessRecord:
         """A copy with the named extensions (``Ext`` member names) set."""

@@ -7,10 +7,12 @@ number itself.
     subject_id        = HMAC-SHA256(K_subject, number)               (never stored in clear)
     symbol(agency, v) = "k<v>." + base32(HMAC-SHA256(K_agency_v, subject_id))
     log pseudonym     = HMAC-SHA256(K_log, subject_id)                (no agency's symbol)
+    exchange digest   = HMAC-SHA256(K_exchange, exchange identity or content)
     sealed reference  = 0x01 || nonce || AES-256-GCM-SIV(K_seal, nonce, subject_id,
                                                         aad = agency || 0x00 || symbol)
 
-with K_subject, K_log, K_seal = HKDF(root, ...) and K_agency_v = HKDF(symbol_key_v, agency).
+with K_subject, K_log, K_seal, K_exchange = HKDF(root, ...) and
+K_agency_v = HKDF(symbol_key_v, agency).
 The sealed reference is what lets the broker get from one agency's symbol to
 another's without any value shared between the two holdings' rows: a fresh
 nonce makes every sealed reference different, and the AAD binds it to its row.
@@ -55,6 +57,7 @@ class Deriver:
         self._subject = hmac.HMAC(src.derive(ROOT, b"subject-id"), hashes.SHA256())
         self._log = hmac.HMAC(src.derive(ROOT, b"log-pseudonym"), hashes.SHA256())
         self._seal = AESGCMSIV(src.derive(ROOT, b"seal subject-ref v1"))
+        self._exchange = hmac.HMAC(src.derive(ROOT, b"exchange-digest v1"), hashes.SHA256())
         self._agency_mac = lru_cache(maxsize=65536)(self._make_agency_mac)
 
     def _make_agency_mac(self, agency: str, version: int) -> hmac.HMAC:
@@ -104,6 +107,13 @@ class Deriver:
     def log_pseudonym(self, subject_id: bytes) -> bytes:
         h = self._log.copy()
         h.update(subject_id)
+        return h.finalize()
+
+    def exchange_digest(self, data: bytes) -> bytes:
+        """HMAC-SHA256(K_exchange, data): the stored, keyed form of an exchange's identity
+        and content (symbolsvc.exchanges), so the database holds no request in clear."""
+        h = self._exchange.copy()
+        h.update(data)
         return h.finalize()
 
     def seal(self, subject_id: bytes, agency: str, symbol: str) -> bytes:

@@ -37,14 +37,44 @@ class NewHolding:
 
 
 @dataclass(frozen=True, slots=True)
+class ExchangeTag:
+    """The keyed identity of an exchange, ``(requester_agency, exchange_id)``, and the keyed
+    digest of its content (symbolsvc.exchanges): at most one record per ``key``."""
+
+    key: bytes
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PriorExchange:
+    """The record an exchange already wrote and the digest of the content it had."""
+
+    digest: bytes
+    record_id: int
+    leaf: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class NewRecord:
     """An access record to append; ``require`` names the holdings ``(agency, symbol)``
-    that must all be live, checked in the transaction that appends the record."""
+    that must all be live, checked in the transaction that appends the record.
+
+    ``otherwise`` is appended instead (under its own ``require``) when a holding this
+    record requires is not live: a refused exchange is still recorded. ``exchange``
+    makes the append conditional on no record holding the same exchange key: a record
+    whose key is taken is not appended (nor its ``otherwise``)."""
 
     leaf: bytes
     pseudonym: bytes
     sealed_subject: bytes
     require: tuple[tuple[str, str], ...] = ()
+    otherwise: NewRecord | None = None
+    exchange: ExchangeTag | None = None
+
+
+Placed = tuple[int, bool] | None
+"""Where a backend appended one :class:`NewRecord`: ``(id, True when its otherwise was
+appended)``, or None when neither was."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +185,7 @@ class Appended(Generic[T]):
     held: bool
     record_id: int | None = None
     value: T | None = None
+    fallback: bool = False  # the record appended was the build's ``otherwise``
 
 
 BuildRecord = Callable[[bytes], Built[T]]
@@ -183,11 +214,17 @@ def build_records(
 
 
 def with_ids(results: list[Appended[T]], slots: Sequence[int],
-             ids: Sequence[int | None]) -> list[Appended[T]]:
+             placed: Sequence[Placed]) -> list[Appended[T]]:
     """``results`` with the appended records' ids filled in at ``slots``."""
-    for j, rid in zip(slots, ids, strict=True):
-        results[j] = Appended(True, rid, results[j].value)
+    for j, where in zip(slots, placed, strict=True):
+        if where is not None:
+            results[j] = Appended(True, where[0], results[j].value, where[1])
     return results
+
+
+def ids_of(placed: Sequence[Placed]) -> list[int | None]:
+    """The ids of :meth:`HoldingsStore.append_records`' answer."""
+    return [None if where is None else where[0] for where in placed]
 
 
 @runtime_checkable
@@ -254,7 +291,11 @@ class HoldingsStore(KeyVersionStore, Protocol):
 
     async def append_records(self, records: Sequence[NewRecord]) -> list[int | None]:
         """Append access records durably; per item its id, or None when any of its
-        required holdings is not live (then nothing is written for it)."""
+        required holdings is not live or its exchange key is taken (then nothing is
+        written for it)."""
+
+    async def prior_exchange(self, key: bytes) -> PriorExchange | None:
+        """The record holding exchange key ``key`` (see :class:`ExchangeTag`), if any."""
 
     async def append_for_holdings(
         self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]

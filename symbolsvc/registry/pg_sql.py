@@ -21,7 +21,9 @@ from . import (
     LogState,
     LogStatus,
     NewRecord,
+    Placed,
     PlanFn,
+    PriorExchange,
     StoredCheckpoint,
     StoredRecord,
     build_records,
@@ -100,9 +102,12 @@ async def lookup_many(
     return found
 
 
-_INSERT_RECORD = (
-    "INSERT INTO access_records (pseudonym, sealed_subject, leaf) VALUES (%s, %s, %s) RETURNING id"
-)
+_COLUMNS = "INSERT INTO access_records (pseudonym, sealed_subject, leaf, exchange_key, " \
+    "exchange_digest) "
+# A record whose exchange key is taken is not inserted: the second insert of a key waits
+# for the first's transaction and then does nothing (symbolsvc.exchanges).
+_ON_TAKEN = " ON CONFLICT (exchange_key) DO NOTHING RETURNING id"
+_INSERT_RECORD = _COLUMNS + "VALUES (%s, %s, %s, %s, %s)" + _ON_TAKEN
 # The required holdings' rows are share-locked until COMMIT, so a concurrent release
 # waits and no record is appended against a holding released before the record commits.
 def _insert_record_if_live(n: int) -> str:
@@ -110,33 +115,62 @@ def _insert_record_if_live(n: int) -> str:
     tables = ", ".join(f"holdings h{i}" for i in range(n))
     where = " AND ".join(
         f"h{i}.agency = %s AND h{i}.symbol = %s AND NOT h{i}.released" for i in range(n))
-    return ("INSERT INTO access_records (pseudonym, sealed_subject, leaf) "  # noqa: S608
-            f"SELECT %s, %s, %s FROM {tables} WHERE {where} FOR SHARE RETURNING id")
+    return (_COLUMNS + f"SELECT %s, %s, %s, %s, %s FROM {tables} WHERE {where} "  # noqa: S608
+            "FOR SHARE" + _ON_TAKEN)
 
 
 _INSERT_RECORD_IF_LIVE = {n: _insert_record_if_live(n) for n in (1, 2)}
 
 
-async def append(
-    conn: psycopg.AsyncConnection[Any], records: list[NewRecord]
-) -> list[int | None]:
+async def _insert(conn: psycopg.AsyncConnection[Any], records: list[tuple[NewRecord, bytes | None,
+                  bytes | None]]) -> list[int | None]:
+    """One pipelined insert per ``(record, exchange key, digest)``; per item its id or None."""
     cursors = []
     async with conn.pipeline():
-        for r in records:
+        for r, key, digest in records:
             cur = conn.cursor()
             if not r.require:
-                await cur.execute(_INSERT_RECORD, (r.pseudonym, r.sealed_subject, r.leaf))
+                await cur.execute(_INSERT_RECORD,
+                                  (r.pseudonym, r.sealed_subject, r.leaf, key, digest))
             else:
                 n = len(r.require)
                 sql = _INSERT_RECORD_IF_LIVE.get(n) or _insert_record_if_live(n)
-                await cur.execute(sql, (r.pseudonym, r.sealed_subject, r.leaf,
-                                        *(v for key in r.require for v in key)))
+                await cur.execute(sql, (r.pseudonym, r.sealed_subject, r.leaf, key, digest,
+                                        *(v for k in r.require for v in k)))
             cursors.append(cur)
     out: list[int | None] = []
     for cur in cursors:
         row = await cur.fetchone()
         out.append(int(row[0]) if row else None)
     return out
+
+
+def _tag(r: NewRecord, rec: NewRecord) -> tuple[NewRecord, bytes | None, bytes | None]:
+    x = r.exchange
+    return (rec, None, None) if x is None else (rec, x.key, x.digest)
+
+
+async def append(
+    conn: psycopg.AsyncConnection[Any], records: list[NewRecord]
+) -> list[Placed]:
+    """Append records (then, in the same transaction, the ``otherwise`` of those whose
+    holdings were not live)."""
+    ids = await _insert(conn, [_tag(r, r) for r in records])
+    out: list[Placed] = [None if i is None else (i, False) for i in ids]
+    retry = [j for j, i in enumerate(ids) if i is None and records[j].otherwise is not None]
+    if retry:
+        again = await _insert(conn, [_tag(records[j], records[j].otherwise)  # type: ignore[arg-type]
+                                     for j in retry])
+        for j, i in zip(retry, again, strict=True):
+            out[j] = None if i is None else (i, True)
+    return out
+
+
+async def prior_exchange(conn: psycopg.AsyncConnection[Any], key: bytes) -> PriorExchange | None:
+    cur = await conn.execute(
+        "SELECT exchange_digest, id, leaf FROM access_records WHERE exchange_key = %s", (key,))
+    row = await cur.fetchone()
+    return PriorExchange(bytes(row[0]), int(row[1]), bytes(row[2])) if row else None
 
 
 async def append_for(

@@ -47,8 +47,10 @@ from . import (
     NewHolding,
     NewRecord,
     PlanFn,
+    PriorExchange,
     StoredCheckpoint,
     StoredRecord,
+    ids_of,
 )
 from . import pg_sql as sql
 from .keyversions import PgKeyVersions
@@ -239,7 +241,10 @@ class PgRegistry(PgKeyVersions):
         recs = list(records)
         if not recs:
             return []
-        return await self._group.submit(lambda conn: sql.append(conn, recs))
+        return ids_of(await self._group.submit(lambda conn: sql.append(conn, recs)))
+
+    async def prior_exchange(self, key: bytes) -> PriorExchange | None:
+        return await self._read(lambda conn: sql.prior_exchange(conn, key))
 
     async def append_for_holdings(
         self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]

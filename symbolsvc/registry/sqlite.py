@@ -29,8 +29,10 @@ from . import (
     NewHolding,
     NewRecord,
     PlanFn,
+    PriorExchange,
     StoredCheckpoint,
     StoredRecord,
+    ids_of,
 )
 from . import sqlite_sql as sql
 from .groupcommit import GroupCommitter
@@ -186,7 +188,10 @@ class SqliteRegistry(SqliteKeyVersions):
         return await self._write(lambda c: sql.release(c, agency, symbol))
 
     async def append_records(self, records: Sequence[NewRecord]) -> list[int | None]:
-        return await self._write(sql.append_merged, list(records))
+        return ids_of(await self._write(sql.append_merged, list(records)))
+
+    async def prior_exchange(self, key: bytes) -> PriorExchange | None:
+        return await self._read(sql.prior_exchange, key)
 
     async def append_for_holdings(
         self, items: Sequence[tuple[tuple[str, str], BuildRecord[T]]]

@@ -19,7 +19,9 @@ from . import (
     LogState,
     LogStatus,
     NewRecord,
+    Placed,
     PlanFn,
+    PriorExchange,
     StoredCheckpoint,
     StoredRecord,
     build_records,
@@ -88,34 +90,63 @@ def release(conn: sqlite3.Connection, agency: str, symbol: str) -> bool | None:
 
 def append_merged(
     conn: sqlite3.Connection, calls: list[list[NewRecord]]
-) -> list[list[int | None]]:
-    """A group's access records: one liveness query and one insert per chunk.
+) -> list[list[Placed]]:
+    """A group's access records: one liveness query, one exchange-key query and one
+    insert per chunk.
 
     Ids are assigned here, consecutively after the largest id, inside the
     writer's transaction (which holds SQLite's write lock), so the id order is
     the commit order even with several server processes on one file."""
-    required = list({key for call in calls for r in call for key in r.require})
+    recs = [r for call in calls for r in call]
+    required = list({key for r in recs for rec in (r, r.otherwise) if rec is not None
+                     for key in rec.require})
     live = {required[i] for i in _live_positions(conn, required)}
+    taken = _taken_keys(conn, [r.exchange.key for r in recs if r.exchange is not None])
     next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM access_records").fetchone()[0]
-    rows: list[tuple[int, bytes, bytes, bytes]] = []
-    out: list[list[int | None]] = []
+    rows: list[tuple[Any, ...]] = []
+    out: list[list[Placed]] = []
     for call in calls:
-        ids: list[int | None] = []
+        placed: list[Placed] = []
         for r in call:
-            if not live.issuperset(r.require):
-                ids.append(None)
+            rec: NewRecord | None = r
+            fallback = not live.issuperset(r.require)
+            if fallback:
+                rec = r.otherwise
+            if (rec is None or not live.issuperset(rec.require)
+                    or (r.exchange is not None and r.exchange.key in taken)):
+                placed.append(None)
                 continue
-            rows.append((next_id, r.pseudonym, r.sealed_subject, r.leaf))
-            ids.append(next_id)
+            x = r.exchange
+            rows.append((next_id, rec.pseudonym, rec.sealed_subject, rec.leaf,
+                         x and x.key, x and x.digest))
+            if x is not None:
+                taken.add(x.key)  # a repeat within the group is a replay of this one
+            placed.append((next_id, fallback))
             next_id += 1
-        out.append(ids)
+        out.append(placed)
     for chunk in _chunks(rows):
         conn.execute(
-            "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf) "
-            "VALUES " + _values(len(chunk), 4),
+            "INSERT INTO access_records (id, pseudonym, sealed_subject, leaf, "  # noqa: S608
+            "exchange_key, exchange_digest) VALUES " + _values(len(chunk), 6),
             [v for row in chunk for v in row],
         )
     return out
+
+
+def _taken_keys(conn: sqlite3.Connection, keys: list[bytes]) -> set[bytes]:
+    """The exchange keys among ``keys`` that a stored record holds."""
+    found: set[bytes] = set()
+    for chunk in _chunks(keys):
+        found.update(k for (k,) in conn.execute(
+            "SELECT exchange_key FROM access_records WHERE exchange_key IN ("  # noqa: S608
+            + ", ".join("?" * len(chunk)) + ")", chunk))
+    return found
+
+
+def prior_exchange(conn: sqlite3.Connection, key: bytes) -> PriorExchange | None:
+    row = conn.execute("SELECT exchange_digest, id, leaf FROM access_records "
+                       "WHERE exchange_key = ?", (key,)).fetchone()
+    return PriorExchange(*row) if row else None
 
 
 def _live_sealed(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[int, bytes]:
@@ -155,8 +186,8 @@ def append_for_merged(
     results, records, slots = build_records(
         [build for _, build in items], [sealed.get(j) for j in range(len(items))])
     if records:
-        (ids,) = append_merged(conn, [records])
-        with_ids(results, slots, ids)
+        (placed,) = append_merged(conn, [records])
+        with_ids(results, slots, placed)
     out: list[list[Appended[Any]]] = []
     pos = 0
     for call in calls:

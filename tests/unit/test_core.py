@@ -24,7 +24,7 @@ from symbolsvc.core import (
 from symbolsvc.errors import InvalidArgument, NotFound, PermissionDenied, SymbolsvcError
 from symbolsvc.keys import Keyring
 from symbolsvc.policy import PolicyHolder
-from symbolsvc.records import AccessKind, AccessRecord
+from symbolsvc.records import AccessKind, AccessRecord, Outcome
 from symbolsvc.registry import NewRecord
 from symbolsvc.registry.sqlite import SqliteRegistry
 from symbolsvc.symbols import Deriver
@@ -233,9 +233,10 @@ def test_translate_check_order(env: Env) -> None:
     err = _raises(env, env.core.translate(env.tr(holder, provider="city-b")), NotFound,
                   "PROVIDER_NOT_HOLDING")
     assert "city-b" in str(err)
-    assert env.records() == []
+    # the refusal is recorded with its outcome (issue 10 item 5), the others are not
+    assert [r.outcome for r in env.records()] == [Outcome.PROVIDER_NOT_HOLDING]
     # the two refused translations: each one writer unit (the requester's holding is
-    # read in the append's transaction) that wrote nothing
+    # read in the append's transaction)
     assert env.writes()[1] - before[1] == 2
 
 
@@ -246,7 +247,7 @@ def test_translate_after_release(env: Env) -> None:
     _raises(env, env.core.translate(env.tr(requester)), NotFound, "PROVIDER_NOT_HOLDING")
     env.run.run(env.core.release("pension-service", requester))
     _raises(env, env.core.translate(env.tr(requester)), NotFound, "REQUESTER_NOT_HOLDING")
-    assert env.records() == []
+    assert [r.outcome for r in env.records()] == [Outcome.PROVIDER_NOT_HOLDING]
 
 
 def test_translate_record_requires_both_holdings(env: Env) -> None:
@@ -325,7 +326,9 @@ def test_translate_many_per_item_outcomes(env: Env) -> None:
     assert isinstance(out[5], InvalidArgument) and out[5].field == "requests[5].symbol"
     assert isinstance(out[6], Translated) and out[6].provider_symbol == out[0].provider_symbol
     assert out[6].record_id > out[0].record_id
-    assert [r.exchange_id for r in env.records()] == ["x0", "x6"]
+    assert [(r.exchange_id, r.outcome) for r in env.records()] == [
+        ("x0", Outcome.ANSWERED), ("x3", Outcome.PROVIDER_NOT_HOLDING),
+        ("x4", Outcome.PROVIDER_NOT_HOLDING), ("x6", Outcome.ANSWERED)]
     for o in out:
         assert not (isinstance(o, SymbolsvcError) and o.reason == "PENDING")
 
@@ -344,7 +347,8 @@ def test_translate_batch_limits(env: Env, size: int, reason: str) -> None:
 def test_translate_max_batch_accepted(env: Env) -> None:
     symbol = env.issue("pension-service", N1)
     env.issue("city-a", N1)
-    out = env.run.run(env.core.translate_many([env.tr(symbol)] * MAX_BATCH))
+    out = env.run.run(env.core.translate_many(
+        [env.tr(symbol, exchange_id=f"x{i}") for i in range(MAX_BATCH)]))
     assert all(isinstance(o, Translated) for o in out)
     assert len(env.records()) == MAX_BATCH
 
@@ -378,7 +382,8 @@ def test_resolve_lists_exactly_permitted_holders(env: Env) -> None:
     assert record.pseudonym == env.deriver.log_pseudonym(env.deriver.subject_id(N1.encode()))
     # a released holding disappears from the answer
     env.run.run(env.core.release("city-c", env.issue("city-c", N1)))
-    assert env.run.run(env.core.resolve(env.rs(symbol))).provider_agencies == ("city-a",)
+    assert env.run.run(env.core.resolve(env.rs(symbol, exchange_id="ex-r2"))
+                       ).provider_agencies == ("city-a",)
 
 
 def test_resolve_with_no_holders_is_logged_too(env: Env) -> None:
