@@ -181,8 +181,10 @@ def test_blind_translation_provider_opens_what_issue_gives(
                            requester=requester)
     # a captured signed inquiry replayed by the broker is refused
     err = call_error(tc.broker().translate_signed, inq)
-    assert err.code in (Code.PERMISSION_DENIED, Code.ALREADY_EXISTS)
-    assert err.reason in ("INQUIRY_REPLAYED", "EXCHANGE_ID_REUSED")
+    assert (err.code, err.reason) == (Code.PERMISSION_DENIED, "INQUIRY_REPLAYED")
+    (again,) = tc.broker().translate_batch([inq.translate_request()])
+    assert (again.error.reason, again.error.field) == ("INQUIRY_REPLAYED",
+                                                       "requests[0].exchange_id")
 
 
 def test_blind_batch_per_item_both_suites(
@@ -224,6 +226,8 @@ def test_signed_records_verified_by_audit(
                        office_work=ow, info_item=item, exchange_id="au-resolve")
     reply = tc.broker().resolve_signed(inq)
     assert list(reply.provider_agencies) == ["city-chiyoda"]
+    err = call_error(tc.broker().resolve_signed, inq)
+    assert (err.code, err.reason) == (Code.PERMISSION_DENIED, "INQUIRY_REPLAYED")
 
     def verified() -> str:
         r = _cli("audit", "verify", "--deployment", str(trust_dep), "--target",
