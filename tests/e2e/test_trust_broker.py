@@ -33,6 +33,7 @@ from helpers import (
     wait_until,
 )
 from helpers.hpke_open import open_independently
+from helpers.hpke_open import public_line as hpke_public_line
 from helpers.registry import row_counts
 from symbolsvc_client import Deployment
 from symbolsvc_client.trust import open_sealed_symbol, sign_inquiry
@@ -241,3 +242,24 @@ def test_signed_records_verified_by_audit(
     r = _cli("audit", "verify", "--deployment", str(trust_dep), "--target",
              trust_server.address, "--agency-certs", str(trust_dep / "no-such-dir"))
     assert r.returncode == 2 and "not a directory" in r.stderr
+
+
+def test_agency_replaces_its_hpke_key(deployment_template: Path, tmp_path: Path) -> None:
+    """``agency hpke-key --public``: the agency's own public key is registered and the
+    deployment's copy of the old private key goes; a bad file or unknown agency changes
+    nothing."""
+    d = copy_deployment(deployment_template, tmp_path / "dep")
+    config, pki = str(d / "config.toml"), d / "pki"
+    own = tmp_path / "own.pub"
+    own.write_text(hpke_public_line())
+    r = _cli("agency", "hpke-key", "--config", config, "tax-office", "--public", str(own))
+    assert r.returncode == 0, r.stderr
+    assert (pki / "tax-office.hpke.pub").read_text() == own.read_text()
+    assert not (pki / "tax-office.hpke.key").exists()
+    before = (pki / "city-chiyoda.hpke.pub").read_text()
+    own.write_text("symbolsvc-hpke-v1 x25519 not-base64\n")
+    for args in (("city-chiyoda", "--public", str(own)), ("no-such-agency",),
+                 ("broker",)):
+        r = _cli("agency", "hpke-key", "--config", config, *args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+    assert (pki / "city-chiyoda.hpke.pub").read_text() == before

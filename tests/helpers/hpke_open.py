@@ -88,3 +88,10 @@ def open_independently(sealed: bytes, key_line: str, exchange_id: str, requester
                                         x25519.X25519PrivateKey.from_private_bytes(raw[64:]))
     s = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
     return s.decrypt(sealed[1:], key, info=info).decode()
+
+
+def public_line() -> str:
+    """A hybrid public key line as an agency would make it itself (its private key kept)."""
+    m, x = mlkem.MLKEM768PrivateKey.generate(), x25519.X25519PrivateKey.generate()
+    raw = m.public_key().public_bytes_raw() + x.public_key().public_bytes_raw()
+    return f"symbolsvc-hpke-v1 mlkem768-x25519 {base64.b64encode(raw).decode()}\n"
