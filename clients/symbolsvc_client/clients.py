@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .channel import DEFAULT_STREAM_TIMEOUT, DEFAULT_TIMEOUT
 from .errors import CallError
-from .trust import SignedInquiry
+from .signed import SignedInquiry
 from .v1 import audit_service_pb2 as audit_pb
 from .v1 import audit_service_pb2_grpc as audit_grpc
 from .v1 import broker_service_pb2 as broker_pb

@@ -18,7 +18,8 @@ provider opens it, with its HPKE private key (``pki/PROVIDER.hpke.key``)::
 
 The byte layouts are the server's (docs/SIGNED_INQUIRIES.md, docs/BLIND_TRANSLATION.md);
 this module keeps its own copy so the client distribution needs no server code, and the
-server's tests hold the two equal.
+server's tests hold the two equal. It needs the ``trust`` extra
+(``pip install 'symbolsvc-client[trust]'``: cryptography).
 """
 
 from __future__ import annotations
@@ -30,10 +31,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, hpke, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mlkem, x25519
 from google.protobuf.timestamp_pb2 import Timestamp
+
+try:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives import hashes, hpke, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mlkem, x25519
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError("symbolsvc_client.trust needs the 'trust' extra: "
+                      "pip install 'symbolsvc-client[trust]'") from exc
 
 from .v1 import broker_service_pb2 as broker_pb
 
