@@ -12,6 +12,7 @@ IssueSymbol gives it. ``audit verify`` then checks every stored signature.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ Code = grpc.StatusCode
 # requester, provider, office work, info item (TEST_POLICY)
 CHIYODA_TAX = ("city-chiyoda", "tax-office", "resident-tax", "national-tax-income")
 PENSION = ("pension-service", "survivor-pension", "resident-tax-income")  # -> municipalities
+TAX = ("tax-office", "city-chiyoda", "tax-investigation", "resident-record")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -101,6 +103,16 @@ def _mark(server: ServerProcess) -> int:
 
 def _records(dep: Path) -> int:
     return row_counts(dep)["access_records"]
+
+
+def _all_verified(dep: Path, server: ServerProcess) -> str:
+    """``audit verify``'s output once it has checked as many signatures as there are records
+    (every record of this server is of a signed inquiry), else "" (not yet integrated)."""
+    total = _records(dep)
+    r = _cli("audit", "verify", "--deployment", str(dep), "--target", server.address)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = re.search(r"(\d+) signed inquiries verified", r.stdout)
+    return r.stdout if m and int(m.group(1)) == total else ""
 
 
 def test_compromised_broker_obtains_no_provider_symbol(
@@ -230,13 +242,8 @@ def test_signed_records_verified_by_audit(
     err = call_error(tc.broker().resolve_signed, inq)
     assert (err.code, err.reason) == (Code.PERMISSION_DENIED, "INQUIRY_REPLAYED")
 
-    def verified() -> str:
-        r = _cli("audit", "verify", "--deployment", str(trust_dep), "--target",
-                 trust_server.address)
-        assert r.returncode == 0, r.stdout + r.stderr
-        return r.stdout if "signed inquiries verified" in r.stdout else ""
-
-    out = wait_until(verified, 60, "audit verify checking the signed inquiries")
+    out = wait_until(lambda: _all_verified(trust_dep, trust_server), 60,
+                     "audit verify checking every signed inquiry")
     assert "NOT checked" not in out
     # certificates asked for but not there: cannot verify (exit 2), never a pass
     r = _cli("audit", "verify", "--deployment", str(trust_dep), "--target",
@@ -263,3 +270,37 @@ def test_agency_replaces_its_hpke_key(deployment_template: Path, tmp_path: Path)
         r = _cli("agency", "hpke-key", "--config", config, *args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
     assert (pki / "city-chiyoda.hpke.pub").read_text() == before
+
+
+def test_reissued_certificate_old_signatures_stay_verifiable(
+        trust_dep: Path, trust_server: ServerProcess, tc: Clients,
+        numbers: NumberSource) -> None:
+    """After ``cert reissue`` the server checks new inquiries against the new certificate
+    (the old key is refused at once, no reload), and ``audit verify`` still verifies what the
+    old key signed (the old certificate is kept under pki/retired/)."""
+    requester, provider, ow, item = TAX
+    n = numbers.one()
+    sym = tc.agency(requester).issue(n).symbol
+    tc.agency(provider).issue(n)
+    old_key = _key(trust_dep, requester).read_bytes()
+
+    def ask(xid: str) -> Any:
+        return sign_inquiry(_key(trust_dep, requester), requester=requester, symbol=sym,
+                            provider=provider, office_work=ow, info_item=item,
+                            exchange_id=xid)
+
+    before = ask("rc-before")
+    assert tc.broker().translate_signed(before).sealed_provider_symbol
+    stale_key = trust_dep / "old.key"
+    stale_key.write_bytes(old_key)
+    r = _cli("cert", "reissue", "--config", str(trust_dep / "config.toml"), requester)
+    assert r.returncode == 0, r.stderr
+    assert list((trust_dep / "pki" / "retired").glob(f"{requester}-*.crt"))
+    old = sign_inquiry(stale_key, requester=requester, symbol=sym, provider=provider,
+                       office_work=ow, info_item=item, exchange_id="rc-old-key")
+    err = call_error(tc.broker().translate_signed, old)
+    assert (err.code, err.reason) == (Code.PERMISSION_DENIED, "BAD_INQUIRY_SIGNATURE")
+    assert tc.broker().translate_signed(ask("rc-after")).sealed_provider_symbol
+
+    wait_until(lambda: _all_verified(trust_dep, trust_server), 60,
+               "audit verify over records signed by the old and the new key")
