@@ -1,5 +1,8 @@
 """A file parsed once per change: re-read when its (mtime, size, inode) changes, so a replaced
-agency certificate or HPKE key takes effect on the next call without a restart."""
+agency certificate or HPKE key takes effect on the next call without a restart. The project
+replaces such files atomically (a new inode: ``pki.write_public``) or appends to them (the
+revocation list grows), so a change is seen even within the file system's mtime
+granularity."""
 
 from __future__ import annotations
 

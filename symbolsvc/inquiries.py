@@ -2,7 +2,9 @@
 
 A translation or resolution that carries ``inquiry_signature`` is verified against the
 requester's registered certificate (``pki/REQUESTER.crt``, whose URI SAN must name that
-agency) and the freshness window; under ``[broker] require_signed_inquiries`` one without a
+agency, issued by the deployment CA and not on the revocation list — both files re-read when
+they change, so ``cert revoke`` stops a stolen key's inquiries at once) and the freshness
+window; under ``[broker] require_signed_inquiries`` one without a
 signature is refused. A refusal is ``PERMISSION_DENIED`` and a security-log event; it names
 the requester and the exchange id, never the symbol.
 """
@@ -15,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from . import inquiry
-from .errors import PermissionDenied
+from .errors import ConfigError, PermissionDenied
 from .filecache import FileCache
 from .records import AccessKind
+from .revocation import EMPTY, RevocationList, parse_revocations
 
 security_log = logging.getLogger("symbolsvc.security")
 
@@ -39,22 +43,55 @@ class Asked:
     issued_at_us: int
 
 
-def _cert(data: bytes) -> tuple[str | None, inquiry.VerifyKey | None]:
-    cert = x509.load_pem_x509_certificate(data)
-    key = cert.public_key()
-    return inquiry.agency_of(cert), key if isinstance(key, inquiry.VerifyKey) else None
+@dataclass(frozen=True, slots=True)
+class _Registered:
+    agency: str | None
+    key: inquiry.VerifyKey | None
+    cert: x509.Certificate
+
+
+def _revocations(data: bytes) -> RevocationList:
+    try:
+        return parse_revocations(data.decode("utf-8"), "revocation list")
+    except (ConfigError, UnicodeDecodeError) as exc:
+        raise ValueError(str(exc)) from None
 
 
 class InquiryChecker:
-    """Verifies signed inquiries; ``required`` refuses unsigned ones."""
+    """Verifies signed inquiries; ``required`` refuses unsigned ones. ``ca`` (default
+    ``pki/ca.crt``) must have issued the requester's certificate; ``revoked`` is the
+    revocation list (``[tls] revoked``; a malformed list keeps the last good one)."""
 
     def __init__(self, pki: Path, *, required: bool, window_s: int,
-                 clock_us: Callable[[], int]) -> None:
+                 clock_us: Callable[[], int], ca: Path | None = None,
+                 revoked: Path | None = None) -> None:
         self.pki = pki
         self.required = required
         self.window_us = window_s * 1_000_000
         self._clock_us = clock_us
-        self._certs: FileCache[tuple[str | None, inquiry.VerifyKey | None]] = FileCache(_cert)
+        ca_cert = x509.load_pem_x509_certificate((ca or pki / "ca.crt").read_bytes())
+
+        def registered(data: bytes) -> _Registered:
+            cert = x509.load_pem_x509_certificate(data)
+            try:
+                cert.verify_directly_issued_by(ca_cert)
+            except (TypeError, InvalidSignature):
+                raise ValueError("not issued by the deployment CA") from None
+            key = cert.public_key()
+            return _Registered(inquiry.agency_of(cert),
+                               key if isinstance(key, inquiry.VerifyKey) else None, cert)
+
+        self._certs: FileCache[_Registered] = FileCache(registered)
+        self._revoked_path = revoked
+        self._revoked: FileCache[RevocationList] = FileCache(_revocations)
+        self._last_revoked = EMPTY
+
+    def _revocation_list(self) -> RevocationList:
+        if self._revoked_path is not None:
+            current = self._revoked.get(self._revoked_path)
+            if current is not None:
+                self._last_revoked = current
+        return self._last_revoked
 
     def check(self, a: Asked, prefix: str = "") -> dict[str, bytes]:
         """The access record's extensions for ``a`` ({} for an unsigned inquiry that is not
@@ -72,9 +109,10 @@ class InquiryChecker:
         digest = inquiry.symbol_digest(a.requester, a.exchange_id, a.symbol)
         signed = inquiry.Inquiry(a.kind, a.requester, digest, a.provider, a.office_work,
                                  a.info_item, a.exchange_id, a.issued_at_us)
-        agency, key = self._certs.get(self.pki / f"{a.requester}.crt") or (None, None)
-        if agency != a.requester or key is None or not inquiry.verify([key], signed,
-                                                                        a.signature):
+        reg = self._certs.get(self.pki / f"{a.requester}.crt")
+        if (reg is None or reg.agency != a.requester or reg.key is None
+                or self._revocation_list().revokes(reg.cert)
+                or not inquiry.verify([reg.key], signed, a.signature)):
             raise self._deny(a, "BAD_INQUIRY_SIGNATURE",
                              "the inquiry signature does not verify against the requester's "
                              "registered certificate", prefix + "inquiry_signature")

@@ -199,3 +199,30 @@ def test_replaced_key_is_used_next_and_a_missing_one_fails_before_writing(
 def test_bad_key_lines_are_refused(line: str) -> None:
     with pytest.raises(sealing.KeyFileError):
         sealing.public_key(line)
+
+
+def test_revoked_or_foreign_certificates_sign_nothing(pki: Path, tmp_path: Path) -> None:
+    """``cert revoke`` stops a stolen key's inquiries at once (the list is re-read when it
+    changes); a certificate the deployment CA did not issue is no registration."""
+    from cryptography import x509
+
+    from symbolsvc.revoked import entries_for
+
+    revoked = tmp_path / "revoked.txt"
+    checker = InquiryChecker(pki, required=True, window_s=300, clock_us=lambda: NOW,
+                             revoked=revoked)
+    assert checker.check(_asked(pki))
+    cert = x509.load_pem_x509_certificate((pki / "city-chiyoda.crt").read_bytes())
+    revoked.write_text("".join(f"{e}\n" for e in entries_for(cert)))
+    with pytest.raises(PermissionDenied, match="does not verify"):
+        checker.check(_asked(pki))
+    revoked.write_text("garbage\n")  # malformed: the last good list stays in force
+    with pytest.raises(PermissionDenied):
+        checker.check(_asked(pki))
+    other = tmp_path / "other"
+    ca2 = make_ca()
+    write_pair(ca2, other, "ca")
+    foreign = InquiryChecker(pki, required=True, window_s=300, clock_us=lambda: NOW,
+                             ca=other / "ca.crt")
+    with pytest.raises(PermissionDenied):
+        foreign.check(_asked(pki))
