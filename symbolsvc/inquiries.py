@@ -11,7 +11,6 @@ the requester and the exchange id, never the symbol.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,7 @@ from .errors import ConfigError, PermissionDenied
 from .filecache import FileCache
 from .records import AccessKind
 from .revocation import EMPTY, RevocationList, parse_revocations
-
-security_log = logging.getLogger("symbolsvc.security")
+from .secevents import report
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +123,9 @@ class InquiryChecker:
                           "signed inquiry is answered once", prefix + "exchange_id")
 
     def _deny(self, a: Asked, reason: str, message: str, field: str) -> PermissionDenied:
-        security_log.warning(
-            "inquiry refused: %s", reason,
-            extra={"event": reason.lower(), "requester": a.requester,
-                   "provider": a.provider, "office_work": a.office_work,
-                   "info_item": a.info_item, "exchange_id": a.exchange_id},
-        )
+        """Report (security log, ``symbolsvc_security_events_total``) and return the
+        refusal; the event names the exchange, never the symbol."""
+        report(reason.lower(), f"inquiry refused: {reason}", requester=a.requester,
+               provider=a.provider, office_work=a.office_work, info_item=a.info_item,
+               exchange_id=a.exchange_id)
         return PermissionDenied(reason, message, field)
