@@ -130,14 +130,20 @@ def record_ext(signature: bytes, issued_at_us: int, digest: bytes) -> dict[str, 
 
 
 def agency_of(cert: x509.Certificate) -> str | None:
-    """The agency ID of a certificate's ``spiffe://DOMAIN/agency/ID`` URI SAN, if any."""
+    """The principal a certificate's URI SAN names, by the deployment's convention
+    (``pki.spiffe_id``): ``spiffe://DOMAIN/agency/ID`` for an agency, ``spiffe://DOMAIN/NAME``
+    for a service principal that may also act as an agency (the portal); None otherwise."""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return None
     for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-        if uri.startswith("spiffe://") and AGENCY_URI in uri:
-            return uri.rsplit(AGENCY_URI, 1)[1] or None
+        if not uri.startswith("spiffe://"):
+            continue
+        _, _, path = uri.removeprefix("spiffe://").partition("/")
+        name = path.removeprefix(AGENCY_URI.strip("/") + "/")
+        if name and "/" not in name:
+            return name
     return None
 
 

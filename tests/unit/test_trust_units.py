@@ -134,7 +134,7 @@ def test_signers_other_than_the_requester_are_refused(pki: Path) -> None:
 
 def test_agency_keys_go_by_the_certificate_not_the_file_name(pki: Path) -> None:
     keys = inquiry.agency_keys(pki)
-    assert set(keys) == {"city-chiyoda", "tax-office"}
+    assert set(keys) == {"city-chiyoda", "tax-office", "broker"}  # by SAN, each its own
     assert len(keys["tax-office"]) == 2  # tax-office.crt and the one filed as city-minato.crt
 
 
@@ -226,3 +226,15 @@ def test_revoked_or_foreign_certificates_sign_nothing(pki: Path, tmp_path: Path)
                              ca=other / "ca.crt")
     with pytest.raises(PermissionDenied):
         foreign.check(_asked(pki))
+
+
+def test_the_portal_signs_as_itself(tmp_path: Path) -> None:
+    """The portal (roles portal + agency, SAN spiffe://DOMAIN/portal) may be a requester."""
+    ca = make_ca()
+    write_pair(ca, tmp_path, "ca")
+    write_pair(issue_leaf(ca, "portal", spiffe_id("portal", "portal")), tmp_path, "portal")
+    s = trust.sign_inquiry(tmp_path / "portal.key", requester="portal", symbol=SYM,
+                           office_work="w", info_item="i", exchange_id="p-1", issued_at_us=NOW)
+    a = Asked(AccessKind.RESOLVE, "portal", SYM, "", "w", "i", "p-1", s.signature, NOW)
+    assert _checker(tmp_path).check(a)
+    assert set(inquiry.agency_keys(tmp_path)) == {"portal"}
