@@ -101,6 +101,8 @@ def _audit_verify(args: argparse.Namespace) -> int:
         print(f"symbolsvc audit verify: {exc}", file=sys.stderr)
         return 2
     print(report.summary())
+    if report.previous is None:
+        print(_TOFU_WARNING, file=sys.stderr)
     return 0
 
 
@@ -117,8 +119,21 @@ def _agency_keys(directory: str | Path | None) -> dict[str, list[VerifyKey]] | N
     return agency_keys(Path(directory))
 
 
+_TOFU_WARNING = (
+    "WARNING: trust on first use. No earlier verified checkpoint (no state file, or its "
+    "first run): this run checked only the log's internal consistency. A log truncated, "
+    "rolled back or rewritten since an earlier check would pass. Keep a state file "
+    "(--state FILE) between runs, and pass --require-state once it exists.")
+
+
 def _audit_run(args: argparse.Namespace) -> verify.AuditReport:
     from . import verify
+
+    if args.require_state and not (args.state and Path(args.state).exists()):
+        raise verify.AuditError(
+            "--require-state: no state file to verify against "
+            f"({'--state not given' if not args.state else args.state + ' does not exist'}); "
+            "without it only internal consistency can be checked")
 
     if args.db:
         if not args.vkey:
@@ -254,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "--deployment: DIR/pki; without: signatures are counted unchecked)")
     av.add_argument("--state", metavar="FILE",
                     help="the last verified checkpoint: checked against, updated on success")
+    av.add_argument("--require-state", action="store_true",
+                    help="fail (exit 2) unless --state names an existing state file: refuse "
+                         "to trust the log on first use")
     av.set_defaults(func=_audit_verify)
     register_admin(sub)
 

@@ -129,6 +129,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "integrate_interval_ms": Key("int", 200, 1, 3_600_000),
         "integrate_batch": Key("int", 10_000, 1, 10_000_000),
         "lease_ms": Key("int", 5_000, 1, 86_400_000),
+        # how long records must be kept; nothing deletes a leaf (docs/ACCESS_LOG.md, Retention)
+        "retention_years": Key("int", 7, 1, 100),
     },
 }
 # [principals.NAME]: one table per principal.
@@ -171,6 +173,8 @@ class Config:
     log_integrate_interval_ms: int = 200
     log_integrate_batch: int = 10_000
     log_lease_ms: int = 5_000
+    # The retention period operators archive to (never delete from the tree).
+    log_retention_years: int = 7
     # The certificate revocation list ([tls] revoked; docs/OPERATIONS.md).
     revoked: Path | None = None
     # Per-principal limits and stream bounds ([limits], validated by limits.parse_limits;
@@ -313,6 +317,7 @@ def parse_config(path: Path, doc: Mapping[str, Any]) -> Config:
         log_integrate_interval_ms=log["integrate_interval_ms"],
         log_integrate_batch=log["integrate_batch"],
         log_lease_ms=log["lease_ms"],
+        log_retention_years=log["retention_years"],
         revoked=tls["revoked"],
         limits=parse_limits(doc.get("limits", {}), path),
         log_format=server["log_format"],

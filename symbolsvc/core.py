@@ -243,8 +243,10 @@ class Core:
                 out[i] = _provider_not_holding(reqs[i].provider_agency)
             else:
                 out[i] = Translated(res.value, res.record_id)
-        for i, res in replays:
-            out[i] = await self._translation_replayed(reqs[i], tags[i], res, batch, i)
+        settled = await asyncio.gather(*(self._translation_replayed(
+            reqs[i], tags[i], res, batch, i) for i, res in replays))
+        for (i, _), outcome in zip(replays, settled, strict=True):
+            out[i] = outcome
         for n, (i, key) in enumerate(keys.items()):  # blind: the broker relays ciphertext only
             if n % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # an HPKE seal costs ~0.1-0.2 ms
@@ -317,10 +319,10 @@ class Core:
                 leaf = AccessRecord(AccessKind.TRANSLATE, now, r.requester_agency,
                                     r.office_work, r.info_item, r.exchange_id,
                                     (r.provider_agency,), d.log_pseudonym(sid)).with_ext(**ext)
-                refused = self._record(d, leaf.with_ext(OUTCOME=_NOT_HOLDING), sid,
-                                       (requester,), tag=tag)
-                record = self._record(d, leaf, sid, (requester, (r.provider_agency,
-                                      provider_symbol)), refused, tag)
+                record = self._record(
+                    d, leaf, sid, (requester, (r.provider_agency, provider_symbol)),
+                    lambda: self._record(d, leaf.with_ext(OUTCOME=_NOT_HOLDING), sid,
+                                         (requester,)), tag)
             except SymbolsvcError as err:
                 return Built(None, err)
             return Built(record, provider_symbol)
@@ -394,7 +396,7 @@ class Core:
     @staticmethod
     def _record(
         d: Deriver, record: AccessRecord, sid: bytes, require: tuple[tuple[str, str], ...],
-        otherwise: NewRecord | None = None, tag: ExchangeTag | None = None,
+        otherwise: Callable[[], NewRecord] | None = None, tag: ExchangeTag | None = None,
     ) -> NewRecord:
         leaf = record.encode()
         return NewRecord(leaf, record.pseudonym, seal_record_subject(d, sid, leaf), require,

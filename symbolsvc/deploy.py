@@ -139,6 +139,8 @@ def _config(listen: str, principals: list[tuple[str, str, list[str]]]) -> str:
         "[access_log]",
         f'origin = "{LOG_ORIGIN}"',
         'security_log = "logs/security.jsonl"',
+        "# Keep records at least this long; nothing deletes a leaf (docs/ACCESS_LOG.md).",
+        "retention_years = 7",
         "",
         "# Certificate identity (URI SAN) -> principal name and roles. An agency's ID is its name.",
     ]

@@ -25,6 +25,7 @@ from .errors import FailedPrecondition, InvalidArgument, NotFound, SymbolsvcErro
 from .log.fanout import SharedScans
 from .log.sequencer import LogNotifier
 from .log.service import AccessLog
+from .paging import bounded
 from .records import AccessRecord, LeafError
 from .registry import HoldingsStore, LogStore, StoredRecord
 from .rotation import newest_live
@@ -113,7 +114,8 @@ class Disclosure:
     async def list_records(
         self, portal: str, symbol: str, page_size: int, page_token: str
     ) -> tuple[list[DisclosedRecord], str]:
-        """One page of the subject's records, newest first, and the next page token."""
+        """One page of the subject's records, newest first, and the next page token: at most
+        ``page_size`` records and :data:`~symbolsvc.paging.PAGE_BYTES` of leaves."""
         if page_size < 0 or page_size > MAX_PAGE_SIZE:
             raise InvalidArgument(
                 "BAD_PAGE_SIZE", f"page_size must be between 0 and {MAX_PAGE_SIZE}", "page_size"
@@ -128,9 +130,9 @@ class Disclosure:
                                       "subject; pass back a next_page_token this service "
                                       "returned, or empty for the first page", "page_token")
         size = page_size or DEFAULT_PAGE_SIZE
-        rows = await self._holdings.records_for_subject(pseudonym, before, size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
+        found = await self._holdings.records_for_subject(pseudonym, before, size + 1)
+        rows = bounded(found[:size], lambda row: len(row.leaf))  # and by bytes
+        more = len(found) > len(rows)
         page = [DisclosedRecord(row.id, AccessRecord.decode(row.leaf), row.leaf_index)
                 for row in rows]
         return page, (str(rows[-1].id) if more else "")

@@ -18,7 +18,6 @@ key, atomically with the record (docs/EXCHANGES.md). So:
 from __future__ import annotations
 
 import hmac
-import struct
 
 from .errors import AlreadyExists
 from .records import AccessKind
@@ -26,15 +25,11 @@ from .registry import ExchangeTag, HoldingsStore, PriorExchange
 from .secevents import report
 from .symbols import Deriver
 
-_U16 = struct.Struct(">H")
-
 
 def _encode(*parts: str) -> bytes:
-    out: list[bytes] = []
-    for p in parts:
-        b = p.encode("utf-8")
-        out += (_U16.pack(len(b)), b)
-    return b"".join(out)
+    """Parts joined by NUL: unambiguous, as no validated part can hold a NUL (identifiers,
+    symbols and exchange ids are printable ASCII)."""
+    return "\x00".join(parts).encode()
 
 
 def exchange_key(deriver: Deriver, requester: str, exchange_id: str) -> bytes:

@@ -213,6 +213,9 @@ async def run(
         # Tests and scripts read this line to learn the port (with --listen HOST:0).
         print(f"symbolsvc serving on {host}:{port}", flush=True)
     log.info("serving on %s:%d (mTLS, %d principals)", host, port, len(config.principals))
+    log.info("access log %s: records are kept for at least %d years (retention_years); "
+             "nothing deletes a leaf: archive, never delete (docs/ACCESS_LOG.md, Retention)",
+             config.log_origin, config.log_retention_years)
 
     monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer))
     sampler = asyncio.create_task(sample_domain(app.notifier, app.sequencer, app.policy))

@@ -21,6 +21,8 @@ nonce makes every sealed reference different, and the AAD binds it to its row.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac as std_hmac
 import os
 import re
 from functools import lru_cache
@@ -57,7 +59,8 @@ class Deriver:
         self._subject = hmac.HMAC(src.derive(ROOT, b"subject-id"), hashes.SHA256())
         self._log = hmac.HMAC(src.derive(ROOT, b"log-pseudonym"), hashes.SHA256())
         self._seal = AESGCMSIV(src.derive(ROOT, b"seal subject-ref v1"))
-        self._exchange = hmac.HMAC(src.derive(ROOT, b"exchange-digest v1"), hashes.SHA256())
+        self._exchange = std_hmac.new(src.derive(ROOT, b"exchange-digest v1"),
+                                      digestmod=hashlib.sha256)
         self._agency_mac = lru_cache(maxsize=65536)(self._make_agency_mac)
 
     def _make_agency_mac(self, agency: str, version: int) -> hmac.HMAC:
@@ -112,9 +115,9 @@ class Deriver:
     def exchange_digest(self, data: bytes) -> bytes:
         """HMAC-SHA256(K_exchange, data): the stored, keyed form of an exchange's identity
         and content (symbolsvc.exchanges), so the database holds no request in clear."""
-        h = self._exchange.copy()
+        h = self._exchange.copy()  # the keyed state is copied, not set up again
         h.update(data)
-        return h.finalize()
+        return h.digest()
 
     def seal(self, subject_id: bytes, agency: str, symbol: str) -> bytes:
         nonce = os.urandom(12)

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 
 from ..errors import FailedPrecondition, InvalidArgument, SymbolsvcError
+from ..paging import bounded
 from ..registry import LogStore, StoredCheckpoint
 from .errors import ProofError
 from .hashing import NodeID
@@ -27,7 +28,8 @@ from .proofs import NodeSpec, consistency_proof_nodes, inclusion_proof_nodes, re
 log = logging.getLogger("symbolsvc.log")
 
 MAX_ENTRIES = 1000
-"""Most leaves one ListEntries call returns."""
+"""Most leaves one ListEntries call returns (and at most :data:`~symbolsvc.paging.PAGE_BYTES`
+of leaves after the first)."""
 
 
 class _Fetched:
@@ -79,7 +81,8 @@ class AccessLog:
         return await self._resolve(_specs(inclusion_proof_nodes, leaf_index, tree_size))
 
     async def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
-        """Exact leaves ``[start, min(end, start + MAX_ENTRIES, latest size))``."""
+        """Exact leaves ``[start, min(end, start + MAX_ENTRIES, latest size))``, cut after
+        :data:`~symbolsvc.paging.PAGE_BYTES` of leaves (the caller pages on)."""
         latest = (await self.checkpoint()).tree_size
         if start >= end:
             raise InvalidArgument("BAD_RANGE", f"start ({start}) must be below end ({end})",
@@ -96,7 +99,7 @@ class AccessLog:
             log.error("access log leaves %d..%d are not all stored", start, stop - 1)
             raise SymbolsvcError("LOG_DAMAGED", "the access log's stored leaves are incomplete; "
                                  "the operator has been alerted")
-        return rows
+        return bounded(rows, lambda row: len(row[1]))
 
     async def _resolve(self, specs: list[NodeSpec]) -> list[bytes]:
         ids = [node for spec in specs for node in spec.ids]

@@ -59,8 +59,9 @@ class NewRecord:
     """An access record to append; ``require`` names the holdings ``(agency, symbol)``
     that must all be live, checked in the transaction that appends the record.
 
-    ``otherwise`` is appended instead (under its own ``require``) when a holding this
-    record requires is not live: a refused exchange is still recorded. ``exchange``
+    ``otherwise()`` builds the record appended instead (under its own ``require``) when a
+    holding this record requires is not live: a refused exchange is still recorded (built
+    only then, so the common case pays nothing for it). ``exchange``
     makes the append conditional on no record holding the same exchange key: a record
     whose key is taken is not appended (nor its ``otherwise``)."""
 
@@ -68,7 +69,7 @@ class NewRecord:
     pseudonym: bytes
     sealed_subject: bytes
     require: tuple[tuple[str, str], ...] = ()
-    otherwise: NewRecord | None = None
+    otherwise: Callable[[], NewRecord] | None = None
     exchange: ExchangeTag | None = None
 
 

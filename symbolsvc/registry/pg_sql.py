@@ -159,7 +159,7 @@ async def append(
     out: list[Placed] = [None if i is None else (i, False) for i in ids]
     retry = [j for j, i in enumerate(ids) if i is None and records[j].otherwise is not None]
     if retry:
-        again = await _insert(conn, [_tag(records[j], records[j].otherwise)  # type: ignore[arg-type]
+        again = await _insert(conn, [_tag(records[j], records[j].otherwise())  # type: ignore[misc]
                                      for j in retry])
         for j, i in zip(retry, again, strict=True):
             out[j] = None if i is None else (i, True)

@@ -98,9 +98,13 @@ def append_merged(
     writer's transaction (which holds SQLite's write lock), so the id order is
     the commit order even with several server processes on one file."""
     recs = [r for call in calls for r in call]
-    required = list({key for r in recs for rec in (r, r.otherwise) if rec is not None
-                     for key in rec.require})
+    required = list({key for r in recs for key in r.require})
     live = {required[i] for i in _live_positions(conn, required)}
+    # the otherwise-records of the items whose holdings are not all live (rare), and theirs
+    fallbacks = {id(r): r.otherwise() for r in recs
+                 if r.otherwise is not None and not live.issuperset(r.require)}
+    extra = list({key for o in fallbacks.values() for key in o.require} - live)
+    live.update(extra[i] for i in _live_positions(conn, extra))
     taken = _taken_keys(conn, [r.exchange.key for r in recs if r.exchange is not None])
     next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM access_records").fetchone()[0]
     rows: list[tuple[Any, ...]] = []
@@ -111,7 +115,7 @@ def append_merged(
             rec: NewRecord | None = r
             fallback = not live.issuperset(r.require)
             if fallback:
-                rec = r.otherwise
+                rec = fallbacks.get(id(r))
             if (rec is None or not live.issuperset(rec.require)
                     or (r.exchange is not None and r.exchange.key in taken)):
                 placed.append(None)

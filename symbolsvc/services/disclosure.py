@@ -23,6 +23,7 @@ def record_message(d: DisclosedRecord, subject_symbol: str) -> pb.AccessRecord:
         provider_agencies=r.providers, office_work=r.office_work, info_item=r.info_item,
         exchange_id=r.exchange_id, subject_symbol=subject_symbol,
         integrated=d.leaf_index is not None, leaf_index=d.leaf_index or 0,
+        outcome=cast(pb.AccessOutcome, int(r.outcome)),
     )
 
 

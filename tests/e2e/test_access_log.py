@@ -14,6 +14,7 @@ import base64
 import itertools
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,7 @@ def test_entries_proofs_and_consistency(live: LogClients) -> None:
     lambda a, n: a.entries(n + 10**6, n + 10**6 + 5),
 ])
 def test_bad_audit_requests(live: LogClients, call: Callable[[Any, int], Any]) -> None:
-    live.translate(live.subject(), "bad-requests")
+    live.translate(live.subject(), f"bad-requests-{uuid.uuid4()}")  # one exchange each
     _, size, _ = live.wait_for_size(1)
     assert code_of(lambda: call(live.auditor, size)) == grpc.StatusCode.INVALID_ARGUMENT
 

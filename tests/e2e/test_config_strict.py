@@ -51,6 +51,10 @@ CASES = [
      "[access_log] integrate_interval_ms: expected an integer from 1 to 3600000, got 1.5"),
     ('origin = "symbolsvc.local/access-log"', "lease_ms = 100",
      "[access_log] lease_ms: expected at least twice integrate_interval_ms"),
+    ("retention_years = 7", "retention_years = 0",
+     "[access_log] retention_years: expected an integer from 1 to 100, got 0"),
+    ("retention_years = 7", 'retention_years = "seven"',
+     "[access_log] retention_years: expected an integer from 1 to 100, got 'seven'"),
     ('roles = ["broker"]', 'roles = ["broker", "admin"]',
      "[principals.broker] roles: expected a non-empty subset of ['agency', 'auditor', "
      "'broker', 'portal'], got ['broker', 'admin']"),

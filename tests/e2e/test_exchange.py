@@ -20,6 +20,7 @@ from helpers import AGENCIES, Clients, NumberSource, ServerProcess, call_error, 
 from symbolsvc_client import CallError
 
 from symbolsvc.v1 import broker_service_pb2 as broker_pb
+from symbolsvc.v1 import disclosure_service_pb2 as disclosure_pb
 
 Code = grpc.StatusCode
 _xid = itertools.count(1)
@@ -182,10 +183,12 @@ def test_requester_and_provider_not_holding_are_distinct_not_found(
     assert "requester" in err_r.message and "provider" in err_p.message
 
 
-def test_only_successful_exchanges_are_recorded(clients: Clients,
-                                                numbers: NumberSource) -> None:
-    """Each translation and resolution leaves one access record the subject can see; a
-    refused one leaves none (read back through the portal, CONTRACT §4 Disclosure)."""
+def test_exchanges_and_provider_refusals_are_recorded(clients: Clients,
+                                                     numbers: NumberSource) -> None:
+    """Each translation and resolution leaves one access record the subject can see, and
+    so does a translation refused because the provider holds nothing (outcome
+    PROVIDER_NOT_HOLDING: someone asked where the data is); one refused by the permission
+    table leaves none (read back through the portal, CONTRACT §4 Disclosure)."""
     n = numbers.one()
     s = issue_all(clients, n, ("city-chiyoda", "pension-service"))
     portal = clients.portal()
@@ -195,7 +198,7 @@ def test_only_successful_exchanges_are_recorded(clients: Clients,
         PENSION_TO_CHIYODA.office_work, PENSION_TO_CHIYODA.info_item, "the-one-that-worked")
     assert ok.provider_symbol == s["city-chiyoda"]
     err = call_error(translate, clients, CHIYODA_TO_TAX, s["city-chiyoda"])
-    assert err.reason == "PROVIDER_NOT_HOLDING"
+    assert (err.code, err.reason) == (Code.NOT_FOUND, "PROVIDER_NOT_HOLDING")
     err = call_error(translate, clients, NOT_ALLOWED[1], s["city-chiyoda"])
     assert err.reason == "NOT_PERMITTED"
     resolved = clients.broker().resolve("pension-service", s["pension-service"],
@@ -203,14 +206,17 @@ def test_only_successful_exchanges_are_recorded(clients: Clients,
     assert list(resolved.provider_agencies) == ["city-chiyoda"]
 
     records = portal.all_records(portal_symbol)
-    assert [(r.exchange_id, r.requester_agency, list(r.provider_agencies), r.office_work,
-             r.info_item) for r in records] == [
-        ("where", "pension-service", ["city-chiyoda"], "survivor-pension",
-         "resident-tax-income"),
-        ("the-one-that-worked", "pension-service", ["city-chiyoda"], "survivor-pension",
-         "resident-tax-income"),
+    assert [(r.requester_agency, list(r.provider_agencies), r.office_work, r.info_item,
+             r.outcome) for r in records] == [
+        ("pension-service", ["city-chiyoda"], "survivor-pension", "resident-tax-income",
+         disclosure_pb.ACCESS_OUTCOME_ANSWERED),
+        ("city-chiyoda", ["tax-office"], CHIYODA_TO_TAX.office_work, CHIYODA_TO_TAX.info_item,
+         disclosure_pb.ACCESS_OUTCOME_PROVIDER_NOT_HOLDING),
+        ("pension-service", ["city-chiyoda"], "survivor-pension", "resident-tax-income",
+         disclosure_pb.ACCESS_OUTCOME_ANSWERED),
     ]  # newest first
-    assert [r.kind for r in records] == [2, 1]  # RESOLVE, TRANSLATE
+    assert [records[0].exchange_id, records[2].exchange_id] == ["where", "the-one-that-worked"]
+    assert [r.kind for r in records] == [2, 1, 1]  # RESOLVE, TRANSLATE, TRANSLATE
     assert all(r.subject_symbol == portal_symbol for r in records)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import uuid
 from pathlib import Path
 
 import grpc
@@ -153,7 +154,7 @@ def test_policy_reload_refuses_non_utf8_and_empty_tables(
 
     def allowed() -> str:
         return c.broker().translate(REQUESTER, s[REQUESTER], PROVIDERS[0], OFFICE, ITEM,
-                                    "reload").provider_symbol
+                                    f"reload-{uuid.uuid4()}").provider_symbol
 
     policy = fresh_deployment / "policy.toml"
     for name, data, why in [

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -64,7 +65,7 @@ class Translations:
         while not self._stop.is_set():
             try:
                 r = self.broker.translate(RULE[0], self.symbol, RULE[1], RULE[2], RULE[3],
-                                          f"load-{self.ok}")
+                                          f"load-{uuid.uuid4()}")
                 if r.provider_symbol not in self.expect:
                     self.failures.append(f"unexpected provider symbol {r.provider_symbol}")
                 self.ok += 1
@@ -89,7 +90,7 @@ def test_rotation_upgrade_and_retirement_under_load(
 
     def translate(symbol: str) -> str:
         return c.broker().translate(RULE[0], symbol, RULE[1], RULE[2], RULE[3],
-                                    "x").provider_symbol
+                                    f"x-{uuid.uuid4()}").provider_symbol
 
     traffic = Translations(dep, server.address, v1[RULE[0]], {v1[RULE[1]]})
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import grpc
@@ -74,7 +75,8 @@ class Traffic:
         while not self._stop.is_set():
             try:
                 r = self.broker.translate("city-chiyoda", self.symbol, "tax-office",
-                                          "resident-tax", "national-tax-income", "traffic")
+                                          "resident-tax", "national-tax-income",
+                                          f"traffic-{uuid.uuid4()}")
                 if r.provider_symbol != self.expect:
                     self.failures.append("wrong symbol")
                 self.ok += 1
@@ -97,7 +99,8 @@ def test_sighup_reloads_the_permission_table(fresh_deployment: Path, start_serve
 
     def minato_to_tax() -> str:
         return c.broker().translate("city-minato", s["city-minato"], "tax-office",
-                                    "resident-tax", "national-tax-income", "hup").provider_symbol
+                                    "resident-tax", "national-tax-income",
+                                    f"hup-{uuid.uuid4()}").provider_symbol
 
     err = call_error(minato_to_tax)
     assert (err.code, err.reason) == (Code.PERMISSION_DENIED, "NOT_PERMITTED")

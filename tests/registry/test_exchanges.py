@@ -25,7 +25,8 @@ def _tag(n: int, content: int = 0) -> ExchangeTag:
 
 def _rec(leaf: bytes, *require: tuple[str, str], tag: ExchangeTag | None = None,
          otherwise: NewRecord | None = None) -> NewRecord:
-    return NewRecord(leaf, P1, b"sealed-" + leaf, require, otherwise, tag)
+    return NewRecord(leaf, P1, b"sealed-" + leaf, require,
+                     None if otherwise is None else (lambda: otherwise), tag)
 
 
 def test_one_record_per_exchange_key(registry: Registry, aio: asyncio.Runner) -> None:
