@@ -59,9 +59,14 @@ def test_rotation_translate_100(benchmark, tmp_path: Path, numbers, policy_file:
     nums = numbers.take(100)
     mine = loop.run_until_complete(core.issue_many("city-chiyoda", nums))
     loop.run_until_complete(core.issue_many("city-minato", nums))
-    reqs = [TranslateRequest("city-chiyoda", o.symbol, "city-minato", "demo-exchange",
-                             "demo-record", f"x{i}") for i, o in enumerate(mine)]
-    out = benchmark.pedantic(lambda: loop.run_until_complete(core.translate_many(reqs)),
-                             rounds=ROUNDS, warmup_rounds=1)
+    rounds = iter(range(ROUNDS + 1))
+
+    def fresh() -> tuple[tuple[list[TranslateRequest]], dict[str, object]]:
+        r = next(rounds)  # new exchange ids each round: a repeated id would be a replay
+        return ([TranslateRequest("city-chiyoda", o.symbol, "city-minato", "demo-exchange",
+                                  "demo-record", f"x{r}-{i}") for i, o in enumerate(mine)],), {}
+
+    out = benchmark.pedantic(lambda reqs: loop.run_until_complete(core.translate_many(reqs)),
+                             setup=fresh, rounds=ROUNDS, warmup_rounds=1)
     assert all(hasattr(o, "provider_symbol") for o in out)
     loop.run_until_complete(core.registry.close())

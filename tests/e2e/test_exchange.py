@@ -220,6 +220,33 @@ def test_exchanges_and_provider_refusals_are_recorded(clients: Clients,
     assert all(r.subject_symbol == portal_symbol for r in records)
 
 
+def test_exchange_replay_and_reuse_over_grpc(clients: Clients, numbers: NumberSource) -> None:
+    """(requester, exchange id) names one exchange: a replay gets the same answer and record
+    (no second record); the id with other content is ALREADY_EXISTS, per item in a batch."""
+    n = numbers.one()
+    s = issue_all(clients, n)
+    portal = clients.portal()
+    portal_symbol = portal.agency.issue(n).symbol
+    broker, x = clients.broker(), xid()
+    ex = PENSION_TO_CHIYODA
+    first = broker.translate(ex.requester, s[ex.requester], ex.provider, ex.office_work,
+                             ex.info_item, x)
+    again = broker.translate(ex.requester, s[ex.requester], ex.provider, ex.office_work,
+                             ex.info_item, x)
+    assert (again.provider_symbol, again.record_id) == (first.provider_symbol, first.record_id)
+    err = call_error(broker.translate, ex.requester, s[ex.requester], "city-minato",
+                     ex.office_work, ex.info_item, x)
+    assert (err.code, err.reason) == (Code.ALREADY_EXISTS, "EXCHANGE_ID_REUSED")
+    out = broker.translate_batch([broker_pb.TranslateSymbolRequest(
+        requester_agency=ex.requester, symbol=s[ex.requester], provider_agency=p,
+        office_work=ex.office_work, info_item=ex.info_item, exchange_id=x)
+        for p in ("city-chiyoda", "city-minato")])
+    assert out[0].translated.record_id == first.record_id
+    assert (out[1].error.reason, out[1].error.field) == ("EXCHANGE_ID_REUSED",
+                                                          "requests[1].exchange_id")
+    assert [r.record_id for r in portal.all_records(portal_symbol)] == [first.record_id]
+
+
 def test_batch_translate_reports_per_item(clients: Clients, numbers: NumberSource) -> None:
     n, lonely = numbers.many(2)
     s = issue_all(clients, n)

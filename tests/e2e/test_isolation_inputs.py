@@ -87,7 +87,8 @@ def subject_with_records(server: ServerProcess, dep: Deployment,
     s = {a: c.agency(a).issue(n).symbol for a in (REQUESTER, *PROVIDERS)}
     portal_symbol = c.portal().agency.issue(n).symbol
     for i in range(3):
-        c.broker().translate(REQUESTER, s[REQUESTER], PROVIDERS[0], OFFICE, ITEM, f"pt-{i}")
+        c.broker().translate(REQUESTER, s[REQUESTER], PROVIDERS[0], OFFICE, ITEM,
+                             f"pt-{i}-{uuid.uuid4()}")
     return c, portal_symbol
 
 

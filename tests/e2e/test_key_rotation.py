@@ -189,6 +189,6 @@ def test_release_by_an_old_symbol_ends_the_moved_holding(
                                 "r2").provider_symbol == new
     # A resolution finds the provider whichever version the requester's symbol carries.
     for symbol in (old[RULE[0]], c.agency(RULE[0]).issue(n).symbol):
-        r = c.broker().resolve(RULE[0], symbol, RULE[2], RULE[3], "r3")
+        r = c.broker().resolve(RULE[0], symbol, RULE[2], RULE[3], f"r3-{uuid.uuid4()}")
         assert list(r.provider_agencies) == [RULE[1]]
     c.close()

@@ -113,6 +113,22 @@ def scenario(deployment_template: Path, tmp_path_factory: pytest.TempPathFactory
                 for r, q in zip(broker.translate_batch(part), part, strict=True):
                     provider = sc.symbols[q.provider_agency]
                     assert r.translated.provider_symbol in provider.values()
+            # A number in a free-form field: refused per item, never echoed, logged or
+            # stored (issue 10 item 8; the tests below scan logs and registry for it).
+            bad = [req("city-chiyoda", "tax-office", "resident-tax", "national-tax-income",
+                       numbers[0], f"x-{numbers[0]}"),
+                   req("city-chiyoda", "tax-office", f"resident-tax-{numbers[1]}",
+                       "national-tax-income", numbers[1], "bad-1"),
+                   req("city-chiyoda", "tax-office", "resident-tax", "national-tax-income",
+                       numbers[2], "x-" + full_width(numbers[2])),
+                   req("city-chiyoda", "tax-office", "resident-tax", "national-tax-income",
+                       numbers[3], "fine-after-bad")]
+            out = broker.translate_batch(bad)
+            assert [r.error.reason for r in out[:3]] == ["LOOKS_LIKE_INDIVIDUAL_NUMBER"] * 3
+            assert [r.error.field for r in out[:3]] == [
+                "requests[0].exchange_id", "requests[1].office_work", "requests[2].exchange_id"]
+            assert all(n[:11] not in r.error.message for r, n in zip(out, numbers, strict=False))
+            assert out[3].translated.provider_symbol
             for n in numbers[:20]:
                 r = broker.resolve("pension-service", sc.symbols["pension-service"][n],
                                    "survivor-pension", "resident-tax-income", f"r-{n[-4:]}")
@@ -123,6 +139,10 @@ def scenario(deployment_template: Path, tmp_path_factory: pytest.TempPathFactory
         yield sc
     finally:
         server.stop()
+
+
+def full_width(number: str) -> str:
+    return number.translate({0x30 + d: 0xFF10 + d for d in range(10)})
 
 
 def assert_no_number_in_registry(sc: Scenario) -> None:
@@ -192,8 +212,9 @@ def test_no_symbol_and_no_number_outside_holdings(scenario: Scenario) -> None:
         tables = db.tables()
         assert "access_records" in tables
         _, records = db.rows("access_records")
-        # 150 + 50 + 50 translations and 20 resolutions.
-        assert len(records) == 270
+        # 150 + 50 + 50 translations, the one valid item beside the refused ones, and 20
+        # resolutions; the refused items left nothing.
+        assert len(records) == 271
         for table in tables:
             if table == "holdings":
                 continue
@@ -209,6 +230,8 @@ def test_logs_contain_no_number(scenario: Scenario) -> None:
     assert logs  # the server did log something
     for n in scenario.numbers:
         assert n not in logs and n[:11] not in logs
+        assert full_width(n)[:11] not in logs and full_width(n)[:11].encode("unicode_escape") \
+            .decode() not in logs
 
 
 def test_registry_contains_no_number_after_stopping(scenario: Scenario) -> None:

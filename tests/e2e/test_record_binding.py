@@ -18,17 +18,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import grpc
 from helpers import (
     Clients,
     NumberSource,
     RegistryReader,
     ServerProcess,
     StartServer,
+    call_error,
     wait_until,
 )
 from helpers.deployments import storage_url
 
 from symbolsvc.registry.backends import backend_for
+from symbolsvc.v1 import disclosure_service_pb2 as disclosure_pb
 
 REQUESTER, PROVIDER = "pension-service", "city-chiyoda"
 OFFICE, ITEM = "survivor-pension", "resident-tax-income"
@@ -95,16 +98,30 @@ def test_swapped_or_copied_sealed_reference_is_delivered_to_nobody(
             ("UPDATE access_records SET sealed_subject = ? WHERE id = ?", (bytes(ref[a]), b)),
             ("UPDATE access_records SET sealed_subject = ? WHERE id = ?", (bytes(ref[a]), c)),
         ])
+        # a translation refused because the provider holds nothing is recorded and watched
+        # with its outcome (issue 10 item 5)
+        (lonely,) = numbers.many(1)
+        lonely_req = clients.agency(REQUESTER).issue(lonely).symbol
+        lonely_portal = portal.agency.issue(lonely).symbol
+        err = call_error(broker.translate, REQUESTER, lonely_req, PROVIDER, OFFICE, ITEM,
+                         f"x-{uuid.uuid4()}")
+        assert (err.code, err.reason) == (grpc.StatusCode.NOT_FOUND, "PROVIDER_NOT_HOLDING")
         # a marker record after the tampered ones: the watch has passed them when it arrives
         marker = broker.translate(REQUESTER, subjects[3][1], PROVIDER, OFFICE, ITEM,
                                   f"x-{uuid.uuid4()}").record_id
-        delivered: dict[int, str] = {}
+        delivered: dict[int, tuple[str, int]] = {}
         for msg in portal.watch("", timeout=60):
             if msg.HasField("record"):
-                delivered[msg.record.record_id] = msg.record.subject_symbol
+                delivered[msg.record.record_id] = (msg.record.subject_symbol,
+                                                   msg.record.outcome)
                 if msg.record.record_id == marker:
                     break
-        assert delivered == {marker: subjects[3][0]}, "tampered records reach nobody"
+        refused = [rid for rid, (sym, _) in delivered.items() if sym == lonely_portal]
+        assert delivered == {  # tampered records reach nobody
+            marker: (subjects[3][0], disclosure_pb.ACCESS_OUTCOME_ANSWERED),
+            **{rid: (lonely_portal, disclosure_pb.ACCESS_OUTCOME_PROVIDER_NOT_HOLDING)
+               for rid in refused}}
+        assert len(refused) == 1
         events = [e for e in map(json.loads, server.security_log_text().splitlines())
                   if e.get("event") == "record_subject_mismatch"]
         assert {e["record_id"] for e in events} == {a, b, c}
