@@ -54,8 +54,9 @@ class OffCore(Core):
     holdings, sealed without the record's identity, no exchange tag."""
 
     def _translation(self, d: Deriver, r: TranslateRequest, now: int, provider_version: int,
-                     policy: object, tag: object) -> Callable[[bytes], Built[str | SymbolsvcError]]:
-        def build(sealed_ref: bytes) -> Built[str | SymbolsvcError]:
+                     policy: object, tag: object, ext: object,
+                     ) -> Callable[[bytes], Built[tuple[str, bytes] | SymbolsvcError]]:
+        def build(sealed_ref: bytes) -> Built[tuple[str, bytes] | SymbolsvcError]:
             try:
                 sid = self._unseal(sealed_ref, r.requester_agency, r.symbol)
                 provider_symbol = d.symbol(r.provider_agency, sid, provider_version)
@@ -68,7 +69,7 @@ class OffCore(Core):
                                     (r.provider_agency, provider_symbol)))
             except SymbolsvcError as err:
                 return Built(None, err)
-            return Built(record, provider_symbol)
+            return Built(record, (provider_symbol, leaf))
 
         return build
 

@@ -17,6 +17,7 @@ from .portal.cli import register as register_portal
 
 if TYPE_CHECKING:
     from . import verify
+    from .inquiry import VerifyKey
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -109,6 +110,19 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _agency_keys(directory: str | Path | None) -> dict[str, list[VerifyKey]] | None:
+    """The agencies' certificate keys for checking signed inquiries (None: not checked)."""
+    from .inquiry import agency_keys
+
+    if directory is None:
+        return None
+    if not Path(directory).is_dir():
+        from .verify import AuditError
+
+        raise AuditError(f"--agency-certs {directory}: not a directory")
+    return agency_keys(Path(directory))
+
+
 _TOFU_WARNING = (
     "WARNING: trust on first use. No earlier verified checkpoint (no state file, or its "
     "first run): this run checked only the log's internal consistency. A log truncated, "
@@ -132,7 +146,8 @@ def _audit_run(args: argparse.Namespace) -> verify.AuditReport:
         vkey = verify.load_vkey(args.vkey)
         previous = verify.load_state(args.state, vkey) if args.state else None
         report = verify.verify_database(args.db, vkey, origin=args.origin, previous=previous,
-                                        witnesses=witnesses)
+                                        witnesses=witnesses,
+                                        agency_keys=_agency_keys(args.agency_certs))
     else:
         from symbolsvc_client.channel import Deployment
 
@@ -144,8 +159,9 @@ def _audit_run(args: argparse.Namespace) -> verify.AuditReport:
         except OSError as exc:
             raise verify.AuditError(f"cannot load the {args.principal} identity: {exc}") from None
         with client:
-            report = verify.verify_remote(client, vkey, origin=args.origin, previous=previous,
-                                          source=args.target, witnesses=witnesses)
+            report = verify.verify_remote(
+                client, vkey, origin=args.origin, previous=previous, source=args.target,
+                witnesses=witnesses, agency_keys=_agency_keys(args.agency_certs or deployment.pki))
     if args.state:
         try:
             verify.save_state(args.state, report.state)
@@ -291,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the log's verifier key (required with --db; default "
                          "DIR/pki/log.vkey)")
     av.add_argument("--origin", help="the log origin expected (default: the vkey's name)")
+    av.add_argument("--agency-certs", metavar="DIR",
+                    help="the agencies' certificates (a deployment's pki/, with retired/): "
+                         "check every signed inquiry the records keep (default with "
+                         "--deployment: DIR/pki; without: signatures are counted unchecked)")
     av.add_argument("--state", metavar="FILE",
                     help="the last verified checkpoint: checked against, updated on success")
     av.add_argument("--witness-vkey", action="append", default=[], metavar="VKEY_OR_FILE",

@@ -123,6 +123,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "otlp_endpoint": Key("str", ""),
         "service_name": Key("str", "symbolsvc"),
     },
+    "broker": {
+        # issue 14 (docs/SIGNED_INQUIRIES.md, docs/BLIND_TRANSLATION.md): refuse inquiries
+        # the requester did not sign; accept signed ones issued at most this long ago (or
+        # ahead); seal the provider's symbol to the provider's HPKE key
+        "require_signed_inquiries": Key("bool", False),
+        "inquiry_window_seconds": Key("int", 300, 1, 86_400),
+        "blind_translation": Key("bool", False),
+    },
     "access_log": {
         "origin": Key("str", "symbolsvc.local/access-log"),
         "security_log": Key("path", None),

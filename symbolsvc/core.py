@@ -15,12 +15,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from typing import TypeVar
 
 from . import exchanges, rotation
+from .blinding import Blinder
 from .errors import InvalidArgument, NotFound, PermissionDenied, SymbolsvcError
 from .inputs import MAX_BATCH, MAX_EXCHANGE_ID, check_batch, check_exchange, check_ident
+from .inquiries import Asked, InquiryChecker
 from .log.hashing import leaf_hash
 from .log.receipts import ReceiptSigner
 from .newrecords import exchange_record, linkage_record, linkage_records
@@ -29,8 +30,10 @@ from .policy import Policy, PolicyHolder, Rule
 from .records import AccessKind, AccessRecord
 from .records import Outcome as RecordOutcome
 from .registry import Appended, Built, ExchangeTag, HoldingsStore, NewRecord
+from .sealing import SealKey
 from .subjects import unseal_holding
 from .symbols import Deriver, symbol_version
+from .values import Issued, Resolved, ResolveRequest, Translated, TranslateRequest
 
 YIELD_EVERY = 100
 """A batch lets other calls run on the event loop after deriving this many items."""
@@ -38,46 +41,6 @@ YIELD_EVERY = 100
 R = TypeVar("R")
 
 security_log = logging.getLogger("symbolsvc.security")
-
-
-@dataclass(frozen=True, slots=True)
-class Issued:
-    symbol: str
-    newly_registered: bool
-    key_version: int
-
-
-@dataclass(frozen=True, slots=True)
-class TranslateRequest:
-    requester_agency: str
-    symbol: str
-    provider_agency: str
-    office_work: str
-    info_item: str
-    exchange_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Translated:
-    provider_symbol: str
-    record_id: int
-    receipt: str = ""  # the signed receipt for the record (log/receipts.py), when signing
-
-
-@dataclass(frozen=True, slots=True)
-class ResolveRequest:
-    requester_agency: str
-    symbol: str
-    office_work: str
-    info_item: str
-    exchange_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Resolved:
-    provider_agencies: tuple[str, ...]
-    record_id: int
-    receipt: str = ""
 
 
 Outcome = Issued | Translated | SymbolsvcError
@@ -94,6 +57,8 @@ class Core:
         *,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
         receipts: ReceiptSigner | None = None,
+        inquiries: InquiryChecker | None = None,
+        blinder: Blinder | None = None,
     ) -> None:
         self.deriver = deriver
         self.registry = registry
@@ -101,6 +66,8 @@ class Core:
         self._clock_us = clock_us
         # Signs a receipt for every record appended (None: replies carry no receipt).
         self.receipts = receipts
+        self.inquiries = inquiries  # signed inquiries ([broker]; None: not checked)
+        self.blinder = blinder  # blind translation ([broker] blind_translation; None: off)
 
     # -- issuance ------------------------------------------------------------
 
@@ -184,12 +151,20 @@ class Core:
         policy = self.policy.current
         out: list[Translated | SymbolsvcError | None] = []
         todo: list[int] = []
+        exts: dict[int, dict[str, bytes]] = {}
+        keys: dict[int, SealKey] = {}
         for i, r in enumerate(reqs):
             prefix = f"requests[{i}]." if batch else ""
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # signature checks cost ~0.1 ms each: let others run
             try:
                 check_exchange(r, prefix, r.provider_agency)
                 self.deriver.version_of(r.symbol, prefix + "symbol")
                 check_ident(r.provider_agency, prefix + "provider_agency")
+                exts[i] = self._signed(AccessKind.TRANSLATE, r, r.provider_agency, prefix)
+                if self.blinder is not None:
+                    keys[i] = self.blinder.key_for(r.provider_agency,
+                                                   prefix + "provider_agency")
                 if not policy.allows(r.requester_agency, r.office_work, r.info_item,
                                      r.provider_agency):
                     security_log.warning(
@@ -223,7 +198,7 @@ class Core:
         results = await self.registry.append_for_holdings(
             [((reqs[i].requester_agency, reqs[i].symbol),
               self._translation(d, reqs[i], now, versions.get(i, d.current_version), policy,
-                                tags[i]))
+                                tags[i], exts[i]))
              for i in todo]
         )
         replays = []
@@ -249,6 +224,13 @@ class Core:
             reqs[i], tags[i], res, batch, i) for i, res in replays))
         for (i, _), outcome in zip(replays, settled, strict=True):
             out[i] = outcome
+        for n, (i, key) in enumerate(keys.items()):  # blind: the broker relays ciphertext only
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # an HPKE seal costs ~0.1-0.2 ms
+            t, r = out[i], reqs[i]
+            if isinstance(t, Translated):
+                out[i] = Translated("", t.record_id, t.receipt, Blinder.seal(
+                    key, t.provider_symbol, r.exchange_id, r.requester_agency))
         return _filled(out)
 
     async def _translation_replayed(
@@ -257,10 +239,15 @@ class Core:
         batch: bool, i: int,
     ) -> Translated | SymbolsvcError:
         """A translation whose record was not appended: a replay of exchange (requester,
-        exchange id) gets the first answer and record; other content EXCHANGE_ID_REUSED."""
+        exchange id) gets the first answer and record; other content EXCHANGE_ID_REUSED.
+        Under require_signed_inquiries any reuse is refused (INQUIRY_REPLAYED)."""
         found = await self.registry.prior_exchange(tag.key)
         if found is None:  # no record holds the key: the requester's holding ended meanwhile
             return _requester_not_holding()
+        if self.inquiries is not None and self.inquiries.required:
+            return self.inquiries.refuse_reuse(
+                self._asked(AccessKind.TRANSLATE, r, r.provider_agency),
+                f"requests[{i}]." if batch else "")
         if not exchanges.same(found, tag):
             return exchanges.reused(r.requester_agency, r.exchange_id,
                                     f"requests[{i}].exchange_id" if batch else "exchange_id")
@@ -296,7 +283,7 @@ class Core:
 
     def _translation(
         self, d: Deriver, r: TranslateRequest, now: int, provider_version: int, policy: Policy,
-        tag: ExchangeTag,
+        tag: ExchangeTag, ext: dict[str, bytes],
     ) -> Callable[[bytes], Built[tuple[str, bytes] | SymbolsvcError]]:
         """The write unit's build step for one translation, run in the registry's writer
         with the requester's sealed reference. It never raises: it returns the record and
@@ -316,7 +303,7 @@ class Core:
                     AccessKind.TRANSLATE, now, r.requester_agency, r.office_work, r.info_item,
                     r.exchange_id, (r.provider_agency,), sid,
                     (requester, (r.provider_agency, provider_symbol)), policy, rule,
-                    tag, (requester,),
+                    tag, (requester,), ext,
                 )
             except SymbolsvcError as err:
                 return Built(None, err)
@@ -328,6 +315,7 @@ class Core:
         """CONTRACT §4 Resolve providers: permitted providers that hold the subject, logged."""
         check_exchange(r, "")
         self.deriver.version_of(r.symbol)
+        ext = self._signed(AccessKind.RESOLVE, r, "", "")
         policy = self.policy.current
         permitted = policy.permitted_providers(r.requester_agency, r.office_work, r.info_item)
         if not permitted:
@@ -356,7 +344,7 @@ class Core:
         record = self._record(
             AccessKind.RESOLVE, self._clock_us(), r.requester_agency, r.office_work,
             r.info_item, r.exchange_id, holders, sid, ((r.requester_agency, r.symbol),),
-            policy, policy.grant(r.requester_agency, r.office_work, r.info_item), tag,
+            policy, policy.grant(r.requester_agency, r.office_work, r.info_item), tag, ext=ext,
         )
         (rid,) = await self.registry.append_records([record])
         if rid is not None:
@@ -364,6 +352,8 @@ class Core:
         found = await self.registry.prior_exchange(tag.key)
         if found is None:  # released between the lookup and the append
             raise _requester_not_holding()
+        if self.inquiries is not None and self.inquiries.required:
+            raise self.inquiries.refuse_reuse(self._asked(AccessKind.RESOLVE, r, ""))
         if not exchanges.same(found, tag):
             raise exchanges.reused(r.requester_agency, r.exchange_id, "exchange_id")
         return Resolved(AccessRecord.decode(found.leaf).providers, found.record_id,
@@ -374,14 +364,28 @@ class Core:
     def _unseal(self, sealed_ref: bytes, agency: str, symbol: str) -> bytes:
         return unseal_holding(self.deriver, sealed_ref, agency, symbol)
 
+    def _signed(self, kind: AccessKind, r: TranslateRequest | ResolveRequest, provider: str,
+                prefix: str) -> dict[str, bytes]:
+        """The record's extensions for a verified signed inquiry; raises PermissionDenied."""
+        if self.inquiries is None:
+            return {}
+        return self.inquiries.check(self._asked(kind, r, provider), prefix)
+
+    @staticmethod
+    def _asked(kind: AccessKind, r: TranslateRequest | ResolveRequest, provider: str) -> Asked:
+        return Asked(kind, r.requester_agency, r.symbol, provider, r.office_work, r.info_item,
+                     r.exchange_id, r.inquiry_signature, r.issued_at_us)
+
     def _record(
         self, kind: AccessKind, now: int, requester: str, office_work: str, info_item: str,
         exchange_id: str, providers: tuple[str, ...], sid: bytes,
         require: tuple[tuple[str, str], ...], policy: Policy, rule: Rule | None,
         tag: ExchangeTag | None = None, refused: tuple[tuple[str, str], ...] | None = None,
+        ext: dict[str, bytes] | None = None,
     ) -> NewRecord:
         return exchange_record(self.deriver, kind, now, requester, office_work, info_item,
-                               exchange_id, providers, sid, require, policy, rule, tag, refused)
+                               exchange_id, providers, sid, require, policy, rule, tag, refused,
+                               ext)
 
 
 def _filled(out: Sequence[R | None]) -> list[R]:

@@ -4,6 +4,7 @@
     DIR/policy.toml          a sample permission table over the given agencies
     DIR/pki/ca.crt, ca.key   the deployment CA (keep ca.key offline in production)
     DIR/pki/NAME.crt, .key   server, broker, portal, auditor and each agency
+    DIR/pki/AGENCY.hpke.key, .hpke.pub  each agency's HPKE pair (blind translation)
     DIR/pki/log.vkey         the access log's verifier key (signed-note vkey)
     DIR/pki/revoked.txt      the certificate revocation list (empty; ``cert revoke``)
     DIR/keys/keyring.json    master secrets, wrapped under the passphrase
@@ -26,11 +27,13 @@ from .pki import (
     make_ca,
     private_dir,
     spiffe_id,
+    write_hpke_pair,
     write_pair,
     write_private,
     write_public,
 )
 from .policy import is_ident
+from .sealing import DEFAULT_SUITE
 
 DEFAULT_AGENCIES = ("city-chiyoda", "city-minato", "pension-service", "tax-office")
 SERVICE_PRINCIPALS = {"broker": ["broker"], "portal": ["portal", "agency"], "auditor": ["auditor"]}
@@ -86,6 +89,8 @@ def init_deployment(directory: Path, agencies: list[str], *, listen: str = DEFAU
         principals.append((a, spiffe_id("agency", a), ["agency"]))
     for name, uri, _ in principals:
         write_pair(issue_leaf(ca, name, uri), pki, name)
+    for a in agencies:
+        write_hpke_pair(pki, a, DEFAULT_SUITE)
 
     keyring = Keyring.generate()
     passphrase = secrets.token_urlsafe(32).encode()

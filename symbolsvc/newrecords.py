@@ -35,14 +35,18 @@ def exchange_record(
     info_item: str, exchange_id: str, providers: tuple[str, ...], sid: bytes,
     require: tuple[tuple[str, str], ...], policy: Policy | None, rule: Rule | None,
     tag: ExchangeTag | None = None, refused: tuple[tuple[str, str], ...] | None = None,
+    ext: dict[str, bytes] | None = None,
 ) -> NewRecord:
     """A TRANSLATE or RESOLVE record, naming ``rule`` of ``policy`` when given, appended
     at most once per exchange ``tag`` (docs/EXCHANGES.md). With ``refused``, the record's
     ``otherwise`` is the same record with the outcome PROVIDER_NOT_HOLDING (policy
-    extensions kept), requiring only the holdings ``refused`` names."""
+    extensions kept), requiring only the holdings ``refused`` names. ``ext``: further
+    extensions (a verified signed inquiry's, symbolsvc.inquiries), kept on both."""
     pseudonym = deriver.log_pseudonym(sid)
     record = AccessRecord(kind, now, requester, office_work, info_item, exchange_id,
                           providers, pseudonym)
+    if ext:
+        record = record.with_ext(**ext)
     withheld = None
     if policy is not None and rule is not None:
         withheld = rule.withheld_until(now)

@@ -104,6 +104,18 @@ def write_pair(issued: Issued, directory: Path, name: str) -> None:
     write_public(directory / f"{name}.crt", issued.cert.public_bytes(serialization.Encoding.PEM))
 
 
+def write_hpke_pair(directory: Path, name: str, suite: str) -> tuple[Path, Path]:
+    """A new HPKE key pair for agency NAME (blind translation, symbolsvc.sealing):
+    NAME.hpke.key (0600, for the agency) first, then NAME.hpke.pub (0644, what the
+    server seals to)."""
+    from .sealing import generate
+
+    priv, pub = generate(suite)
+    write_private(directory / f"{name}.hpke.key", priv.encode())
+    write_public(directory / f"{name}.hpke.pub", pub.encode())
+    return directory / f"{name}.hpke.key", directory / f"{name}.hpke.pub"
+
+
 def private_dir(path: Path) -> Path:
     """Make ``path`` (and missing parents) a directory only its owner may enter (0700)."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -66,6 +66,8 @@ class Ext(IntEnum):
     INQUIRY_SIGNATURE = 5  # bytes: the requester's signature over its inquiry
     INQUIRY_ISSUED_AT = 6  # u64: microseconds since the epoch the inquiry was signed
     POLICY_TABLE = 7  # UTF-8: the canonical permission table itself
+    # 32 B: SHA-256 digest of the requester's symbol in its signed inquiry (symbolsvc.inquiry)
+    INQUIRY_SYMBOL_DIGEST = 14
 
 
 class LeafError(ValueError):

@@ -54,6 +54,7 @@ from .services.disclosure import DisclosureService
 from .services.symbol import SymbolService
 from .tracing import Tracing
 from .transparency import Transparency
+from .trust import trust_for
 from .v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
@@ -106,7 +107,9 @@ def build_app(config: Config) -> App:
     registry = open_registry(config.storage_url, config.base, config.storage_read_url,
                              config.storage_read_max_lag_ms)
     registry.queue_auth.mac = keys.queue_auth.mac  # every queued row is tagged (QUEUE_AUTH.md)
-    core = Core(deriver, registry, policy, receipts=keys.receipts)
+    inquiries, blinder = trust_for(config)
+    core = Core(deriver, registry, policy, receipts=keys.receipts, inquiries=inquiries,
+                blinder=blinder)
     notifier = LogNotifier()
     sequencer = None
     if isinstance(registry, LogStore):

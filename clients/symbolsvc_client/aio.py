@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .channel import DEFAULT_STREAM_TIMEOUT, DEFAULT_TIMEOUT
 from .errors import CallError
+from .signed import SignedInquiry
 from .v1 import audit_service_pb2 as audit_pb
 from .v1 import audit_service_pb2_grpc as audit_grpc
 from .v1 import broker_service_pb2 as broker_pb
@@ -128,6 +129,20 @@ class BrokerClient(_Client):
                 requester_agency=requester_agency, symbol=symbol,
                 provider_agency=provider_agency, office_work=office_work,
                 info_item=info_item, exchange_id=exchange_id), self.timeout)
+        return reply
+
+    async def translate_signed(self, inquiry: SignedInquiry
+                               ) -> broker_pb.TranslateSymbolResponse:
+        """Pass an agency's signed inquiry (``trust.sign_inquiry``) through, unchanged."""
+        reply: broker_pb.TranslateSymbolResponse = await _call(
+            self.stub.TranslateSymbol, inquiry.translate_request(), self.timeout)
+        return reply
+
+    async def resolve_signed(self, inquiry: SignedInquiry
+                             ) -> broker_pb.ResolveProvidersResponse:
+        """Pass an agency's signed resolution inquiry through, unchanged."""
+        reply: broker_pb.ResolveProvidersResponse = await _call(
+            self.stub.ResolveProviders, inquiry.resolve_request(), self.timeout)
         return reply
 
     async def translate_batch(self, requests: Sequence[broker_pb.TranslateSymbolRequest]

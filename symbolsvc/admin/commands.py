@@ -7,6 +7,9 @@ import argparse
 from pathlib import Path
 
 from ..config import load_config
+from ..sealing import DEFAULT_SUITE, SUITE_IDS
+
+SUITES = tuple(SUITE_IDS)
 
 SIGHUP_HINT = ("a running server takes it up on SIGHUP (kill -HUP <pid>); nothing restarts "
                "and no symbol changes")
@@ -15,9 +18,20 @@ SIGHUP_HINT = ("a running server takes it up on SIGHUP (kill -HUP <pid>); nothin
 def _agency_add(args: argparse.Namespace) -> int:
     from .principals import agency_add
 
-    for issued in agency_add(Path(args.config), args.ids):
-        print(f"added agency {issued.name} ({issued.identity}): {issued.cert}, {issued.key}")
+    for issued in agency_add(Path(args.config), args.ids, args.hpke_suite):
+        print(f"added agency {issued.name} ({issued.identity}): {issued.cert}, {issued.key}, "
+              f"HPKE key pair {issued.name}.hpke.key/.hpke.pub ({args.hpke_suite})")
     print(f"give it rules in the permission table; {SIGHUP_HINT}")
+    return 0
+
+
+def _agency_hpke_key(args: argparse.Namespace) -> int:
+    from .principals import agency_hpke_key
+
+    path = agency_hpke_key(Path(args.config), args.id, suite=args.suite,
+                           public=Path(args.public) if args.public else None)
+    print(f"registered agency {args.id}'s HPKE public key {path}; blind translations seal to "
+          "it from the next call on (no SIGHUP needed)")
     return 0
 
 
@@ -91,7 +105,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "config.toml")
     _config_arg(a)
     a.add_argument("ids", nargs="+", metavar="ID")
+    a.add_argument("--hpke-suite", choices=SUITES, default=DEFAULT_SUITE,
+                   help="the HPKE suite of each agency's blind-translation key pair "
+                        f"(default {DEFAULT_SUITE}: post-quantum hybrid)")
     a.set_defaults(func=_agency_add)
+    a = asub.add_parser("hpke-key", help="replace an agency's HPKE public key (blind "
+                                         "translation): a new pair, or the agency's own")
+    _config_arg(a)
+    a.add_argument("id", metavar="ID")
+    a.add_argument("--suite", choices=SUITES, default=DEFAULT_SUITE,
+                   help="the suite of a new pair the deployment makes")
+    a.add_argument("--public", metavar="FILE",
+                   help="register this public key (a 'symbolsvc-hpke-v1 SUITE BASE64' line "
+                        "the agency made) instead; no private key stays in pki/")
+    a.set_defaults(func=_agency_hpke_key)
     a = asub.add_parser("remove", help="remove an agency (refused while it holds symbols)")
     _config_arg(a)
     a.add_argument("id", metavar="ID")

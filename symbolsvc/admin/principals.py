@@ -18,7 +18,8 @@ from .. import revoked as revocation
 from ..config import Config, load_config
 from ..deploy import SERVICE_PRINCIPALS, check_principal_name
 from ..errors import ConfigError
-from ..pki import issue_leaf, load_ca, spiffe_id, write_pair
+from ..pki import issue_leaf, load_ca, spiffe_id, write_hpke_pair, write_pair, write_public
+from ..sealing import DEFAULT_SUITE, KeyFileError, public_key
 from .editing import add_principal, edit_config, remove_principal, set_revoked
 
 SERVER = "server"
@@ -74,8 +75,10 @@ def _add(config_path: Path, name: str, identity: str, roles: list[str]) -> Issue
     return issued
 
 
-def agency_add(config_path: Path, agencies: list[str]) -> list[Issued]:
-    """Issue a pair for each new agency and add it to config.toml, one at a time."""
+def agency_add(config_path: Path, agencies: list[str], hpke_suite: str = DEFAULT_SUITE
+               ) -> list[Issued]:
+    """Issue a pair for each new agency and add it to config.toml, one at a time; each gets
+    an HPKE key pair for blind translation (pki/ID.hpke.key, .hpke.pub)."""
     for a in agencies:
         check_principal_name(a)
     if len(set(agencies)) != len(agencies):
@@ -84,7 +87,34 @@ def agency_add(config_path: Path, agencies: list[str]) -> list[Issued]:
     taken = [a for a in agencies if a in config.principals]
     if taken:
         raise ConfigError(f"{config.path}: already principals: {', '.join(taken)}")
-    return [_add(config_path, a, spiffe_id("agency", a), ["agency"]) for a in agencies]
+    out = []
+    for a in agencies:
+        out.append(_add(config_path, a, spiffe_id("agency", a), ["agency"]))
+        write_hpke_pair(_pki(config), a, hpke_suite)
+    return out
+
+
+def agency_hpke_key(config_path: Path, agency: str, *, suite: str = DEFAULT_SUITE,
+                    public: Path | None = None) -> Path:
+    """Replace agency ID's HPKE public key: with a new pair the deployment makes, or with the
+    public key the agency made itself (``public``: a ``symbolsvc-hpke-v1`` line), in which
+    case no private key stays in pki/. A running server seals to the new key from the next
+    translation on (it re-reads the file when it changes). Returns the public key's path."""
+    config = load_config(config_path)
+    p = config.principals.get(agency)
+    if p is None or "agency" not in p.roles:
+        raise ConfigError(f"{config.path}: no agency {agency!r}")
+    pki = _pki(config)
+    if public is None:
+        return write_hpke_pair(pki, agency, suite)[1]
+    try:
+        line = public.read_text(encoding="ascii").strip() + "\n"
+        public_key(line)
+    except (OSError, UnicodeDecodeError, KeyFileError) as exc:
+        raise ConfigError(f"{public}: not an HPKE public key: {exc}") from None
+    write_public(pki / f"{agency}.hpke.pub", line.encode())
+    (pki / f"{agency}.hpke.key").unlink(missing_ok=True)  # it belongs to the old public key
+    return pki / f"{agency}.hpke.pub"
 
 
 def principal_add(config_path: Path, role: str, name: str) -> Issued:
@@ -130,9 +160,19 @@ def cert_reissue(config_path: Path, name: str) -> tuple[Issued, tuple[str, str]]
     old = _current(config, name)
     identity = (config.principals[name].identity if name != SERVER
                 else next(iter(_uris(old)), spiffe_id(SERVER, SERVER)))
+    _retire(config, name, old)
     issued = _issue(config, name, identity)
     entries = revocation.append(_revoked_list(config), old, name, "reissued")
     return issued, entries
+
+
+def _retire(config: Config, name: str, cert: x509.Certificate) -> None:
+    """Keep a replaced certificate under pki/retired/ (public): the signed inquiries its key
+    made stay checkable by ``audit verify --agency-certs``."""
+    from cryptography.hazmat.primitives import serialization
+
+    write_public(_pki(config) / "retired" / f"{name}-{cert.serial_number:x}.crt",
+                 cert.public_bytes(serialization.Encoding.PEM))
 
 
 def _uris(cert: x509.Certificate) -> list[str]:
@@ -166,5 +206,6 @@ def agency_remove(config_path: Path, agency: str, *, release_all: bool) -> int:
     except ConfigError:
         pass  # no certificate file left: nothing to revoke
     edit_config(config.path, lambda doc: remove_principal(doc, agency))
-    (_pki(config) / f"{agency}.key").unlink(missing_ok=True)
+    for suffix in ("key", "hpke.key", "hpke.pub"):
+        (_pki(config) / f"{agency}.{suffix}").unlink(missing_ok=True)
     return released

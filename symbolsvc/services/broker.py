@@ -11,14 +11,21 @@ from ..v1 import broker_service_pb2 as pb
 from ..v1 import broker_service_pb2_grpc as pb_grpc
 
 
+def _us(m: pb.TranslateSymbolRequest | pb.ResolveProvidersRequest) -> int:
+    """issued_at in microseconds (what the requester signs; a sub-microsecond part is not
+    signed and is ignored); 0 when absent."""
+    t = m.issued_at
+    return max(0, t.seconds * 1_000_000 + t.nanos // 1000) if m.HasField("issued_at") else 0
+
+
 def _request(m: pb.TranslateSymbolRequest) -> TranslateRequest:
     return TranslateRequest(m.requester_agency, m.symbol, m.provider_agency, m.office_work,
-                            m.info_item, m.exchange_id)
+                            m.info_item, m.exchange_id, m.inquiry_signature, _us(m))
 
 
 def _translated(t: Translated) -> pb.TranslateSymbolResponse:
     return pb.TranslateSymbolResponse(provider_symbol=t.provider_symbol, record_id=t.record_id,
-                                      receipt=t.receipt)
+                                      receipt=t.receipt, sealed_provider_symbol=t.sealed)
 
 
 class BrokerService(pb_grpc.BrokerServiceServicer):
@@ -45,6 +52,6 @@ class BrokerService(pb_grpc.BrokerServiceServicer):
     ) -> pb.ResolveProvidersResponse:
         r = await self._core.resolve(ResolveRequest(
             request.requester_agency, request.symbol, request.office_work, request.info_item,
-            request.exchange_id))
+            request.exchange_id, request.inquiry_signature, _us(request)))
         return pb.ResolveProvidersResponse(provider_agencies=r.provider_agencies,
                                            record_id=r.record_id, receipt=r.receipt)

@@ -81,6 +81,17 @@ class BrokerServiceServicer:
         PROVIDER_NOT_HOLDING).
         Then it appends an access record durably and returns the symbol.
         INVALID_ARGUMENT when a field is empty, too long or malformed.
+
+        Before step 1, a present `inquiry_signature` is verified against the
+        requester's registered certificate and `issued_at` against the freshness
+        window; under `[broker] require_signed_inquiries` an unsigned inquiry, and
+        any reuse of the requester's exchange id, are refused: PERMISSION_DENIED
+        (reasons INQUIRY_NOT_SIGNED, BAD_INQUIRY_SIGNATURE, INQUIRY_EXPIRED,
+        INQUIRY_REPLAYED), nothing written (docs/SIGNED_INQUIRIES.md). Under
+        `[broker] blind_translation` the reply carries `sealed_provider_symbol`
+        instead of `provider_symbol`; a provider with no registered HPKE key is
+        FAILED_PRECONDITION (NO_SEALING_KEY), nothing written
+        (docs/BLIND_TRANSLATION.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,7 +117,8 @@ class BrokerServiceServicer:
         REQUESTER_NOT_HOLDING); when no rule names any provider the call is
         PERMISSION_DENIED (reason NOT_PERMITTED). The resolution is logged like
         a translation, so the subject sees that someone asked where their data
-        is. An empty answer is still logged.
+        is. An empty answer is still logged. Signed inquiries are checked as in
+        TranslateSymbol.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

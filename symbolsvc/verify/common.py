@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import hmac
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .. import inquiry
 from ..log.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -34,6 +36,10 @@ class AuditReport:
     previous: TrustedState | None
     witnessed_by: tuple[str, ...] = ()  # witnesses whose cosignatures were verified
     witnessed_size: int | None = None  # the checkpoint they cosigned (None: the latest)
+    # signed inquiries the records keep: checked against the agencies' certificates, or
+    # left unchecked (no certificates given)
+    inquiries_checked: int = 0
+    inquiries_unchecked: int = 0
 
     @property
     def state(self) -> TrustedState:
@@ -46,6 +52,11 @@ class AuditReport:
             f"{self.checkpoints_verified} checkpoint(s) verified, "
             f"root {base64.b64encode(self.root_hash).decode('ascii')}",
         ]
+        if self.inquiries_checked:
+            parts.append(f"{self.inquiries_checked} signed inquiries verified")
+        if self.inquiries_unchecked:
+            parts.append(f"{self.inquiries_unchecked} signed inquiries NOT checked (no agency "
+                         "certificates given: --agency-certs)")
         if self.unsequenced:
             parts.append(f"{self.unsequenced} record(s) not yet integrated")
         if self.witnessed_by:
@@ -81,6 +92,35 @@ def decode_leaf(index: int, leaf: bytes) -> AccessRecord:
         return AccessRecord.decode(leaf)
     except LeafError as exc:
         raise fail(f"leaf {index}: not a canonical access record ({exc})") from None
+
+
+class Inquiries:
+    """Checks every signed inquiry a record keeps (docs/SIGNED_INQUIRIES.md) against the
+    requester's certificate keys (``inquiry.agency_keys``); None: count them unchecked."""
+
+    def __init__(self, keys: Mapping[str, Sequence[inquiry.VerifyKey]] | None) -> None:
+        self.keys = keys
+        self.checked = 0
+        self.unchecked = 0
+
+    def check(self, index: int, record: AccessRecord) -> None:
+        try:
+            found = inquiry.from_record(record)
+        except ValueError as exc:
+            raise fail(f"leaf {index}: {exc}") from None
+        if found is None:
+            return
+        if self.keys is None:
+            self.unchecked += 1
+            return
+        keys = self.keys.get(record.requester)
+        if not keys:
+            raise fail(f"leaf {index}: no certificate of agency {record.requester!r} to check "
+                       "its signed inquiry")
+        if not inquiry.verify(keys, *found):
+            raise fail(f"leaf {index}: the signed inquiry does not verify against agency "
+                       f"{record.requester!r}'s certificate")
+        self.checked += 1
 
 
 def note_label(note: object) -> str:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hmac
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ..inquiry import VerifyKey
 from ..log.checkpoint import Checkpoint, VerifierKey
 from .common import (
     AuditReport,
+    Inquiries,
     Tree,
     check_previous_root,
     check_previous_size,
@@ -149,6 +152,7 @@ def verify_database(
     previous: TrustedState | None = None,
     chunk: int = DEFAULT_CHUNK,
     witnesses: WitnessPolicy | None = None,
+    agency_keys: Mapping[str, Sequence[VerifyKey]] | None = None,
 ) -> AuditReport:
     """Verify a copy of a symbolsvc SQLite database end to end; raise on the first problem.
 
@@ -165,8 +169,10 @@ def verify_database(
     conn = _connect_read_only(path)
     try:
         try:
-            return _verify_connection(conn, str(path), vkey, origin, previous, chunk,
-                                      witnesses)
+            report = _verify_connection(conn, str(path), vkey, origin, previous, chunk,
+                                        inquiries := Inquiries(agency_keys), witnesses)
+            return replace(report, inquiries_checked=inquiries.checked,
+                           inquiries_unchecked=inquiries.unchecked)
         except sqlite3.Error as exc:
             raise AuditError(f"cannot read {path}: {exc}") from None
     finally:
@@ -185,6 +191,7 @@ def _verify_connection(
     origin: str,
     previous: TrustedState | None,
     chunk: int,
+    inquiries: Inquiries,
     witnesses: WitnessPolicy | None = None,
 ) -> AuditReport:
     _check_schema(conn)
@@ -227,6 +234,7 @@ def _verify_connection(
             if record.pseudonym != pseudonym:
                 raise fail(f"leaf {index}: the row's pseudonym column does not match the leaf")
             policies.check(index, record)
+            inquiries.check(index, record)
             checkpoints.settle(tree)
 
     n = tree.size

@@ -4,14 +4,17 @@ page by page, and ``GetConsistencyProof`` from the checkpoint verified last time
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
+from ..inquiry import VerifyKey
 from ..log.checkpoint import VerifierKey
 from ..log.errors import ProofError
 from ..log.verification import verify_consistency
 from .common import (
     AuditReport,
+    Inquiries,
     Tree,
     check_previous_root,
     check_previous_size,
@@ -48,6 +51,7 @@ def verify_remote(
     previous: TrustedState | None = None,
     source: str = "AuditService",
     witnesses: WitnessPolicy | None = None,
+    agency_keys: Mapping[str, Sequence[VerifyKey]] | None = None,
 ) -> AuditReport:
     """Verify the log served by an AuditService; raise on the first problem.
 
@@ -60,14 +64,17 @@ def verify_remote(
     vkey = KeyChain.of(vkey)
     origin = origin or vkey.name
     try:
-        return _verify_remote(client, vkey, origin, previous, source, witnesses)
+        inquiries = Inquiries(agency_keys)
+        report = _verify_remote(client, vkey, origin, previous, source, witnesses, inquiries)
+        return replace(report, inquiries_checked=inquiries.checked,
+                       inquiries_unchecked=inquiries.unchecked)
     except CallError as exc:  # the service did not answer: nothing was verified
         raise AuditError(f"{source}: {exc}") from None
 
 
 def _verify_remote(client: AuditSource, vkey: KeyChain, origin: str,
                    previous: TrustedState | None, source: str,
-                   witnesses: WitnessPolicy | None) -> AuditReport:
+                   witnesses: WitnessPolicy | None, inquiries: Inquiries) -> AuditReport:
     if witnesses is None:
         note = client.checkpoint()
     else:
@@ -112,7 +119,9 @@ def _verify_remote(client: AuditSource, vkey: KeyChain, origin: str,
                 raise fail(f"leaf {index}: beyond the latest checkpoint (size {latest.size})")
             leaf = entry.leaf
             tree.append(leaf_hash_of(index, leaf))
-            policies.check(index, decode_leaf(index, leaf))
+            record = decode_leaf(index, leaf)
+            policies.check(index, record)
+            inquiries.check(index, record)
     if not hmac.compare_digest(tree.frontier.root(), latest.root_hash):
         raise fail(f"{label}: root hash does not match the first {latest.size} leaves")
     check_previous_root(previous, tree.root_at_previous)

@@ -54,7 +54,12 @@ def test_init_writes_every_file_of_the_spec(deployment_template: Path) -> None:
         assert f.is_file() and f.stat().st_size > 0, f
     for key in [*pki.glob("*.key"), d / "keys" / "keyring.json", d / "secrets" / "passphrase"]:
         assert mode(key) == 0o600, key
-    assert len(list(pki.glob("*.key"))) == len(names) + 1  # and the CA's
+    # and the CA's, and each agency's HPKE private key (blind translation, 0600 above)
+    assert len(list(pki.glob("*.key"))) == len(names) + 1 + len(AGENCIES)
+    for a in AGENCIES:
+        assert (pki / f"{a}.hpke.key").read_text().startswith("symbolsvc-hpke-v1 mlkem768-x25519 ")
+        assert (pki / f"{a}.hpke.pub").read_text().startswith("symbolsvc-hpke-v1 mlkem768-x25519 ")
+        assert mode(pki / f"{a}.hpke.pub") == 0o644
 
     ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
     for n in names:

@@ -83,6 +83,9 @@ def test_agency_joins_a_serving_deployment_and_takes_part_in_translations(
         assert "SIGHUP" in added.stdout
         assert (d / "pki" / f"{NEW}.crt").exists()
         assert os.stat(d / "pki" / f"{NEW}.key").st_mode & 0o777 == 0o600
+        # its HPKE pair for blind translation (docs/BLIND_TRANSLATION.md)
+        assert os.stat(d / "pki" / f"{NEW}.hpke.key").st_mode & 0o777 == 0o600
+        assert (d / "pki" / f"{NEW}.hpke.pub").read_text().startswith("symbolsvc-hpke-v1 ")
         assert NEW in load_config(config).principals
         # Adding it twice is refused, with nothing changed.
         again = symbolsvc("agency", "add", "--config", str(config), NEW)
@@ -185,6 +188,7 @@ def test_agency_remove_refuses_while_it_holds_symbols(
         assert "released 3 holdings" in removed.stdout
         assert "city-minato" not in load_config(config).principals
         assert not (d / "pki" / "city-minato.key").exists()
+        assert not (d / "pki" / "city-minato.hpke.key").exists()
         hup(server)
         # The policy still names it: the reload says so.
         assert "city-minato" in server.wait_for_log(r"no principal has: .*")

@@ -34,7 +34,7 @@ VERIFY_ALLOWED = {
     "symbolsvc", "symbolsvc.log", "symbolsvc.log.errors", "symbolsvc.log.hashing",
     "symbolsvc.log.compact", "symbolsvc.log.verification", "symbolsvc.log.checkpoint",
     "symbolsvc.log.cosignature",
-    "symbolsvc.records", "symbolsvc.policytable",
+    "symbolsvc.records", "symbolsvc.policytable", "symbolsvc.inquiry",
 }
 
 

@@ -794,3 +794,50 @@ def test_verify_checks_each_record_against_its_published_rule(
         assert rc == 0, err
     else:
         assert rc == 1 and err.startswith("FAILED: ") and re.search(why, err), err
+
+
+def _sign_leaf(db: Path, index: int, signer: Path) -> None:
+    """Give leaf ``index`` a signed inquiry (docs/SIGNED_INQUIRIES.md) signed with the key
+    file ``signer`` as its requester."""
+    from symbolsvc_client.trust import sign_inquiry
+
+    from symbolsvc import inquiry
+
+    rec = AccessRecord.decode(leaf_of(db, index))
+    s = sign_inquiry(signer, requester=rec.requester, symbol="k1." + "q" * 52,
+                     provider=rec.providers[0], office_work=rec.office_work,
+                     info_item=rec.info_item, exchange_id=rec.exchange_id,
+                     issued_at_us=rec.time_us)
+    signed = rec.with_ext(**inquiry.record_ext(
+        s.signature, s.issued_at_us,
+        inquiry.symbol_digest(rec.requester, rec.exchange_id, s.symbol)))
+    write(db, ("UPDATE access_records SET leaf = ? WHERE leaf_index = ?",
+               (signed.encode(), index)))
+
+
+def test_stored_inquiry_signatures_are_checked(db_path: Path, vkey_file: Path,
+                                               log_key: Ed25519PrivateKey, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Even the operator, holding the log key and re-signing every checkpoint, cannot put an
+    inquiry into a record that the requester did not sign: ``--agency-certs`` names the
+    leaf. Without certificates the signatures are counted as not checked, never passed."""
+    from symbolsvc.pki import issue_leaf, make_ca, spiffe_id, write_pair
+
+    pki = tmp_path / "pki"
+    ca = make_ca()
+    write_pair(ca, pki, "ca")
+    write_pair(issue_leaf(ca, "city-a", spiffe_id("agency", "city-a")), pki, "city-a")
+    write_pair(issue_leaf(ca, "operator", spiffe_id("agency", "operator")), tmp_path, "op")
+    translate = next(i for i in range(40, 60) if make_record(i).kind is AccessKind.TRANSLATE)
+    _sign_leaf(db_path, translate, pki / "city-a.key")
+    _rebuild_tree(db_path, log_key, resign=True)
+    rc, out, _ = verify(db_path, vkey_file, "--agency-certs", str(pki), capsys=capsys)
+    assert rc == 0 and "1 signed inquiries verified" in out, out
+    rc, out, _ = verify(db_path, vkey_file, capsys=capsys)
+    assert rc == 0 and "1 signed inquiries NOT checked" in out, out
+
+    _sign_leaf(db_path, translate, tmp_path / "op.key")  # the operator's own key
+    _rebuild_tree(db_path, log_key, resign=True)
+    expect_failure(db_path, vkey_file,
+                   f"leaf {translate}: the signed inquiry does not verify", capsys,
+                   "--agency-certs", str(pki))
