@@ -157,10 +157,10 @@ def test_files_are_0600_and_directories_0700_whatever_the_umask(
         init_deployment_cli(tmp_path / "umask0", ["city-chiyoda"])
     finally:
         os.umask(old)
-    # Public artefacts (certificates, the log's verifier key, the permission table and the
-    # revocation list) are 0644; everything else, config.toml included (its storage URL may
-    # carry a password), is 0600, and every directory 0700.
-    public = (".crt", "log.vkey", "policy.toml", "revoked.txt")
+    # Public artefacts (certificates, the log's verifier key, agencies' HPKE public keys,
+    # the permission table and the revocation list) are 0644; everything else, config.toml
+    # included (its storage URL may carry a password), is 0600, and every directory 0700.
+    public = (".crt", "log.vkey", ".hpke.pub", "policy.toml", "revoked.txt")
 
     def expected(p: str) -> int:
         if (tmp_path / "umask0" / p).is_dir():
