@@ -131,9 +131,9 @@ def test_every_command_stops_without_a_traceback(template: Path, tmp_path: Path,
                           text=True, timeout=60, check=False)
     assert proc.returncode == 2, proc
     assert proc.stderr == (f"symbolsvc: {config}: unknown section [acces_log]: did you mean "
-                           "[access_log]? expected one of [access_log], [keys], [limits], "
-                           "[policy], [portal], [principals], [server], [storage], [tls], "
-                           "[tracing], [witness], [witnessing]\n")
+                           "[access_log]? expected one of [access_log], [broker], [keys], "
+                           "[limits], [policy], [portal], [principals], [server], [storage], "
+                           "[tls], [tracing], [witness], [witnessing]\n")
     assert "Traceback" not in proc.stderr
 
 
