@@ -1,7 +1,7 @@
 """``symbolsvc portal serve|link --config C`` (docs/PORTAL.md): the CLI glue of the portal.
 
 :func:`register` adds the subcommands to the main parser (one line in ``symbolsvc/cli.py``);
-the web framework is imported only when ``serve`` runs.
+the `portal` extra (web framework, link signer) is imported only when a subcommand runs.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from typing import Any
 from ..config import load_config
 from ..errors import ConfigError, SymbolsvcError
 from ..symbols import symbol_version
-from .links import load_key, mint
 from .settings import portal_settings, witness_keys
 
 
 def _link(args: argparse.Namespace) -> int:
+    from .links import load_key, mint  # itsdangerous: the `portal` extra
+
     settings = portal_settings(load_config(Path(args.config)))
     try:
         symbol_version(args.symbol)
@@ -39,6 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
     from ..verify.keychain import parse_vkeys
     from .app import Portal, build_app
     from .i18n import Labels
+    from .links import load_key
 
     config = load_config(Path(args.config))
     settings = portal_settings(config, args.listen)
