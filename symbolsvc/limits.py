@@ -31,6 +31,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 from prometheus_client import Counter
@@ -86,7 +87,8 @@ class LimitsConfig:
     """``[limits]``: budgets per role, overrides per principal, and stream bounds."""
 
     roles: Mapping[str, Budget]
-    principals: Mapping[str, Mapping[str, float]]  # name -> the keys it overrides
+    # name -> the keys it overrides (counts are ints, checked in parse_limits; rate may be a float)
+    principals: Mapping[str, Mapping[str, Any]]
     stream_idle_seconds: float = 60.0
     stream_max_seconds: float = 3600.0
     watch_max_seconds: float = 1800.0
@@ -99,7 +101,7 @@ class LimitsConfig:
         own = self.principals.get(name)
         if not own:
             return base
-        return replace(base, **{k: type(getattr(base, k))(v) for k, v in own.items()})
+        return replace(base, **own)
 
 
 def parse_limits(doc: object, path: Path) -> LimitsConfig:
@@ -115,13 +117,16 @@ def parse_limits(doc: object, path: Path) -> LimitsConfig:
             raise ConfigError(f"{ctx} {key} must be a positive number")
         return value
 
-    def overrides(table: object, ctx: str) -> dict[str, float]:
+    def overrides(table: object, ctx: str) -> dict[str, Any]:
         if not isinstance(table, dict):
             raise ConfigError(f"{ctx} must be a table")
         unknown = set(table) - names
         if unknown:
             raise ConfigError(f"{ctx}: unknown keys {sorted(unknown)}")
         out = {k: number(table, k, 0, ctx) for k in table}
+        for k in table.keys() - {"rate"}:  # counts are whole numbers; only the rate is not
+            if not isinstance(table[k], int):
+                raise ConfigError(f"{ctx} {k} must be a whole number")
         if out.get("burst", 1000) < 1000:
             raise ConfigError(f"{ctx} burst must be at least 1000 (one full batch)")
         return out
@@ -141,8 +146,7 @@ def parse_limits(doc: object, path: Path) -> LimitsConfig:
         if role not in ROLE_DEFAULTS:
             raise ConfigError(f"{where}.roles: unknown role {role!r}")
         o = overrides(table, f"{where}.roles.{role}")
-        roles[role] = replace(ROLE_DEFAULTS[role], **{
-            k: type(getattr(ROLE_DEFAULTS[role], k))(v) for k, v in o.items()})
+        roles[role] = replace(ROLE_DEFAULTS[role], **o)
     principals = {name: overrides(table, f"{where}.principals.{name}")
                   for name, table in sub("principals").items()}
     return LimitsConfig(
@@ -154,8 +158,8 @@ def parse_limits(doc: object, path: Path) -> LimitsConfig:
 
 
 class _Bucket:
-    """A token bucket that may go into debt: a request is admitted while the bucket is
-    not empty and pays its full item count, so a 1,000-item batch is never starved
+    """A token bucket that may go into debt: a request is admitted while the bucket holds
+    at least one token and pays its full item count, so a 1,000-item batch is never starved
     by a rate below 1,000/s; the debt delays the next admission."""
 
     __slots__ = ("burst", "rate", "stamp", "tokens")
@@ -173,7 +177,7 @@ class _Bucket:
 
     def take(self, items: int) -> float:
         """Take ``items``; 0.0 when admitted, else the seconds until the bucket refills."""
-        if self._refill() <= 0:
+        if self._refill() < 1:
             return (1 - self.tokens) / self.rate
         self.tokens -= items
         return 0.0

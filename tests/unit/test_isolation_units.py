@@ -55,8 +55,8 @@ def test_server_cap_spares_health() -> None:
 
 def test_token_bucket_admits_a_full_batch_then_goes_into_debt() -> None:
     lim = limiter({"principals": {"a": {"rate": 1, "burst": 1000}}})
-    lim.admit("a", AGENCY, M, stream=False, items=1000).release()
-    lim.admit("a", AGENCY, M, stream=False, items=1000).release()  # not empty yet: admitted
+    lim.admit("a", AGENCY, M, stream=False, items=999).release()
+    lim.admit("a", AGENCY, M, stream=False, items=1000).release()  # one token left: admitted
     with pytest.raises(LimitExceeded) as info:
         lim.admit("a", AGENCY, M, stream=False, items=1)
     assert info.value.reason == "RATE_LIMIT" and info.value.retry_after > 900
@@ -80,12 +80,26 @@ def test_principal_overrides_merge_over_the_role() -> None:
     assert both.streams == 512 and both.concurrent_calls == 64
 
 
+def test_a_rate_below_one_item_per_second_is_kept() -> None:
+    """0.01 items/s was once truncated to 0 (a division by zero, INTERNAL, per call)."""
+    cfg = parse_limits({"principals": {"a": {"rate": 0.01}},
+                        "roles": {"agency": {"rate": 0.5}}}, Path("c"))
+    assert cfg.budget("a", frozenset({"agency"})).rate == 0.01
+    assert cfg.budget("b", frozenset({"agency"})).rate == 0.5
+    limiter = Limiter(cfg, 100)
+    limiter.admit("a", frozenset({"agency"}), "/m", stream=False, items=2000).release()
+    with pytest.raises(LimitExceeded) as info:
+        limiter.admit("a", frozenset({"agency"}), "/m", stream=False, items=1)
+    assert info.value.retry_after > 50
+
+
 @pytest.mark.parametrize("doc", [
     {"roles": {"agency": {"rate": 0}}},
     {"roles": {"agency": {"burst": 999}}},
     {"roles": {"agency": {"nonsense": 1}}},
     {"roles": {"wizard": {}}},
     {"principals": {"a": {"streams": True}}},
+    {"principals": {"a": {"concurrent_calls": 2.5}}},
     {"stream_idle_seconds": -1},
     {"typo": 1},
     {"roles": []},
