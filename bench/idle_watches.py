@@ -73,7 +73,7 @@ async def translations(dep: Path, target: str, rate: float, done: list[int]) -> 
 async def run(dep: Path, server: Spawned, args: argparse.Namespace) -> dict[str, Any]:
     channels = [_channel(dep, "portal", server.address) for _ in range(args.channels)]
     # The measured calls have a connection of their own: the watches fill theirs up to
-    # [server] max_concurrent_streams (100 a connection), and a call queued behind them
+    # [server] max_concurrent_streams (512 a connection), and a call queued behind them
     # on the client would measure that queue, not the server.
     lister = _channel(dep, "portal", server.address)
     portal = dgrpc.DisclosureServiceStub(lister)

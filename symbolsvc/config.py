@@ -72,7 +72,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_message_bytes": Key("int", 4 * MIB, 1024, 2**31 - 1),
         "grace_seconds": Key("float", 10.0, 0, 3600),
         # HTTP/2 and connection limits (server_options.ConnectionLimits; docs/HARDENING.md).
-        "max_concurrent_streams": Key("int", 100, 1, I32),
+        "max_concurrent_streams": Key("int", 512, 1, I32),
         "max_header_list_bytes": Key("int", 16_384, 1024, I32),
         "max_frame_bytes": Key("int", HTTP2_MIN_FRAME, HTTP2_MIN_FRAME, HTTP2_MAX_FRAME),
         "min_ping_interval_ms": Key("int", 10_000, 1, I32),

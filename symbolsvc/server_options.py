@@ -5,7 +5,10 @@ Each bounds one thing an authenticated but hostile client could otherwise grow w
 limit (docs/HARDENING.md says what each one bounds and what none of them can):
 
 * ``max_concurrent_streams`` — HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: calls in flight on
-  one connection (the server-wide cap is ``max_concurrent_rpcs``).
+  one connection (the server-wide cap is ``max_concurrent_rpcs``). The default, 512, is
+  twice the broker's 256-call budget: grpc counts a finished stream until the application
+  has released it, so a connection kept busy at its principal's budget would otherwise see
+  REFUSED_STREAM (UNAVAILABLE) before its own limit answers RESOURCE_EXHAUSTED.
 * ``max_header_list_bytes`` — request metadata (HEADERS plus CONTINUATION frames) per call;
   a larger header block is refused, so header buffering per stream is bounded.
 * ``max_frame_bytes`` — SETTINGS_MAX_FRAME_SIZE the server accepts.
@@ -37,7 +40,7 @@ HTTP2_MAX_FRAME = 16_777_215
 class ConnectionLimits:
     """``[server]`` keys bounding connections and HTTP/2 (defaults: docs/CONFIG.md)."""
 
-    max_concurrent_streams: int = 100
+    max_concurrent_streams: int = 512
     max_header_list_bytes: int = 16_384
     max_frame_bytes: int = HTTP2_MIN_FRAME
     min_ping_interval_ms: int = 10_000

@@ -10,9 +10,11 @@
 
 Every call has a deadline: ``timeout`` (default 10 s) for unary calls and
 ``stream_timeout`` (default 1 h) for streams, both set per Deployment or client.
-Only idempotent calls are retried (by gRPC's retry policy, on UNAVAILABLE, or on
-CANCELLED from a server shutting down): issue, release and the read-only
-disclosure and audit calls. Several targets, or a ``dns:///name:port`` target, are
+Only idempotent calls are retried (by gRPC's retry policy, on UNAVAILABLE, on
+CANCELLED from a server shutting down, and on RESOURCE_EXHAUSTED after the delay
+the server's pushback names): issue, release, the exchanges (a repeated
+``exchange_id`` returns the first answer) and the read-only disclosure and audit
+calls. Several targets, or a ``dns:///name:port`` target, are
 balanced round-robin. A failed call raises :class:`CallError` with the status code,
 the server's machine-readable reason and its message.
 """

@@ -31,15 +31,23 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 10.0  # seconds, every unary call
 DEFAULT_STREAM_TIMEOUT = 3600.0  # seconds, every stream (a bulk load, a watch)
 
-# Retried only where a repeat cannot change the outcome, on UNAVAILABLE and on a CANCELLED
-# that comes from the server: a server shutting down (SIGTERM) cancels the calls it has
-# received but not yet started, and those did nothing. (A call the client itself cancels,
-# or whose deadline passes, is never retried.)
+# Retried only where a repeat cannot change the outcome: issue, release and upgrade
+# (the same number gives the same symbol), the exchanges (a repeated exchange_id returns
+# the first answer, record and receipt: docs/EXCHANGES.md) and the read-only calls.
+# Retried on UNAVAILABLE (also a stream the server refused before reading it), on a
+# CANCELLED that comes from the server (a server shutting down cancels the calls it has
+# received but not yet started, and those did nothing), and on RESOURCE_EXHAUSTED when
+# the server's pushback says when (a per-principal limit; a full disk says "do not
+# retry"). A call the client itself cancels, or whose deadline passes, is never retried;
+# retries stop while more than about one call in eleven fails (retryThrottling).
 _IDEMPOTENT = [
     {"service": "symbolsvc.v1.SymbolService", "method": "IssueSymbol"},
     {"service": "symbolsvc.v1.SymbolService", "method": "BatchIssueSymbols"},
     {"service": "symbolsvc.v1.SymbolService", "method": "ReleaseSymbol"},
     {"service": "symbolsvc.v1.SymbolService", "method": "UpgradeSymbols"},
+    {"service": "symbolsvc.v1.BrokerService", "method": "TranslateSymbol"},
+    {"service": "symbolsvc.v1.BrokerService", "method": "BatchTranslateSymbols"},
+    {"service": "symbolsvc.v1.BrokerService", "method": "ResolveProviders"},
     {"service": "symbolsvc.v1.DisclosureService", "method": "ListAccessRecords"},
     {"service": "symbolsvc.v1.DisclosureService", "method": "GetRecordProof"},
     {"service": "symbolsvc.v1.AuditService"},
@@ -50,10 +58,12 @@ _SERVICE_CONFIG = json.dumps({
     "methodConfig": [{
         "name": _IDEMPOTENT,
         "retryPolicy": {
-            "maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "2s",
-            "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
+            "maxAttempts": 5, "initialBackoff": "0.1s", "maxBackoff": "2s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED", "RESOURCE_EXHAUSTED"],
         },
     }],
+    "retryThrottling": {"maxTokens": 100, "tokenRatio": 0.1},
 })
 _SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:")
 

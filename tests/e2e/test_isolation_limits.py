@@ -227,3 +227,35 @@ def test_health_watch_works_on_the_mtls_port(clients: Any) -> None:
         health_pb2.HealthCheckRequest(service="symbolsvc.v1.SymbolService"), timeout=10)
     assert next(watch).status == SERVING
     watch.cancel()
+
+
+def test_refusals_carry_pushback_and_the_client_rides_them_out(
+        fresh_deployment: Path, start_server: StartServer, numbers: NumberSource) -> None:
+    """A refusal over a limit names gRPC's retry pushback (gRFC A6), so the client
+    library's retry policy waits that long and tries again instead of failing."""
+    server = start_server(fresh_deployment, {
+        "limits": {"principals": {"city-chiyoda": {"rate": 2, "burst": 1000}}}})
+    dep = Deployment(fresh_deployment)
+    agency = dep.agency("city-chiyoda", server.address)
+    agency.issue_batch(numbers.many(1000))  # empties the bucket
+    with grpc.secure_channel(server.address, dep.identity("city-chiyoda").credentials()) as raw:
+        stub = pb_grpc.SymbolServiceStub(raw)  # a plain channel: no retry policy
+        err = refused(lambda: [stub.IssueSymbol(pb.IssueSymbolRequest(
+            individual_number=numbers.one())) for _ in range(50)])
+    assert err.code() == Code.RESOURCE_EXHAUSTED
+    assert details(err)[0] == "RATE_LIMIT"
+    pushback = dict(err.trailing_metadata() or ())["grpc-retry-pushback-ms"]
+    assert 1 <= int(pushback) <= 1000
+    # Three calls at once need waits at 2 calls/s: the client's caller sees none of them.
+    assert len({agency.issue(numbers.one()).symbol for _ in range(3)}) == 3
+    agency.close()
+    server.stop()
+    # A wait longer than the pushback bound is the caller's to decide ("-1": no retry).
+    server = start_server(fresh_deployment, {
+        "limits": {"principals": {"city-chiyoda": {"rate": 0.01, "burst": 1000}}}})
+    agency = dep.agency("city-chiyoda", server.address)
+    agency.issue_batch(numbers.many(1000))
+    with pytest.raises(CallError) as info:
+        agency.issue(numbers.one())
+    assert info.value.code == Code.RESOURCE_EXHAUSTED, server.log_tail()
+    agency.close()
