@@ -45,9 +45,16 @@ class Spawned:
     address: str
 
     @classmethod
-    def start(cls, label: str, argv: list[str], timeout: float = 120) -> Spawned:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                text=True, start_new_session=True)
+    def start(cls, label: str, argv: list[str], timeout: float = 120,
+              log: Path | None = None) -> Spawned:
+        """Start ``argv``; its stderr goes to ``log`` when given (else it is dropped)."""
+        err = log.open("ab") if log is not None else subprocess.DEVNULL
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err,
+                                    text=True, start_new_session=True)
+        finally:
+            if log is not None:
+                err.close()  # type: ignore[union-attr]
         deadline = time.monotonic() + timeout
         assert proc.stdout is not None
         while time.monotonic() < deadline:

@@ -25,16 +25,19 @@ import itertools
 import json
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from symbolsvc_client import Deployment
 
 from bench.plan import nth_number
 from bench.servers import Spawned
@@ -53,11 +56,16 @@ MIX = (("issue", 40), ("translate", 30), ("list", 15), ("checkpoint", 10), ("hea
 
 
 def _channel(dep: Path, name: str, target: str) -> grpc.aio.Channel:
-    pki = dep / "pki"
-    creds = grpc.ssl_channel_credentials((pki / "ca.crt").read_bytes(),
-                                         (pki / f"{name}.key").read_bytes(),
-                                         (pki / f"{name}.crt").read_bytes())
-    return grpc.aio.secure_channel(target, creds)
+    """The client library's channel: its retry policy is what an agency's code runs with."""
+    return Deployment(dep).aio_channel(name, target)
+
+
+def _rejections(metrics: str) -> float:
+    """The server's ``symbolsvc_limit_rejections_total``, summed over its labels."""
+    with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("symbolsvc_limit_rejections_total{"))
 
 
 class Mix:
@@ -118,6 +126,8 @@ class Tally:
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.errors: Counter[str] = Counter()
+        self.samples: dict[str, str] = {}  # the first error message of each kind and code
+        self.first: dict[str, float] = {}  # when (monotonic) each kind and code was first seen
 
     async def run(self, mix: Mix) -> None:
         kind, call = mix.call()
@@ -126,7 +136,11 @@ class Tally:
             await call
             self.latencies.append((time.perf_counter() - start) * 1000)
         except grpc.aio.AioRpcError as err:
-            self.errors[f"{kind}:{err.code().name}"] += 1
+            key = f"{kind}:{err.code().name}"
+            self.errors[key] += 1
+            if key not in self.samples:
+                self.samples[key] = (err.details() or "")[:300]
+                self.first[key] = time.monotonic()
 
 
 async def capacity(mix: Mix, seconds: float, concurrency: int) -> float:
@@ -168,22 +182,40 @@ async def soak(mix: Mix, server: Spawned, rate: float, seconds: float,
     after_warmup = next((mb for t, mb in rss if t >= warmup), rss[0][1])
     lat = sorted(tally.latencies)
     return {"rate": round(rate, 1), "seconds": seconds, "calls": len(lat),
-            "errors": dict(tally.errors), "p50_ms": round(percentile(lat, 50), 2),
+            "errors": dict(tally.errors), "error_samples": tally.samples,
+            "errors_first_at_s": {k: round(t - start, 1) for k, t in tally.first.items()},
+            "p50_ms": round(percentile(lat, 50), 2),
             "p99_ms": round(percentile(lat, 99), 2), "rss_after_warmup_mb": after_warmup,
             "rss_end_mb": rss[-1][1], "rss_growth": round(rss[-1][1] / after_warmup - 1, 4),
             "worst_lateness_ms": round(late * 1000, 1), "rss_samples": rss}
 
 
-async def main_async(args: argparse.Namespace, dep: Path, server: Spawned) -> dict[str, Any]:
+async def main_async(args: argparse.Namespace, dep: Path, server: Spawned,
+                     metrics: str) -> dict[str, Any]:
     mix = Mix(dep, server.address, random.randrange(10**9))
     try:
         await mix.populate(args.population)
         cap = await capacity(mix, args.probe, args.concurrency)
+        refused = _rejections(metrics)
         result = await soak(mix, server, cap * args.fraction, args.duration, args.warmup)
+        # Refusals over a limit that the client's retry policy rode out (callers saw
+        # only those in "errors"); reported so that retries cannot hide a problem.
+        result["limit_refusals_retried"] = int(_rejections(metrics) - refused) - sum(
+            n for k, n in result["errors"].items() if k.endswith(":RESOURCE_EXHAUSTED"))
     finally:
         await mix.close()
     result["capacity_calls_per_s"] = round(cap, 1)
     return result
+
+
+def _set_server_options(config: Path, options: list[str]) -> None:
+    """Put ``KEY=VALUE`` options (TOML values) at the top of the ``[server]`` table."""
+    lines = [f"{k.strip()} = {v.strip()}" for k, v in (o.split("=", 1) for o in options)]
+    text = config.read_text()
+    head, sep, tail = text.partition("[server]\n")
+    if not sep:
+        raise SystemExit(f"bench.soak: no [server] table in {config}")
+    config.write_text(head + sep + "\n".join(lines) + "\n" + tail)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,19 +228,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--population", type=int, default=500)
     p.add_argument("--json", type=Path)
+    p.add_argument("--keep", type=Path, metavar="DIR",
+                   help="make the deployment in DIR and keep it, with the server's log "
+                        "(DIR/server.log); by default both go to a temporary directory")
+    p.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a [server] key for the run (a TOML value), e.g. "
+                        "max_connection_age_ms=20000")
     args = p.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="symbolsvc-soak-"))
+    root = args.keep or Path(tempfile.mkdtemp(prefix="symbolsvc-soak-"))
+    root.mkdir(parents=True, exist_ok=True)
     dep = root / "dep"
     subprocess.run([sys.executable, "-m", "symbolsvc", "init", str(dep),
                     *itertools.chain.from_iterable(("--agency", a) for a in AGENCIES)],
                    check=True, capture_output=True)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        metrics = f"127.0.0.1:{free.getsockname()[1]}"
+    _set_server_options(dep / "config.toml", [*args.server_option, f'metrics_listen="{metrics}"'])
     server = Spawned.start("service", [sys.executable, "-m", "symbolsvc", "serve", "--config",
-                                       str(dep / "config.toml"), "--listen", "127.0.0.1:0"])
+                                       str(dep / "config.toml"), "--listen", "127.0.0.1:0"],
+                           log=root / "server.log")
     try:
-        result = asyncio.run(main_async(args, dep, server))
+        result = asyncio.run(main_async(args, dep, server, metrics))
     finally:
         server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
     summary = {k: v for k, v in result.items() if k != "rss_samples"}
     print(json.dumps(summary, indent=2))
     if args.json:
