@@ -79,13 +79,12 @@ def _open(path: Path, *, readonly: bool) -> sqlite3.Connection:
 class SqliteRegistry(SqliteKeyVersions):
     """:class:`symbolsvc.registry.Registry` on one SQLite file."""
 
-    def __init__(self, path: Path, *, read_threads: int = 2, tuned_writer: bool = False) -> None:
+    def __init__(self, path: Path, *, read_threads: int = 2, tuned_writer: bool = True) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._init_schema()
-        # tuned_writer=True: WAL checkpoints off the commit path and a 64 MiB writer cache
-        # (.sqlite_wal). Off by default: with it a full disk's health probe can succeed
-        # (docs/BENCHMARKS.md, issue 16); benchmarks A/B it.
+        # tuned_writer (the default): WAL checkpoints off the commit path and a 64 MiB
+        # writer cache (.sqlite_wal); tuned_writer=False is SQLite's defaults, for A/B.
         self._writer = GroupCommitter(
             lambda: tune_writer(_open(path, readonly=False), tuned_writer))
         # WAL checkpoints in their own thread, not inside a commit (.sqlite_wal).
@@ -93,7 +92,9 @@ class SqliteRegistry(SqliteKeyVersions):
                                           enabled=tuned_writer)
         self._local = threading.local()
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="registry-read")
-        # Why the last write failed for lack of room (None: the last write succeeded).
+        # Why a write failed for lack of room; cleared only by probe_write, never by a
+        # write that happens to fit (a small one can reuse WAL pages already allocated
+        # while the disk is still full), as the PostgreSQL registry does.
         self.write_failure: str | None = None
         # Tags appended rows (set by the server); the merged units are made once so
         # the group committer merges them (it merges units by function identity).
@@ -228,7 +229,6 @@ class SqliteRegistry(SqliteKeyVersions):
                     "STORAGE_FULL", "the registry's disk is full: nothing was written; "
                     "retry later (the operator has been alerted)") from None
             raise Unavailable("STORAGE_UNAVAILABLE", f"registry write failed: {exc}") from None
-        self.write_failure = None
         return result
 
     async def probe_write(self) -> None:

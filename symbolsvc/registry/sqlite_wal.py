@@ -1,8 +1,10 @@
 """SQLite WAL checkpoints off the commit path, and the writer connection's page cache.
 
-Off by default (``SqliteRegistry(tuned_writer=True)`` turns it on): with the
-checkpointer running, the health probe after a full disk was seen to succeed while
-the disk was still full (docs/BENCHMARKS.md, issue 16); benchmarks A/B it.
+On by default (``SqliteRegistry(tuned_writer=False)`` turns it off, for A/B). It was
+held back once because, with the checkpointer running, health left NOT_SERVING while
+the disk was still full: after a checkpoint resets the WAL, a small write reuses WAL
+pages already allocated and succeeds, and a succeeding write used to clear the
+registry's full-disk flag. Only the health probe's 1 MiB write clears it now.
 
 By default SQLite checkpoints inside the ``COMMIT`` that pushes the WAL past
 ``wal_autocheckpoint`` pages (1,000): that one commit copies the WAL's pages into

@@ -112,3 +112,23 @@ def _rows_in_main_file(path: Path, copy: Path) -> int:
             conn.close()
     except sqlite3.Error:
         return -1  # copied mid-checkpoint
+
+
+def test_only_the_health_probe_clears_a_full_disk(tmp_path: Path) -> None:
+    """A write that fits after a refused one does not prove the disk has room: after a
+    checkpoint resets the WAL, a small commit reuses pages already allocated. Health
+    stays NOT_SERVING until the probe's 1 MiB write fits (server._writes_fit)."""
+    from symbolsvc.registry.sqlite import SqliteRegistry
+
+    async def go() -> None:
+        registry = SqliteRegistry(tmp_path / "r.db")
+        try:
+            registry.write_failure = "STORAGE_FULL"  # as a refused write leaves it
+            await registry._write(lambda conn: conn.execute("SELECT 1"))
+            assert registry.write_failure == "STORAGE_FULL"
+            await registry.probe_write()
+            assert registry.write_failure is None
+        finally:
+            await registry.close()
+
+    asyncio.run(go())
