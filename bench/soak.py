@@ -128,16 +128,25 @@ class Tally:
         self.errors: Counter[str] = Counter()
         self.samples: dict[str, str] = {}  # the first error message of each kind and code
         self.first: dict[str, float] = {}  # when (monotonic) each kind and code was first seen
+        self.t0 = time.monotonic()
+        # per 10 s window (by when the call was sent): latencies and errors, to show
+        # whether trouble is steady or comes in bursts
+        self.windows: dict[int, tuple[list[float], Counter[str]]] = {}
 
     async def run(self, mix: Mix) -> None:
         kind, call = mix.call()
         start = time.perf_counter()
+        lat, errs = self.windows.setdefault(int((time.monotonic() - self.t0) // 10),
+                                            ([], Counter()))
         try:
             await call
-            self.latencies.append((time.perf_counter() - start) * 1000)
+            ms = (time.perf_counter() - start) * 1000
+            self.latencies.append(ms)
+            lat.append(ms)
         except grpc.aio.AioRpcError as err:
             key = f"{kind}:{err.code().name}"
             self.errors[key] += 1
+            errs[key] += 1
             if key not in self.samples:
                 self.samples[key] = (err.details() or "")[:300]
                 self.first[key] = time.monotonic()
@@ -187,7 +196,12 @@ async def soak(mix: Mix, server: Spawned, rate: float, seconds: float,
             "p50_ms": round(percentile(lat, 50), 2),
             "p99_ms": round(percentile(lat, 99), 2), "rss_after_warmup_mb": after_warmup,
             "rss_end_mb": rss[-1][1], "rss_growth": round(rss[-1][1] / after_warmup - 1, 4),
-            "worst_lateness_ms": round(late * 1000, 1), "rss_samples": rss}
+            "worst_lateness_ms": round(late * 1000, 1), "rss_samples": rss,
+            "windows": [{"from_s": w * 10, "calls": len(ls) + sum(es.values()),
+                         "p50_ms": round(percentile(sorted(ls), 50), 1) if ls else None,
+                         "p99_ms": round(percentile(sorted(ls), 99), 1) if ls else None,
+                         "errors": sum(es.values())}
+                        for w, (ls, es) in sorted(tally.windows.items())]}
 
 
 async def main_async(args: argparse.Namespace, dep: Path, server: Spawned,
@@ -254,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
-    summary = {k: v for k, v in result.items() if k != "rss_samples"}
+    summary = {k: v for k, v in result.items() if k not in ("rss_samples", "windows")}
     print(json.dumps(summary, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
