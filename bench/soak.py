@@ -5,8 +5,13 @@
 Not part of CI. On a fresh deployment and server it
 
 1. issues ``--population`` subjects to every agency and the portal;
-2. measures capacity: ``--probe`` seconds of the mix in a closed loop
-   (``--concurrency`` callers), in calls/s;
+2. measures capacity in two steps: ``--probe`` seconds of the mix in a closed
+   loop (``--concurrency`` callers) gives the saturation throughput; then the mix
+   open-loop at 40, 50, ... 100 % of it, ``--step`` seconds each, until a step
+   misses the objective (p99 over ``--slo-ms``, or any error). The capacity is the
+   last rate that met it (the knee): a closed loop of 32 callers lets the writer
+   commit bigger groups than an open loop's arrivals do, so its throughput is
+   more than the server sustains with latency bounded (0.6-0.75 of it here);
 3. runs the mix open-loop at ``--fraction`` of that capacity for
    ``--duration`` seconds (calls are scheduled, not waited for), sampling the
    server's RSS every 10 s;
@@ -209,7 +214,8 @@ async def main_async(args: argparse.Namespace, dep: Path, server: Spawned,
     mix = Mix(dep, server.address, random.randrange(10**9))
     try:
         await mix.populate(args.population)
-        cap = await capacity(mix, args.probe, args.concurrency)
+        saturation = await capacity(mix, args.probe, args.concurrency)
+        cap, steps = await knee(mix, server, saturation, args.step, args.slo_ms)
         refused = _rejections(metrics)
         result = await soak(mix, server, cap * args.fraction, args.duration, args.warmup)
         # Refusals over a limit that the client's retry policy rode out (callers saw
@@ -219,7 +225,26 @@ async def main_async(args: argparse.Namespace, dep: Path, server: Spawned,
     finally:
         await mix.close()
     result["capacity_calls_per_s"] = round(cap, 1)
+    result["saturation_calls_per_s"] = round(saturation, 1)
+    result["knee_steps"] = steps
     return result
+
+
+async def knee(mix: Mix, server: Spawned, saturation: float, step: float,
+               slo_ms: float) -> tuple[float, list[dict[str, Any]]]:
+    """The highest open-loop rate, in steps of 10 % of ``saturation``, whose p99 stays
+    within ``slo_ms`` without an error (the lowest step's rate if none does)."""
+    best = 0.4 * saturation
+    steps = []
+    for pct in range(40, 101, 10):
+        r = await soak(mix, server, saturation * pct / 100, step, 0)
+        ok = not r["errors"] and r["p99_ms"] <= slo_ms
+        steps.append({"rate": r["rate"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+                      "errors": sum(r["errors"].values()), "met": ok})
+        if not ok:
+            break
+        best = saturation * pct / 100
+    return best, steps
 
 
 def _set_server_options(config: Path, options: list[str]) -> None:
@@ -240,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fraction", type=float, default=0.8)
     p.add_argument("--probe", type=float, default=15)
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--step", type=float, default=20, help="seconds per open-loop probe step")
+    p.add_argument("--slo-ms", type=float, default=250,
+                   help="a probe step meets the objective with p99 within this, no error")
     p.add_argument("--population", type=int, default=500)
     p.add_argument("--json", type=Path)
     p.add_argument("--keep", type=Path, metavar="DIR",
