@@ -50,7 +50,7 @@ NAMES = {1: "IssueSymbol unary vs empty-handler", 2: "TranslateSymbol unary vs e
          3: "BatchIssueSymbols x1,000 over gRPC vs storage floor",
          4: "StreamIssueSymbols vs empty-handler stream",
          5: "BatchTranslateSymbols in process, µs/item vs libpep-py (lower is better)",
-         6: "ResolveProviders vs empty-handler", 0: "control: empty server vs empty server"}
+         6: "ResolveProviders vs empty-handler", 0: "empty server vs empty server"}
 
 
 def _load(dep: Path, args: argparse.Namespace, rpc: str, concurrency: int,
