@@ -207,7 +207,8 @@ def test_a_low_descriptor_limit_is_reported_at_start(fresh_deployment: Path) -> 
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert "serving on" in line
+        # An empty line means the process exited: its stderr says why.
+        assert "serving on" in line, "" if line else proc.communicate(timeout=60)[1]
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=60)
