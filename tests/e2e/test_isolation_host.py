@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-import resource
 import signal
 import stat
 import subprocess
@@ -196,14 +195,15 @@ def test_a_secret_file_with_loose_permissions_is_refused(fresh_deployment: Path,
 
 
 def test_a_low_descriptor_limit_is_reported_at_start(fresh_deployment: Path) -> None:
-    def low() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-
+    # The limit is set by a trampoline that then execs the server, not by preexec_fn,
+    # which is unsafe in a parent with threads (grpc's, here): the forked child can
+    # die or deadlock before exec.
+    low = ("import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)); "
+           "os.execv(sys.executable, [sys.executable, '-m', 'symbolsvc', *sys.argv[1:]])")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "symbolsvc", "serve", "--config",
+        [sys.executable, "-c", low, "serve", "--config",
          str(fresh_deployment / "config.toml"), "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=low,
-        stdin=subprocess.DEVNULL)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
