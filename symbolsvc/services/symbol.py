@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from ..auth import principal
 from ..core import Core, Issued
@@ -21,7 +21,8 @@ def _issued(r: Issued) -> pb.IssueSymbolResponse:
     )
 
 
-def _fill(results: Any, outcomes: list[Issued | SymbolsvcError]) -> None:
+def _fill(results: RepeatedCompositeFieldContainer[pb.IssueResult],
+          outcomes: list[Issued | SymbolsvcError]) -> None:
     """Append one IssueResult per outcome to a reply's ``results``, in place: setting
     the fields of ``results.add()`` costs half of building each message and copying it
     in (0.9 vs 1.9 ms per 1,000 items, docs/BENCHMARKS.md issue 16)."""

@@ -246,7 +246,7 @@ def test_refusals_carry_pushback_and_the_client_rides_them_out(
     assert details(err)[0] == "RATE_LIMIT"
     pushback = dict(err.trailing_metadata() or ())["grpc-retry-pushback-ms"]
     assert 1 <= int(pushback) <= 1000
-    # Three calls at once need waits at 2 calls/s: the client's caller sees none of them.
+    # Three calls in a row need waits at 2 calls/s: the client's caller sees none of them.
     assert len({agency.issue(numbers.one()).symbol for _ in range(3)}) == 3
     agency.close()
     server.stop()
