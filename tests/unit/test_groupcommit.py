@@ -132,3 +132,54 @@ def test_only_the_health_probe_clears_a_full_disk(tmp_path: Path) -> None:
             await registry.close()
 
     asyncio.run(go())
+
+
+def _wal_frames(path: Path) -> int:
+    conn = _connect(path)
+    try:
+        return int(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+    finally:
+        conn.close()
+
+
+def test_a_long_wal_starts_over_even_with_a_reader_always_in_it(tmp_path: Path) -> None:
+    """Under load a read is always in flight, and passive checkpoints alone never let
+    the writer start the WAL over (the soak's -wal file grew to 1.4 GB in 6 minutes).
+    Here a reader opened before any checkpoint pins the WAL: a passive checkpoint
+    leaves it as long as it was; once the WAL is past the threshold the checkpointer
+    restarts it, waits only briefly while the reader is still there (retrying at its
+    next poll), and after the reader leaves the next commit starts from frame 1 and
+    the file is cut back to the limit."""
+    path = tmp_path / "w.db"
+    _table(path)
+    writer = tune_writer(_connect(path))
+    writer.execute("PRAGMA journal_size_limit = 65536")  # the test's own small limit
+
+    def commit(rows: range) -> None:
+        writer.executemany("INSERT INTO t VALUES (?, zeroblob(4000))", [(k,) for k in rows])
+
+    commit(range(200))
+    reader = _connect(path)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM t").fetchone() == (200,)
+    passive_only = Checkpointer(path, lambda: _connect(path), enabled=False,
+                                restart_frames=10**9)
+    restarting = Checkpointer(path, lambda: _connect(path), enabled=False, restart_frames=50)
+    try:
+        commit(range(200, 210))
+        long_wal = _wal_frames(path)
+        assert passive_only.step() is False
+        commit(range(210, 220))
+        assert _wal_frames(path) > long_wal  # still appending, never starting over
+        assert restarting.step() is False  # the reader is still in the WAL
+        reader.execute("COMMIT")
+        assert restarting.step() is True and restarting.restarts == 1
+        commit(range(220, 221))
+        assert _wal_frames(path) < 10
+        assert path.with_name("w.db-wal").stat().st_size <= 65536
+        assert writer.execute("SELECT count(*) FROM t").fetchone() == (221,)
+    finally:
+        for c in (passive_only, restarting):
+            c.close()
+        reader.close()
+        writer.close()
