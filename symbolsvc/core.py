@@ -202,8 +202,8 @@ class Core:
              for i in todo]
         )
         replays = []
-        receipts = self.receipts
-        for n, (i, res) in enumerate(zip(todo, results, strict=True)):
+        done: list[tuple[int, str, int, bytes]] = []  # (i, provider symbol, record id, leaf)
+        for i, res in zip(todo, results, strict=True):
             if not res.held:
                 out[i] = _requester_not_holding()
             elif isinstance(res.value, SymbolsvcError):
@@ -216,10 +216,10 @@ class Core:
                 out[i] = _provider_not_holding(reqs[i].provider_agency)
             else:
                 symbol, leaf = res.value
-                receipt = "" if receipts is None else receipts.sign(leaf_hash(leaf))
-                out[i] = Translated(symbol, res.record_id, receipt)
-                if receipts is not None and n % YIELD_EVERY == YIELD_EVERY - 1:
-                    await asyncio.sleep(0)  # one signature per record: let others run
+                done.append((i, symbol, res.record_id, leaf))
+        notes = await self._receipts([leaf for *_, leaf in done])
+        for (i, symbol, record_id, _), note in zip(done, notes, strict=True):
+            out[i] = Translated(symbol, record_id, note)
         settled = await asyncio.gather(*(self._translation_replayed(
             reqs[i], tags[i], res, batch, i) for i, res in replays))
         for (i, _), outcome in zip(replays, settled, strict=True):
@@ -255,11 +255,15 @@ class Core:
             return _provider_not_holding(r.provider_agency)
         if not isinstance(res.value, tuple):
             return _requester_not_holding()
-        return Translated(res.value[0], found.record_id, self._receipt(found.leaf))
+        (note,) = await self._receipts([found.leaf])
+        return Translated(res.value[0], found.record_id, note)
 
-    def _receipt(self, leaf: bytes) -> str:
-        """The signed receipt for the record ``leaf`` ("" when not signing)."""
-        return "" if self.receipts is None else self.receipts.sign(leaf_hash(leaf))
+    async def _receipts(self, leaves: list[bytes]) -> list[str]:
+        """The signed receipts for the records ``leaves`` ("" each when not signing),
+        signed off the event loop (log/receipts.py)."""
+        if self.receipts is None or not leaves:
+            return [""] * len(leaves)
+        return await self.receipts.sign_many([leaf_hash(leaf) for leaf in leaves])
 
     async def _provider_versions(
         self, d: Deriver, reqs: Sequence[TranslateRequest], todo: list[int]
@@ -348,7 +352,8 @@ class Core:
         )
         (rid,) = await self.registry.append_records([record])
         if rid is not None:
-            return Resolved(holders, rid, self._receipt(record.leaf))
+            (note,) = await self._receipts([record.leaf])
+            return Resolved(holders, rid, note)
         found = await self.registry.prior_exchange(tag.key)
         if found is None:  # released between the lookup and the append
             raise _requester_not_holding()
@@ -356,8 +361,8 @@ class Core:
             raise self.inquiries.refuse_reuse(self._asked(AccessKind.RESOLVE, r, ""))
         if not exchanges.same(found, tag):
             raise exchanges.reused(r.requester_agency, r.exchange_id, "exchange_id")
-        return Resolved(AccessRecord.decode(found.leaf).providers, found.record_id,
-                        self._receipt(found.leaf))
+        (note,) = await self._receipts([found.leaf])
+        return Resolved(AccessRecord.decode(found.leaf).providers, found.record_id, note)
 
     # -- helpers ----------------------------------------------------------------
 

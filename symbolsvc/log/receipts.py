@@ -15,15 +15,20 @@ reply time plus ``[access_log] max_merge_delay``, rounded up to the second). A
 receipt whose leaf is not in the log after that time is proof of misbehaviour.
 
 Cost: one Ed25519 signature per record (two during a log-key rotation); the key
-IDs and signature-line prefixes are computed once.
+IDs and signature-line prefixes are computed once. The server signs on a thread of
+its own (:meth:`ReceiptSigner.sign_many`): pyca/cryptography releases the GIL while
+it signs, so the signature (~50-90 µs here) runs beside the event loop instead of
+on it, for the price of one thread hop per call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -60,6 +65,7 @@ class ReceiptSigner:
         self._keys = [(k, f"\u2014 {origin} ", key_id(origin, k.public_key())) for k in keys]
         self._head = f"{origin}\n{RECEIPT_LINE}\n"
         self._when = (-1, "")  # (integrate-by second, its RFC 3339 text), cached per second
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="receipt-signer")
 
     def integrate_by(self) -> int:
         """The integrate-by time a receipt signed now carries (seconds since the epoch)."""
@@ -76,6 +82,14 @@ class ReceiptSigner:
         lines = [prefix + base64.b64encode(kid + key.sign(message)).decode("ascii") + "\n"
                  for key, prefix, kid in self._keys]
         return body + "\n" + "".join(lines)
+
+    async def sign_many(self, leaf_hashes: Sequence[bytes]) -> list[str]:
+        """:meth:`sign` for each leaf hash, on the signer's thread (one hop for all)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._sign_list, leaf_hashes)
+
+    def _sign_list(self, leaf_hashes: Sequence[bytes]) -> list[str]:
+        return [self.sign(h) for h in leaf_hashes]
 
 
 __all__ = ["RECEIPT_LINE", "ReceiptSigner", "receipt_body", "rfc3339"]

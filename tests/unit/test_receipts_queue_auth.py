@@ -6,6 +6,7 @@ signed-note text alone, no production code); the watch runs on an injected clock
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 
@@ -49,6 +50,16 @@ def test_receipt_during_a_log_key_rotation_carries_both_signatures() -> None:
     assert independent_receipt(note, VKEY_OLD) == independent_receipt(note, VKEY_NEW)
     keys = KeyChain(parse_vkeys(f"{VKEY_OLD}\n{VKEY_NEW}"))
     assert parse_receipt(note, keys, ORIGIN).leaf_hash == bytes(32)
+
+
+def test_receipts_signed_off_the_event_loop_are_the_same_notes() -> None:
+    """sign_many signs on the signer's thread (the server's path): the same notes as
+    sign, in order, each read by the independent verifier."""
+    signer = ReceiptSigner(ORIGIN, OLD, 10.0, clock=lambda: 1_765_000_000.25)
+    hashes = [leaf_hash(b"record %d" % i) for i in range(5)]
+    notes = asyncio.run(signer.sign_many(hashes))
+    assert notes == [signer.sign(h) for h in hashes]  # Ed25519 is deterministic
+    assert [independent_receipt(n, VKEY_OLD).leaf_hash for n in notes] == hashes
 
 
 def test_receipts_file_is_split_at_blank_lines_between_notes() -> None:
