@@ -178,6 +178,7 @@ async def soak(mix: Mix, server: Spawned, rate: float, seconds: float,
     next_sample = start
     i = 0
     late = 0.0
+    late_in: dict[int, float] = {}  # per 10 s window: how far behind its schedule the client fell
     while (now := time.monotonic()) < start + seconds:
         if now >= next_sample:
             rss.append((round(now - start, 1), server.rss_mb()))
@@ -187,6 +188,8 @@ async def soak(mix: Mix, server: Spawned, rate: float, seconds: float,
             await asyncio.sleep(due - now)
             continue
         late = max(late, now - due)
+        w = int((now - tally.t0) // 10)
+        late_in[w] = max(late_in.get(w, 0.0), now - due)
         task = asyncio.create_task(tally.run(mix))
         pending.add(task)
         task.add_done_callback(pending.discard)
@@ -205,7 +208,8 @@ async def soak(mix: Mix, server: Spawned, rate: float, seconds: float,
             "windows": [{"from_s": w * 10, "calls": len(ls) + sum(es.values()),
                          "p50_ms": round(percentile(sorted(ls), 50), 1) if ls else None,
                          "p99_ms": round(percentile(sorted(ls), 99), 1) if ls else None,
-                         "errors": sum(es.values())}
+                         "errors": sum(es.values()),
+                         "client_late_ms": round(late_in.get(w, 0.0) * 1000, 1)}
                         for w, (ls, es) in sorted(tally.windows.items())]}
 
 

@@ -1,0 +1,79 @@
+"""symbolsvc with one cost taken out, to measure a ceiling (issue 16). Never a configuration.
+
+    python -m bench.variant_server {nosync,inline} serve --config DIR/config.toml --listen ...
+
+The issue asks, where a target proves out of reach on two cores, for "the measured
+ceiling (the same server with the component removed)". These are those servers,
+made by patching the shipped code in this process only:
+
+* ``nosync``: SQLite commits without fsync (``synchronous = OFF``). What a faster
+  disk could give at most. An acknowledged write is not durable: measurement only.
+* ``inline``: ``nosync``, and every registry write runs at once on the event loop's
+  thread, in a transaction of its own, instead of being handed to the writer thread
+  and grouped: the hand-off (two thread wake-ups and the GIL changing hands per group)
+  and the fsync are gone; the SQL and everything else stay. What any change to how
+  writes reach SQLite could give at most.
+
+Everything else (TLS, the interceptors, validation, HMACs, sealing, records, the
+sequencer) is the shipped code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from symbolsvc import cli
+from symbolsvc.registry import groupcommit
+from symbolsvc.registry import sqlite as sqlite_registry
+
+VARIANTS = ("nosync", "inline")
+
+
+def _nosync() -> None:
+    shipped = sqlite_registry._open
+
+    def _open(path: Path, *, readonly: bool) -> sqlite3.Connection:
+        conn = shipped(path, readonly=readonly)
+        conn.execute("PRAGMA synchronous = OFF")
+        return conn
+
+    sqlite_registry._open = _open
+
+
+def _inline() -> None:
+    _nosync()
+    committer = groupcommit.GroupCommitter
+    connections: dict[int, Any] = {}
+
+    def run_now(self: Any, fn: Callable[..., Any], item: Any) -> asyncio.Future[Any]:
+        conn = connections.get(id(self))
+        if conn is None:
+            conn = connections[id(self)] = self._connect()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        try:
+            (result,) = committer._transaction(conn, [(fn, fut, None, item)])
+        except Exception as exc:  # noqa: BLE001 - delivered to the caller, as the writer does
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+        return fut
+
+    committer.submit = lambda self, fn: run_now(self, fn, groupcommit._SOLO)  # type: ignore[method-assign]
+    committer.submit_merged = run_now  # type: ignore[method-assign]
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in VARIANTS:
+        raise SystemExit(f"usage: python -m bench.variant_server {{{','.join(VARIANTS)}}} "
+                         "serve ...")
+    {"nosync": _nosync, "inline": _inline}[argv[0]]()
+    return cli.main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
