@@ -21,12 +21,20 @@ and logged to the security log at most once per principal and limit per
 interval (with the number not logged). Stream chunks are paced rather than
 refused: a stream over its rate waits for tokens, and
 HTTP/2 flow control pushes back on the client.
+
+A refusal over ``concurrent_calls`` asks for a retry in 50 ms when it is the
+principal's first in a second, and twice as long for each further one within a
+second of the last (to 1 s, with jitter): a short burst is retried at once, but
+while the server is stalled (the 30-minute soak saw one stall of about a second)
+the typed client's five attempts spread over the stall instead of being spent in
+its first 200 ms and surfacing as errors (docs/BENCHMARKS.md, "Soak, third look").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -48,6 +56,10 @@ REJECTIONS = Counter(
 HEALTH = "/grpc.health.v1.Health/"
 LOG_INTERVAL_S = 10.0
 """At most one security-log event per principal and limit in this many seconds."""
+CALLS_RETRY_S = 0.05
+"""The pushback of a principal's first refusal over concurrent_calls in a second."""
+CALLS_RETRY_MAX_S = 1.0
+"""The longest (and gRFC A6's bound: the client's retry policy follows it up to 1 s)."""
 
 
 class LimitExceeded(SymbolsvcError):
@@ -184,13 +196,25 @@ class _Bucket:
 
 
 class _State:
-    __slots__ = ("bucket", "budget", "calls", "streams")
+    __slots__ = ("bucket", "budget", "calls", "refused_at", "streak", "streams")
 
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
         self.calls = 0
         self.streams = 0
         self.bucket = _Bucket(budget.rate, budget.burst)
+        self.refused_at = -1.0  # the last refusal over concurrent_calls (monotonic)
+        self.streak = 0  # refusals over concurrent_calls, each within 1 s of the last
+
+    def calls_retry_after(self) -> float:
+        """The pushback for a refusal over concurrent_calls now: doubling with each
+        refusal within a second of the last, capped, and jittered so that the callers
+        refused together do not all come back together."""
+        now = time.monotonic()
+        self.streak = self.streak + 1 if now - self.refused_at < 1.0 else 0
+        self.refused_at = now
+        delay = min(CALLS_RETRY_MAX_S, CALLS_RETRY_S * 2 ** min(self.streak, 5))
+        return delay * (0.5 + random.random() / 2)  # jitter, not a secret
 
 
 class Lease:
@@ -244,7 +268,7 @@ class Limiter:
                          f"principal {name!r} has {b.streams} streams open, its limit; close "
                          "one before opening another")
         if not stream and state.calls >= b.concurrent_calls:
-            self._reject(name, method, "concurrent_calls", 0.05,
+            self._reject(name, method, "concurrent_calls", state.calls_retry_after(),
                          f"principal {name!r} has {b.concurrent_calls} calls in flight, its "
                          "limit; wait for replies before sending more")
         wait = state.bucket.take(items)

@@ -120,3 +120,35 @@ def test_lenient_decoding_and_quiet_rejection(caplog: pytest.LogCaptureFixture) 
     assert {e.reason for e in errs} == {"MALFORMED_REQUEST"}
     assert len(caplog.records) == 1
     assert not any(r.exc_info for r in caplog.records)
+
+
+def test_refusals_over_concurrent_calls_back_off_while_they_keep_coming(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pushback doubles with each refusal within a second of the last (to 1 s, with
+    jitter of up to half), and is short again after a quiet second."""
+    import symbolsvc.limits as limits
+
+    clock = [1000.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: clock[0])
+    lim = limiter({"roles": {"agency": {"concurrent_calls": 1}}})
+    held = lim.admit("a", AGENCY, M, stream=False, items=1)
+
+    def refused() -> float:
+        with pytest.raises(LimitExceeded) as info:
+            lim.admit("a", AGENCY, M, stream=False, items=1)
+        clock[0] += 0.01
+        return info.value.retry_after
+
+    delays = [refused() for _ in range(8)]
+    for n, d in enumerate(delays):
+        full = min(1.0, 0.05 * 2 ** n)
+        assert full / 2 <= d <= full
+    clock[0] += 1.5
+    assert 0.025 <= refused() <= 0.05
+    refused()  # a's streak grows again; b's is its own:
+    other = lim.admit("b", AGENCY, M, stream=False, items=1)
+    with pytest.raises(LimitExceeded) as info:
+        lim.admit("b", AGENCY, M, stream=False, items=1)
+    assert 0.025 <= info.value.retry_after <= 0.05
+    other.release()
+    held.release()
