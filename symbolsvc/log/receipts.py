@@ -35,6 +35,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .checkpoint import key_id
 
+_SIGNING = ThreadPoolExecutor(1, thread_name_prefix="receipt-signer")
+"""One signing thread per process, shared by every signer (a SIGHUP makes a new one)."""
+
 RECEIPT_LINE = "receipt"
 """The second line of every receipt (what distinguishes it from a checkpoint)."""
 
@@ -65,7 +68,6 @@ class ReceiptSigner:
         self._keys = [(k, f"\u2014 {origin} ", key_id(origin, k.public_key())) for k in keys]
         self._head = f"{origin}\n{RECEIPT_LINE}\n"
         self._when = (-1, "")  # (integrate-by second, its RFC 3339 text), cached per second
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="receipt-signer")
 
     def integrate_by(self) -> int:
         """The integrate-by time a receipt signed now carries (seconds since the epoch)."""
@@ -86,7 +88,7 @@ class ReceiptSigner:
     async def sign_many(self, leaf_hashes: Sequence[bytes]) -> list[str]:
         """:meth:`sign` for each leaf hash, on the signer's thread (one hop for all)."""
         return await asyncio.get_running_loop().run_in_executor(
-            self._thread, self._sign_list, leaf_hashes)
+            _SIGNING, self._sign_list, leaf_hashes)
 
     def _sign_list(self, leaf_hashes: Sequence[bytes]) -> list[str]:
         return [self.sign(h) for h in leaf_hashes]
