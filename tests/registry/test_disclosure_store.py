@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 
-from registry.store_target import Target
 from symbolsvc.log.integrate import planner
 from symbolsvc.registry import NewHolding, NewRecord, Registry
 
@@ -89,22 +88,3 @@ def test_policy_published_once_per_version(registry: Registry, aio: asyncio.Runn
 
     aio.run(body())
 
-
-def test_a_subjects_withheld_count_reads_only_withheld_rows(
-        target: Target, registry: Registry, aio: asyncio.Runner) -> None:
-    """Every ListAccessRecords counts the subject's withheld records. Through the subject
-    index that read all of the subject's records (2.8 ms at 900 records, a growing share
-    of the machine in the soak); schema 7's partial index holds only withheld rows."""
-    aio.run(registry.append_records([_rec(f"open-{i}") for i in range(50)]
-                                    + [_rec("held", 1000)]))
-    assert aio.run(registry.withheld_for_subject(P1, 999)) == (1, 1000)
-    if target.backend.name == "sqlite":
-        plan = target.query("EXPLAIN QUERY PLAN SELECT count(*), MIN(withheld_until_us) "
-                            "FROM access_records WHERE pseudonym = ? AND withheld_until_us > ?",
-                            (P1, 999))
-        assert "COVERING INDEX access_records_withheld_by_subject" in str(plan)
-    else:
-        (definition,) = target.query("SELECT indexdef FROM pg_indexes "
-                                     "WHERE indexname = 'access_records_withheld_by_subject'")
-        assert ("(pseudonym, withheld_until_us) WHERE (withheld_until_us IS NOT NULL)"
-                in definition[0])
