@@ -19,14 +19,15 @@ Copying is not enough to bound the WAL: SQLite writes from the start of the WAL
 again only when a write transaction begins while every frame has been copied and
 no reader is reading from the WAL. Under steady load neither holds for long (the
 writer commits many times between two polls, and some read is always in flight),
-so with passive checkpoints alone the ``-wal`` file grew without bound: 1.4 GB
-after 6 minutes of the soak (``python -m bench.soak``; about 15 MB of pages a
-second), reset only by chance. So once the WAL holds :data:`RESTART_FRAMES`
+so with passive checkpoints alone the ``-wal`` file grew without bound, reset only
+by chance: 4.1 GB in the 30-minute soak (``python -m bench.soak``; about 15 MB of
+pages a second). So once the WAL holds :data:`RESTART_FRAMES`
 frames the checkpointer asks for a ``RESTART`` checkpoint: it takes the write
 lock, copies what is left, waits for the readers still in the WAL to finish, and
-the next commit starts the WAL over. The writer waits meanwhile, for at most
-:data:`RESTART_WAIT_MS` (the checkpointer's busy timeout; if a reader is still in
-the WAL then, the restart is tried again at the next poll). The writer's
+the next commit starts the WAL over. The writer waits meanwhile: for the copy of
+the last frames and for at most :data:`RESTART_WAIT_MS` of readers (the
+checkpointer's busy timeout; if a reader is still in the WAL then, the restart is
+tried again at the next poll). The writer's
 ``journal_size_limit`` then truncates the file to :data:`WAL_LIMIT_BYTES`.
 
 Durability is unchanged: a commit is acknowledged after its WAL frames are fsynced
