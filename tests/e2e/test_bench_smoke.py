@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.servers import Spawned
 from symbolsvc.deploy import init_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,3 +51,28 @@ def test_load_generator_smoke(tmp_path: Path, rpc: str) -> None:
     assert report["ratios"]["throughput"] > 0 and report["ratios"]["p99"] > 0
     assert report["machine"]["nproc"] >= 1
     assert "| service |" in md.read_text()
+
+
+@pytest.mark.parametrize("variant", ["nosync", "inline"])
+def test_the_ceiling_servers_answer_correctly(tmp_path: Path, variant: str) -> None:
+    """bench.ceilings' servers (the service with a storage cost patched out) serve the
+    same calls as the shipped one without an error: a ceiling of a broken server would
+    measure nothing. TranslateSymbol reads, writes records and signs receipts."""
+    deployment = tmp_path / "dep"
+    init_deployment(deployment, [])
+    server = Spawned.start(variant, [sys.executable, "-m", "bench.variant_server", variant,
+                                     "serve", "--config", str(deployment / "config.toml"),
+                                     "--listen", "127.0.0.1:0"])
+    out = tmp_path / "report.json"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.load", "--deployment", str(deployment),
+             "--target", server.address, "--rpc", "TranslateSymbol", "--concurrency", "4",
+             "--processes", "1", "--channels", "1", "--warmup", "0", "--duration", "300",
+             "--max-calls", "100", "--population", "20", "--json", str(out), "--quiet"],
+            cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = json.loads(out.read_text())["runs"]["service"]
+    assert run["calls"] > 0 and run["errors"] == {} and run["item_errors"] == 0
