@@ -52,6 +52,7 @@ from .numbers import (
 from .registry import (
     RegistryReader,
     RegistrySnapshot,
+    call_rows,
     open_readonly,
     registry_backend,
     registry_bytes,
@@ -88,6 +89,7 @@ __all__ = [
     "ascii_digits",
     "assert_still_issued",
     "call_error",
+    "call_rows",
     "chunked",
     "config_with",
     "copy_deployment",

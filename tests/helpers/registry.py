@@ -78,6 +78,16 @@ def row_counts(where: Path) -> dict[str, int]:
                 for t in db.tables()}
 
 
+WRITTEN_BY_CALLS = ("holdings", "access_records")
+
+
+def call_rows(where: Path) -> dict[str, int]:
+    """Rows of the tables a call writes; the sequencer updates its own (tree_nodes,
+    checkpoints, log_state) in the background, whenever it integrates queued records."""
+    counts = row_counts(where)
+    return {t: counts[t] for t in WRITTEN_BY_CALLS}
+
+
 def registry_bytes(db: Path) -> dict[str, bytes]:
     """The raw bytes of the SQLite file and of its -wal (and -shm) files, where present."""
     return file_bytes(db)
