@@ -184,23 +184,3 @@ def test_a_long_wal_starts_over_even_with_a_reader_always_in_it(tmp_path: Path) 
         reader.close()
         writer.close()
 
-
-def test_a_subjects_withheld_count_reads_only_withheld_rows(tmp_path: Path) -> None:
-    """Every ListAccessRecords counts the subject's withheld records. Through the subject
-    index SQLite read all of the subject's records for that (2.8 ms at 900 records, a
-    growing share of the machine in the soak); schema 7's partial index holds only
-    withheld rows. The product's own statement is captured and its plan checked."""
-    from symbolsvc.registry import sqlite_transparency
-    from symbolsvc.registry.sqlite import SqliteRegistry
-
-    path = tmp_path / "r.db"
-    asyncio.run(SqliteRegistry(path).close())  # creates and migrates the schema
-    conn = _connect(path)
-    statements: list[str] = []
-    conn.set_trace_callback(statements.append)
-    assert sqlite_transparency.withheld_for_subject(conn, b"\x01" * 32, 999) == (0, None)
-    conn.set_trace_callback(None)
-    (sql,) = statements
-    plan = conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()  # (with its values)
-    conn.close()
-    assert "COVERING INDEX access_records_withheld_by_subject" in str(plan)
