@@ -65,12 +65,63 @@ def _channel(dep: Path, name: str, target: str) -> grpc.aio.Channel:
     return Deployment(dep).aio_channel(name, target)
 
 
+def _scrape(metrics: str) -> str:
+    with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as reply:
+        return str(reply.read().decode())
+
+
 def _rejections(metrics: str) -> float:
     """The server's ``symbolsvc_limit_rejections_total``, summed over its labels."""
-    with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in _scrape(metrics).splitlines()
                if line.startswith("symbolsvc_limit_rejections_total{"))
+
+
+# The server's duration histograms read every window (symbolsvc/stalls.py and the storage's
+# own): a window's stall can then be told apart by what took long in it.
+STALL_HISTOGRAMS = {
+    "loop_lag": ("symbolsvc_event_loop_lag_seconds", ""),
+    "gc_gen2": ("symbolsvc_gc_pause_seconds", 'generation="2"'),
+    "commit": ("symbolsvc_storage_commit_seconds", ""),
+    "integration": ("symbolsvc_access_log_integration_seconds", ""),
+    "checkpoint_passive": ("symbolsvc_sqlite_checkpoint_seconds", 'mode="passive"'),
+    "checkpoint_restart": ("symbolsvc_sqlite_checkpoint_seconds", 'mode="restart"'),
+}
+
+
+def _histograms(text: str) -> dict[str, dict[str, float]]:
+    """Per :data:`STALL_HISTOGRAMS` entry: its cumulative bucket counts by ``le``, with
+    ``_sum`` and ``_count``."""
+    out: dict[str, dict[str, float]] = {k: {} for k in STALL_HISTOGRAMS}
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        series, value = line.rsplit(" ", 1)
+        for key, (name, label) in STALL_HISTOGRAMS.items():
+            if series.startswith(name) and label in series:
+                rest = series[len(name):]
+                if rest.startswith("_bucket{"):
+                    le = rest.split('le="', 1)[1].split('"', 1)[0]
+                    out[key][le] = float(value)
+                elif rest.startswith(("_sum", "_count")):
+                    out[key][rest.split("{", 1)[0]] = float(value)
+    return out
+
+
+def _window_stats(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]
+                  ) -> dict[str, Any]:
+    """What each histogram saw between two scrapes: how many, their total seconds, and the
+    bucket bound of the longest (``max_le``, an upper bound)."""
+    stats: dict[str, Any] = {}
+    for key, now in after.items():
+        then = before.get(key, {})
+        n = now.get("_count", 0.0) - then.get("_count", 0.0)
+        if not n:
+            continue
+        holds_all = [float(le) for le, c in now.items()  # buckets with every new one
+                     if not le.startswith("_") and c - then.get(le, 0.0) == n]
+        stats[key] = {"n": int(n), "s": round(now.get("_sum", 0.0) - then.get("_sum", 0.0), 3),
+                      "max_le": min(holds_all)}
+    return stats
 
 
 class Mix:
@@ -170,9 +221,10 @@ async def capacity(mix: Mix, seconds: float, concurrency: int) -> float:
 
 
 async def soak(mix: Mix, server: Spawned, rate: float, seconds: float,
-               warmup: float) -> dict[str, Any]:
+               warmup: float, metrics: str | None = None) -> dict[str, Any]:
     tally = Tally()
     rss: list[tuple[float, float]] = []
+    scrapes: dict[int, asyncio.Task[str]] = {}  # per window: the metrics at its start
     start = time.monotonic()
     pending: set[asyncio.Task[None]] = set()
     next_sample = start
@@ -182,6 +234,9 @@ async def soak(mix: Mix, server: Spawned, rate: float, seconds: float,
     while (now := time.monotonic()) < start + seconds:
         if now >= next_sample:
             rss.append((round(now - start, 1), server.rss_mb()))
+            if metrics is not None:
+                scrapes[int((now - tally.t0) // 10)] = asyncio.create_task(
+                    asyncio.to_thread(_scrape, metrics))
             next_sample += 10
         due = start + i / rate
         if due > now:
@@ -196,6 +251,8 @@ async def soak(mix: Mix, server: Spawned, rate: float, seconds: float,
         i += 1
     await asyncio.gather(*pending)
     rss.append((round(time.monotonic() - start, 1), server.rss_mb()))
+    seen = {w: _histograms(await t) for w, t in sorted(scrapes.items())}
+    server_in = {w: _window_stats(seen[w], seen[w + 1]) for w in seen if w + 1 in seen}
     after_warmup = next((mb for t, mb in rss if t >= warmup), rss[0][1])
     lat = sorted(tally.latencies)
     return {"rate": round(rate, 1), "seconds": seconds, "calls": len(lat),
@@ -209,7 +266,8 @@ async def soak(mix: Mix, server: Spawned, rate: float, seconds: float,
                          "p50_ms": round(percentile(sorted(ls), 50), 1) if ls else None,
                          "p99_ms": round(percentile(sorted(ls), 99), 1) if ls else None,
                          "errors": sum(es.values()),
-                         "client_late_ms": round(late_in.get(w, 0.0) * 1000, 1)}
+                         "client_late_ms": round(late_in.get(w, 0.0) * 1000, 1),
+                         "server": server_in.get(w, {})}
                         for w, (ls, es) in sorted(tally.windows.items())]}
 
 
@@ -221,7 +279,8 @@ async def main_async(args: argparse.Namespace, dep: Path, server: Spawned,
         saturation = await capacity(mix, args.probe, args.concurrency)
         cap, steps = await knee(mix, server, saturation, args.step, args.slo_ms)
         refused = _rejections(metrics)
-        result = await soak(mix, server, cap * args.fraction, args.duration, args.warmup)
+        result = await soak(mix, server, cap * args.fraction, args.duration, args.warmup,
+                            metrics)
         # Refusals over a limit that the client's retry policy rode out (callers saw
         # only those in "errors"); reported so that retries cannot hide a problem.
         result["limit_refusals_retried"] = int(_rejections(metrics) - refused) - sum(

@@ -52,6 +52,7 @@ from .services.audit import AuditService
 from .services.broker import BrokerService
 from .services.disclosure import DisclosureService
 from .services.symbol import SymbolService
+from .stalls import GcTimer, watch_loop
 from .tracing import Tracing
 from .transparency import Transparency
 from .trust import trust_for
@@ -256,6 +257,12 @@ async def run(
 
     monitor = asyncio.create_task(_watch_storage(app.registry, health_servicer, app.sequencer))
     sampler = asyncio.create_task(sample_domain(app.notifier, app.sequencer, app.policy))
+    # The loop's lag and the collector's pauses (stalls.py), where metrics are served.
+    gc_timer = GcTimer()
+    stalls = None
+    if config.metrics_listen:
+        gc_timer.install()
+        stalls = asyncio.create_task(watch_loop(gc_timer))
     # Other replicas' integrations wake this process's watchers as they commit.
     growth = asyncio.create_task(app.registry.follow_growth(app.notifier.advance)) \
         if isinstance(app.registry, LogStore) else None
@@ -264,6 +271,9 @@ async def run(
     log.info("stopping: finishing in-flight calls (grace %.0f s)", config.grace_seconds)
     monitor.cancel()
     sampler.cancel()
+    if stalls is not None:
+        stalls.cancel()
+    gc_timer.remove()
     if growth is not None:
         growth.cancel()
     await health_servicer.enter_graceful_shutdown()

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from prometheus_client import Histogram
 
 from ..errors import SymbolsvcError
 from ..registry import Integration, LogStore
@@ -46,6 +47,10 @@ log = logging.getLogger("symbolsvc.log")
 # A final integration on shutdown drains at most this many batches, then leaves the
 # rest to the next sequencer (nothing is lost: the records stay queued).
 _FINAL_STEPS = 100
+INTEGRATION = Histogram("symbolsvc_access_log_integration_seconds", "Duration of each "
+                        "integration step that integrated records (one writer transaction).")
+# An integration this long holds every other write of the process behind it: logged.
+_SLOW_S = 1.0
 
 
 def checkpoint_signer(
@@ -162,12 +167,17 @@ class Sequencer:
             self._set_leader(False, status.lease_holder)
             self.notifier.advance(status.tree_size)
             return None
+        started = time.perf_counter()
         result = await self.store.integrate(self.batch, self.holder, self.lease_ms, self._plan)
         self._set_leader(result.leader, None)
         self.watch.integrated(result)
         self.notifier.advance(result.tree_size)
         if result.integrated:
-            log.debug("integrated %d records; tree size %d", result.integrated, result.tree_size)
+            took = time.perf_counter() - started
+            INTEGRATION.observe(took)
+            (log.warning if took >= _SLOW_S else log.debug)(
+                "integrated %d records in %.2f s; tree size %d",
+                result.integrated, took, result.tree_size)
         return result
 
     def _set_leader(self, leader: bool, other: str | None) -> None:

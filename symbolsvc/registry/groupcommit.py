@@ -44,6 +44,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from prometheus_client import Histogram
+
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
 _STOP = object()
@@ -52,6 +54,8 @@ GATHER_FRACTION = 0.75
 MAX_GATHER_S = 0.002
 GATHER_SLICE_S = 0.0003
 log = logging.getLogger("symbolsvc.registry")
+COMMIT = Histogram("symbolsvc_storage_commit_seconds", "Duration of each group commit on the "
+                   "writer thread: its transaction, the COMMIT and its fsync.")
 
 
 class GroupCommitter:
@@ -120,7 +124,9 @@ class GroupCommitter:
             if group:
                 started = time.monotonic()
                 self._commit_group(conn, group)
-                self._commit_s = 0.8 * self._commit_s + 0.2 * (time.monotonic() - started)
+                took = time.monotonic() - started
+                COMMIT.observe(took)
+                self._commit_s = 0.8 * self._commit_s + 0.2 * took
                 self._last_group = len(group)
         conn.close()
 

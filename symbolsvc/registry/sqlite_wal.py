@@ -48,6 +48,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from prometheus_client import Histogram
+
 log = logging.getLogger("symbolsvc.registry")
 
 POLL_SECONDS = 0.2
@@ -55,6 +57,10 @@ WRITER_CACHE_KIB = 64 * 1024
 RESTART_FRAMES = 16_384  # 64 MiB of 4 KiB pages
 RESTART_WAIT_MS = 100
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
+CHECKPOINT = Histogram("symbolsvc_sqlite_checkpoint_seconds", "Duration of each WAL checkpoint "
+                       "of the registry, by mode (passive; restart: the writer waits).",
+                       ["mode"])
+_PASSIVE, _RESTART = CHECKPOINT.labels("passive"), CHECKPOINT.labels("restart")
 
 
 def tune_writer(conn: sqlite3.Connection, tuned: bool = True) -> sqlite3.Connection:
@@ -91,11 +97,13 @@ class Checkpointer:
         if self._conn is None:
             self._conn = self._connect()
             self._conn.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
-        _, frames, _ = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        with _PASSIVE.time():
+            _, frames, _ = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self.checkpoints += 1
         if frames < self._restart_frames:
             return False
-        busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        with _RESTART.time():
+            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         if busy:  # a reader still in the WAL after RESTART_WAIT_MS: the next poll retries
             return False
         self.restarts += 1

@@ -1,0 +1,77 @@
+"""Noticing stalls: how late the event loop runs, and how long the garbage collector pauses it.
+
+Every call of a process runs on one event loop, so anything that holds the loop (a long
+garbage collection, a slow callback, the GIL held by another thread) delays every call at
+once, and callers see it as a burst of slow replies or, past their limits, of refusals.
+Two measurements tell an operator whether that is happening and why:
+
+- ``symbolsvc_event_loop_lag_seconds``: a timer due every :data:`INTERVAL_S` records how
+  late it ran (the loop's lag; Node's ``nodejs_eventloop_lag_seconds`` is the same
+  idea). A lag of :data:`WARN_S` or more is also logged once, as a WARNING, with how
+  much of it the garbage collector took.
+- ``symbolsvc_gc_pause_seconds{generation}``: each collection's duration, measured with
+  :data:`gc.callbacks` (the client library's ``python_gc_collections_total`` counts
+  collections but does not time them).
+
+Both cost a few microseconds per timer tick or collection, and are on only where metrics
+are served (``metrics_listen``). The storage side's own durations are measured where
+they happen (the writer's commits, checkpoints, the sequencer's integrations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from typing import Any
+
+from prometheus_client import Histogram
+
+log = logging.getLogger("symbolsvc.server")
+
+INTERVAL_S = 0.25
+WARN_S = 1.0
+
+LOOP_LAG = Histogram("symbolsvc_event_loop_lag_seconds", "How late the event loop ran a "
+                     f"timer due every {INTERVAL_S} s.")
+GC_PAUSE = Histogram("symbolsvc_gc_pause_seconds", "Duration of each garbage collection, "
+                     "by generation.", ["generation"])
+
+
+class GcTimer:
+    """Times every collection (a :data:`gc.callbacks` pair); ``total`` sums the pauses."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._started = 0.0
+        self._by_gen = [GC_PAUSE.labels(str(g)) for g in range(3)]
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        self.total += took
+        self._by_gen[info["generation"]].observe(took)
+
+    def install(self) -> None:
+        gc.callbacks.append(self)
+
+    def remove(self) -> None:
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)
+
+
+async def watch_loop(gc_timer: GcTimer, interval: float = INTERVAL_S) -> None:
+    """Measure the loop's lag every ``interval`` until cancelled (see the module doc)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + interval
+        gc_before = gc_timer.total
+        await asyncio.sleep(interval)
+        lag = max(0.0, loop.time() - due)
+        LOOP_LAG.observe(lag)
+        if lag >= WARN_S:
+            log.warning("the event loop ran %.2f s late (garbage collection: %.2f s of it); "
+                        "every call of this process waited", lag, gc_timer.total - gc_before)
