@@ -7,8 +7,9 @@ Two measurements tell an operator whether that is happening and why:
 
 - ``symbolsvc_event_loop_lag_seconds``: a timer due every :data:`INTERVAL_S` records how
   late it ran (the loop's lag; Node's ``nodejs_eventloop_lag_seconds`` is the same
-  idea). A lag of :data:`WARN_S` or more is also logged once, as a WARNING, with how
-  much of it the garbage collector took.
+  idea). A lag of :data:`WARN_S` or more is also logged as a WARNING, with how much of
+  it the garbage collector took (at most one line a minute: a loop overloaded for an
+  hour must not flood the log; the line says how many stalls it stands for).
 - ``symbolsvc_gc_pause_seconds{generation}``: each collection's duration, measured with
   :data:`gc.callbacks` (the client library's ``python_gc_collections_total`` counts
   collections but does not time them).
@@ -32,6 +33,7 @@ log = logging.getLogger("symbolsvc.server")
 
 INTERVAL_S = 0.25
 WARN_S = 1.0
+WARN_EVERY_S = 60.0
 
 LOOP_LAG = Histogram("symbolsvc_event_loop_lag_seconds", "How late the event loop ran a "
                      f"timer due every {INTERVAL_S} s.")
@@ -66,12 +68,20 @@ class GcTimer:
 async def watch_loop(gc_timer: GcTimer, interval: float = INTERVAL_S) -> None:
     """Measure the loop's lag every ``interval`` until cancelled (see the module doc)."""
     loop = asyncio.get_running_loop()
+    warned_at, unlogged = -WARN_EVERY_S, 0
     while True:
         due = loop.time() + interval
         gc_before = gc_timer.total
         await asyncio.sleep(interval)
-        lag = max(0.0, loop.time() - due)
+        now = loop.time()
+        lag = max(0.0, now - due)
         LOOP_LAG.observe(lag)
-        if lag >= WARN_S:
-            log.warning("the event loop ran %.2f s late (garbage collection: %.2f s of it); "
-                        "every call of this process waited", lag, gc_timer.total - gc_before)
+        if lag < WARN_S:
+            continue
+        if now - warned_at < WARN_EVERY_S:
+            unlogged += 1
+            continue
+        log.warning("the event loop ran %.2f s late (garbage collection: %.2f s of it); "
+                    "every call of this process waited (%d more such stalls not logged "
+                    "since the last line)", lag, gc_timer.total - gc_before, unlogged)
+        warned_at, unlogged = now, 0

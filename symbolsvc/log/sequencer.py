@@ -49,7 +49,8 @@ log = logging.getLogger("symbolsvc.log")
 _FINAL_STEPS = 100
 INTEGRATION = Histogram("symbolsvc_access_log_integration_seconds", "Duration of each "
                         "integration step that integrated records (one writer transaction).")
-# An integration this long holds every other write of the process behind it: logged.
+# An integration this long holds every other write of the process behind it: logged,
+# unless it took a whole batch (a backlog being caught up, expected to take longer).
 _SLOW_S = 1.0
 
 
@@ -175,7 +176,8 @@ class Sequencer:
         if result.integrated:
             took = time.perf_counter() - started
             INTEGRATION.observe(took)
-            (log.warning if took >= _SLOW_S else log.debug)(
+            slow = took >= _SLOW_S and result.integrated < self.batch
+            (log.warning if slow else log.debug)(
                 "integrated %d records in %.2f s; tree size %d",
                 result.integrated, took, result.tree_size)
         return result

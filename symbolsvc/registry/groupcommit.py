@@ -54,8 +54,8 @@ GATHER_FRACTION = 0.75
 MAX_GATHER_S = 0.002
 GATHER_SLICE_S = 0.0003
 log = logging.getLogger("symbolsvc.registry")
-COMMIT = Histogram("symbolsvc_storage_commit_seconds", "Duration of each group commit on the "
-                   "writer thread: its transaction, the COMMIT and its fsync.")
+COMMIT = Histogram("symbolsvc_storage_commit_seconds", "Duration of each group commit: its "
+                   "transaction, the COMMIT and its fsync (PostgreSQL: with the round trips).")
 
 
 class GroupCommitter:

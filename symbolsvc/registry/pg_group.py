@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import psycopg
 
 from ..errors import SymbolsvcError
+from .groupcommit import COMMIT
 
 T = TypeVar("T")
 Unit = Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]]
@@ -55,9 +57,11 @@ class GroupWriter:
             if not group:
                 return
             fns = [fn for fn, _ in group]
+            started = time.perf_counter()
             try:
                 outcomes: list[tuple[bool, Any]] = [
                     (True, r) for r in await self._write(lambda c: _run_all(c, fns))]
+                COMMIT.observe(time.perf_counter() - started)
             except SymbolsvcError as exc:  # storage down, saturated or timed out: all fail
                 outcomes = [(False, exc)] * len(group)
             except Exception:  # noqa: BLE001 - isolate the failing unit below

@@ -90,9 +90,14 @@ def test_metrics_after_a_mixed_load(fresh_deployment: Path, start_server: StartS
         done = value(s, "grpc_server_handled_total",
                      **rpc("server_stream", "symbolsvc.v1.DisclosureService",
                            "WatchAccessRecords"))
-        return s if done == 1 and value(s, "symbolsvc_access_log_tree_size") >= 2 else {}
+        timed = all(value(s, f"{h}_count") >= 1 for h in (
+            "symbolsvc_event_loop_lag_seconds", "symbolsvc_storage_commit_seconds",
+            "symbolsvc_access_log_integration_seconds"))
+        grown = value(s, "symbolsvc_access_log_tree_size") >= 2
+        return s if done == 1 and grown and timed else {}
 
-    s = wait_until(settled, 30, "the watch stream's end and the tree's growth on /metrics")
+    s = wait_until(settled, 30, "the watch stream's end, the tree's growth and the stall "
+                   "histograms' first observations on /metrics")
     issue = rpc("unary", SYM, "IssueSymbol")
     assert value(s, "grpc_server_started_total", **issue) == 5
     assert value(s, "grpc_server_handled_total", grpc_code="OK", **issue) == 4
@@ -125,6 +130,10 @@ def test_metrics_after_a_mixed_load(fresh_deployment: Path, start_server: StartS
     assert value(s, "symbolsvc_sequencer_leader") == 1
     assert value(s, "symbolsvc_policy_rules") > 0
     assert value(s, "symbolsvc_policy_loaded_timestamp_seconds") > 0
+    # Stalls (symbolsvc/stalls.py): the writer committed at least each write's group and
+    # the collector's pauses are labelled by generation, with or without a collection yet.
+    assert value(s, "symbolsvc_storage_commit_seconds_count") >= 1
+    assert ("symbolsvc_gc_pause_seconds_count", frozenset({("generation", "2")})) in s
     assert ("symbolsvc_limit_rejections_total" in
             urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
