@@ -16,7 +16,11 @@ Not part of CI. On a fresh deployment and server it
    ``--duration`` seconds (calls are scheduled, not waited for), sampling the
    server's RSS every 10 s;
 4. reports calls, errors by code, latency p50/p99, and RSS after
-   ``--warmup`` seconds against RSS at the end (goal: within 10 %, 0 errors).
+   ``--warmup`` seconds against RSS at the end (goal: within 10 %, 0 errors);
+   with ``--json``, also per 10-s window the calls, p50/p99, errors, how late the
+   client fell behind its schedule, and what the server's stall histograms saw
+   (:data:`STALL_HISTOGRAMS`: the event loop's lag, generation-2 collections,
+   commits, checkpoints, integrations: how many, their seconds, the longest's bucket).
 
 The mix: 40 % IssueSymbol (new numbers, spread over the agencies), 30 %
 TranslateSymbol, 15 % ListAccessRecords, 10 % GetCheckpoint, 5 % health Check.
@@ -120,7 +124,7 @@ def _window_stats(before: dict[str, dict[str, float]], after: dict[str, dict[str
         holds_all = [float(le) for le, c in now.items()  # buckets with every new one
                      if not le.startswith("_") and c - then.get(le, 0.0) == n]
         stats[key] = {"n": int(n), "s": round(now.get("_sum", 0.0) - then.get("_sum", 0.0), 3),
-                      "max_le": min(holds_all)}
+                      "max_le": min(holds_all, default=float("inf"))}
     return stats
 
 
@@ -253,6 +257,8 @@ async def soak(mix: Mix, server: Spawned, rate: float, seconds: float,
     rss.append((round(time.monotonic() - start, 1), server.rss_mb()))
     seen = {w: _histograms(await t) for w, t in sorted(scrapes.items())}
     server_in = {w: _window_stats(seen[w], seen[w + 1]) for w in seen if w + 1 in seen}
+    longest = {k: max(st[k]["max_le"] for st in server_in.values() if k in st)
+               for k in STALL_HISTOGRAMS if any(k in st for st in server_in.values())}
     after_warmup = next((mb for t, mb in rss if t >= warmup), rss[0][1])
     lat = sorted(tally.latencies)
     return {"rate": round(rate, 1), "seconds": seconds, "calls": len(lat),
@@ -262,6 +268,7 @@ async def soak(mix: Mix, server: Spawned, rate: float, seconds: float,
             "p99_ms": round(percentile(lat, 99), 2), "rss_after_warmup_mb": after_warmup,
             "rss_end_mb": rss[-1][1], "rss_growth": round(rss[-1][1] / after_warmup - 1, 4),
             "worst_lateness_ms": round(late * 1000, 1), "rss_samples": rss,
+            "server_longest_s": longest,  # per stall histogram, the longest's bucket
             "windows": [{"from_s": w * 10, "calls": len(ls) + sum(es.values()),
                          "p50_ms": round(percentile(sorted(ls), 50), 1) if ls else None,
                          "p99_ms": round(percentile(sorted(ls), 99), 1) if ls else None,

@@ -177,3 +177,28 @@ def test_scenario_file_errors_are_precise(tmp_path: Path) -> None:
         load_scenario(str(bad))
     with pytest.raises(ValueError, match="shipped"):
         load_scenario("no-such-scenario")
+
+
+def test_soak_windows_read_the_servers_stall_histograms() -> None:
+    from bench.soak import _histograms, _window_stats
+
+    def text(lag: tuple[int, int, int], lag_sum: float, gen2: int) -> str:
+        le_01, le_1, inf = lag
+        return "\n".join([
+            "# HELP symbolsvc_event_loop_lag_seconds lag",
+            f'symbolsvc_event_loop_lag_seconds_bucket{{le="0.1"}} {le_01}',
+            f'symbolsvc_event_loop_lag_seconds_bucket{{le="1.0"}} {le_1}',
+            f'symbolsvc_event_loop_lag_seconds_bucket{{le="+Inf"}} {inf}',
+            f"symbolsvc_event_loop_lag_seconds_count {inf}",
+            f"symbolsvc_event_loop_lag_seconds_sum {lag_sum}",
+            'symbolsvc_gc_pause_seconds_count{generation="0"} 99',
+            f'symbolsvc_gc_pause_seconds_count{{generation="2"}} {gen2}',
+            f'symbolsvc_gc_pause_seconds_sum{{generation="2"}} {gen2 * 0.01}',
+        ])
+
+    before = _histograms(text((10, 10, 10), 0.1, 1))
+    quiet = _window_stats(before, _histograms(text((14, 14, 14), 0.2, 1)))
+    assert quiet == {"loop_lag": {"n": 4, "s": 0.1, "max_le": 0.1}}  # no collection: absent
+    stalled = _window_stats(before, _histograms(text((13, 13, 14), 1.6, 3)))
+    assert stalled["loop_lag"] == {"n": 4, "s": 1.5, "max_le": float("inf")}
+    assert stalled["gc_gen2"] == {"n": 2, "s": 0.02, "max_le": float("inf")}  # no buckets sent
