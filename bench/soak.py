@@ -46,6 +46,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 from symbolsvc_client import Deployment
 
 from bench.plan import nth_number
@@ -81,14 +82,15 @@ def _rejections(metrics: str) -> float:
 
 
 # The server's duration histograms read every window (symbolsvc/stalls.py and the storage's
-# own): a window's stall can then be told apart by what took long in it.
-STALL_HISTOGRAMS = {
-    "loop_lag": ("symbolsvc_event_loop_lag_seconds", ""),
-    "gc_gen2": ("symbolsvc_gc_pause_seconds", 'generation="2"'),
-    "commit": ("symbolsvc_storage_commit_seconds", ""),
-    "integration": ("symbolsvc_access_log_integration_seconds", ""),
-    "checkpoint_passive": ("symbolsvc_sqlite_checkpoint_seconds", 'mode="passive"'),
-    "checkpoint_restart": ("symbolsvc_sqlite_checkpoint_seconds", 'mode="restart"'),
+# own): a window's stall can then be told apart by what took long in it. Per entry: the
+# histogram and the labels its series must carry.
+STALL_HISTOGRAMS: dict[str, tuple[str, dict[str, str]]] = {
+    "loop_lag": ("symbolsvc_event_loop_lag_seconds", {}),
+    "gc_gen2": ("symbolsvc_gc_pause_seconds", {"generation": "2"}),
+    "commit": ("symbolsvc_storage_commit_seconds", {}),
+    "integration": ("symbolsvc_access_log_integration_seconds", {}),
+    "checkpoint_passive": ("symbolsvc_sqlite_checkpoint_seconds", {"mode": "passive"}),
+    "checkpoint_restart": ("symbolsvc_sqlite_checkpoint_seconds", {"mode": "restart"}),
 }
 
 
@@ -96,18 +98,15 @@ def _histograms(text: str) -> dict[str, dict[str, float]]:
     """Per :data:`STALL_HISTOGRAMS` entry: its cumulative bucket counts by ``le``, with
     ``_sum`` and ``_count``."""
     out: dict[str, dict[str, float]] = {k: {} for k in STALL_HISTOGRAMS}
-    for line in text.splitlines():
-        if line.startswith("#") or " " not in line:
-            continue
-        series, value = line.rsplit(" ", 1)
-        for key, (name, label) in STALL_HISTOGRAMS.items():
-            if series.startswith(name) and label in series:
-                rest = series[len(name):]
-                if rest.startswith("_bucket{"):
-                    le = rest.split('le="', 1)[1].split('"', 1)[0]
-                    out[key][le] = float(value)
-                elif rest.startswith(("_sum", "_count")):
-                    out[key][rest.split("{", 1)[0]] = float(value)
+    for family in text_string_to_metric_families(text):
+        for key, (name, labels) in STALL_HISTOGRAMS.items():
+            if family.name != name:
+                continue
+            for sample in family.samples:
+                if not labels.items() <= sample.labels.items():
+                    continue
+                suffix = sample.name.removeprefix(name)
+                out[key][sample.labels["le"] if suffix == "_bucket" else suffix] = sample.value
     return out
 
 

@@ -185,12 +185,13 @@ def test_soak_windows_read_the_servers_stall_histograms() -> None:
     def text(lag: tuple[int, int, int], lag_sum: float, gen2: int) -> str:
         le_01, le_1, inf = lag
         return "\n".join([
-            "# HELP symbolsvc_event_loop_lag_seconds lag",
+            "# TYPE symbolsvc_event_loop_lag_seconds histogram",
             f'symbolsvc_event_loop_lag_seconds_bucket{{le="0.1"}} {le_01}',
             f'symbolsvc_event_loop_lag_seconds_bucket{{le="1.0"}} {le_1}',
             f'symbolsvc_event_loop_lag_seconds_bucket{{le="+Inf"}} {inf}',
             f"symbolsvc_event_loop_lag_seconds_count {inf}",
             f"symbolsvc_event_loop_lag_seconds_sum {lag_sum}",
+            "# TYPE symbolsvc_gc_pause_seconds histogram",
             'symbolsvc_gc_pause_seconds_count{generation="0"} 99',
             f'symbolsvc_gc_pause_seconds_count{{generation="2"}} {gen2}',
             f'symbolsvc_gc_pause_seconds_sum{{generation="2"}} {gen2 * 0.01}',
