@@ -42,12 +42,20 @@ GC_PAUSE = Histogram("symbolsvc_gc_pause_seconds", "Duration of each garbage col
 
 
 class GcTimer:
-    """Times every collection (a :data:`gc.callbacks` pair); ``total`` sums the pauses."""
+    """Times every collection (a :data:`gc.callbacks` pair); ``total`` sums the pauses.
+
+    The callback only notes each duration; :meth:`flush` (the loop watcher, every tick)
+    hands them to the histogram. The callback must not: a collection can start inside
+    any allocation, including one made by prometheus_client while it holds a value's
+    lock (in multiprocess mode one lock for every value), and that lock is not
+    reentrant, so observing from the callback can deadlock the thread on itself (seen
+    once: a ``--workers 2`` process that never answered)."""
 
     def __init__(self) -> None:
         self.total = 0.0
         self._started = 0.0
         self._by_gen = [GC_PAUSE.labels(str(g)) for g in range(3)]
+        self._pending: list[list[float]] = [[], [], []]
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -55,7 +63,15 @@ class GcTimer:
             return
         took = time.perf_counter() - self._started
         self.total += took
-        self._by_gen[info["generation"]].observe(took)
+        self._pending[info["generation"]].append(took)
+
+    def flush(self) -> None:
+        """Observe the durations noted since the last flush (never from the callback)."""
+        pending = self._pending  # a collection during the swap appends here: still seen
+        self._pending = [[], [], []]
+        for child, durations in zip(self._by_gen, pending, strict=True):
+            for took in durations:
+                child.observe(took)
 
     def install(self) -> None:
         gc.callbacks.append(self)
@@ -76,6 +92,7 @@ async def watch_loop(gc_timer: GcTimer, interval: float = INTERVAL_S) -> None:
         now = loop.time()
         lag = max(0.0, now - due)
         LOOP_LAG.observe(lag)
+        gc_timer.flush()
         if lag < WARN_S:
             continue
         if now - warned_at < WARN_EVERY_S:

@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -51,7 +55,7 @@ def test_a_held_loop_is_measured_and_logged_once_a_minute_with_the_collectors_sh
     assert "garbage collection: 0.00 s of it" in lines[0]  # the timer was not installed
 
 
-def test_every_collection_is_timed_by_generation() -> None:
+def test_every_collection_is_timed_by_generation_and_observed_outside_the_callback() -> None:
     timer = GcTimer()
     before = _sample("symbolsvc_gc_pause_seconds_count", generation="2")
     timer.install()
@@ -59,6 +63,45 @@ def test_every_collection_is_timed_by_generation() -> None:
         gc.collect(2)
     finally:
         timer.remove()
-    assert _sample("symbolsvc_gc_pause_seconds_count", generation="2") == before + 1
     assert timer.total > 0
     assert timer not in gc.callbacks
+    # The callback only noted it: prometheus_client's locks are not reentrant, and a
+    # collection may start while one is held (GcTimer's docstring).
+    assert _sample("symbolsvc_gc_pause_seconds_count", generation="2") == before
+    timer.flush()
+    assert _sample("symbolsvc_gc_pause_seconds_count", generation="2") == before + 1
+    timer.flush()  # noted once, observed once
+    assert _sample("symbolsvc_gc_pause_seconds_count", generation="2") == before + 1
+
+
+_MANY_COLLECTIONS = """
+import gc
+from prometheus_client import Counter
+from symbolsvc.stalls import GcTimer
+counter = Counter("stalls_test_total", "new children under frequent collections", ["k"])
+timer = GcTimer()
+timer.install()
+gc.set_threshold(5, 2, 2)  # collect far more often than the default, to meet the lock often
+keep = []
+for i in range(20_000):
+    counter.labels(str(i)).inc()  # a new child: set up under prometheus_client's global lock
+    keep.append([i])
+    if i % 100 == 0:
+        timer.flush()
+timer.flush()
+print("done")
+"""
+
+
+def test_collections_inside_prometheus_locks_do_not_deadlock(tmp_path: Path) -> None:
+    """Multiprocess mode (``--workers``) guards every value with one non-reentrant lock,
+    and a collection can start while it is held; observing from the callback then
+    deadlocked the thread (a worker that never answered). With the callback only noting
+    durations, this run of ~40,000 collections ends (it hung with the old callback)."""
+    prom = tmp_path / "prom"
+    prom.mkdir()
+    result = subprocess.run([sys.executable, "-c", _MANY_COLLECTIONS], capture_output=True,
+                            text=True, timeout=120,
+                            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done"
