@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from . import (
@@ -42,7 +43,7 @@ _QUEUED = ("SELECT id, leaf, pseudonym, sealed_subject, mac, exchange_key, excha
 _MAX_ID = 2**63 - 1
 
 
-def _chunks(rows: list[Any]) -> list[list[Any]]:
+def _chunks(rows: Sequence[Any]) -> list[Sequence[Any]]:
     return [rows[i:i + _CHUNK] for i in range(0, len(rows), _CHUNK)]
 
 
@@ -307,13 +308,22 @@ def integrate(
         conn.execute("DELETE FROM access_records WHERE id = ? AND leaf_index IS NULL",
                      (record_id,))
     if plan.assign:
-        cur = conn.executemany(
-            "UPDATE access_records SET leaf_index = ? WHERE id = ? AND leaf_index IS NULL",
-            plan.assign,
-        )
-        if cur.rowcount != len(plan.assign):  # cannot happen under the lease; never half-apply
+        # One statement per chunk, not one per record: each statement step hands the GIL
+        # back and forth with the event loop (see _live_sealed).
+        updated = 0
+        for chunk in _chunks(plan.assign):
+            updated += conn.execute(
+                "UPDATE access_records SET leaf_index = v.column1 FROM (VALUES "  # noqa: S608
+                + _values(len(chunk), 2)
+                + ") AS v WHERE access_records.id = v.column2"
+                " AND access_records.leaf_index IS NULL",
+                [v for pair in chunk for v in pair],
+            ).rowcount
+        if updated != len(plan.assign):  # cannot happen under the lease; never half-apply
             raise RuntimeError("a record was integrated concurrently; integration rolled back")
-        conn.executemany("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)", plan.nodes)
+        for chunk in _chunks(plan.nodes):
+            conn.execute("INSERT INTO tree_nodes (level, idx, hash) VALUES "  # noqa: S608
+                         + _values(len(chunk), 3), [v for node in chunk for v in node])
     if plan.state is not None:
         conn.execute(
             "INSERT INTO log_state (id, tree_size, frontier) VALUES (1, ?, ?) "
