@@ -18,7 +18,7 @@ import struct
 from collections.abc import Callable, Sequence
 
 from .policy import Policy, Rule
-from .records import PSEUDONYM_LEN, AccessKind, AccessRecord, Outcome
+from .records import PSEUDONYM_LEN, AccessKind, AccessRecord, Outcome, ext_items
 from .registry import ExchangeTag, NewRecord
 from .subjects import seal_record_subject
 from .symbols import Deriver
@@ -43,24 +43,23 @@ def exchange_record(
     extensions kept), requiring only the holdings ``refused`` names. ``ext``: further
     extensions (a verified signed inquiry's, symbolsvc.inquiries), kept on both."""
     pseudonym = deriver.log_pseudonym(sid)
-    record = AccessRecord(kind, now, requester, office_work, info_item, exchange_id,
-                          providers, pseudonym)
-    if ext:
-        record = record.with_ext(**ext)
+    values = dict(ext) if ext else {}
     withheld = None
     if policy is not None and rule is not None:
         withheld = rule.withheld_until(now)
-        ext = {"POLICY_VERSION": policy.version, "RULE": rule.id.encode("utf-8")}
+        values["POLICY_VERSION"] = policy.version
+        values["RULE"] = rule.id.encode("utf-8")
         if withheld is not None:
-            ext["WITHHELD_UNTIL"] = _U64.pack(withheld)
-        record = record.with_ext(**ext)
+            values["WITHHELD_UNTIL"] = _U64.pack(withheld)
+    record = AccessRecord(kind, now, requester, office_work, info_item, exchange_id,
+                          providers, pseudonym, ext_items(**values))
     leaf = record.encode()
     otherwise: Callable[[], NewRecord] | None = None
     if refused is not None:
-        not_holding, only = record.with_ext(OUTCOME=_NOT_HOLDING), refused
+        only = refused
 
         def otherwise() -> NewRecord:  # built only when the provider's holding is not live
-            other = not_holding.encode()
+            other = record.with_ext(OUTCOME=_NOT_HOLDING).encode()
             return NewRecord(other, pseudonym, seal_record_subject(deriver, sid, other),
                              only, withheld_until_us=withheld)
 

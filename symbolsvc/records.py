@@ -70,6 +70,12 @@ class Ext(IntEnum):
     INQUIRY_SYMBOL_DIGEST = 14
 
 
+def ext_items(**values: bytes) -> tuple[tuple[Ext, bytes], ...]:
+    """Extensions given by ``Ext`` member name, as :attr:`AccessRecord.ext` holds them
+    (tags increasing)."""
+    return tuple(sorted((Ext[name], value) for name, value in values.items()))
+
+
 class LeafError(ValueError):
     """A leaf is not a canonical access record (version 1, or 2 with extensions)."""
 
@@ -131,8 +137,7 @@ class AccessRecord:
     def with_ext(self, **values: bytes) -> AccessRecord:
         """A copy with the named extensions (``Ext`` member names) set."""
         merged = dict(self.ext)
-        for name, value in values.items():
-            merged[Ext[name]] = value
+        merged.update(ext_items(**values))
         return replace(self, ext=tuple(sorted(merged.items())))
 
     def encode(self) -> bytes:
