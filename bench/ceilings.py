@@ -1,19 +1,23 @@
-"""Ceilings for issue 16's unary rows: the same server with a storage cost taken out.
+"""Ceilings for issue 16's rows: the same server with a storage cost taken out.
 
-    python -m bench.ceilings [--rounds 3] [--rows 1,2,6] [--json F]
+    python -m bench.ceilings [--rounds 3] [--rows 1,2,3,4,5,6] [--json F]
 
-Not part of CI. For each row (1 ``IssueSymbol``, 2 ``TranslateSymbol``, 6
-``ResolveProviders``; 64 callers) it measures, each against the empty-handler
-server in alternating rounds of the same run (:mod:`bench.load` ``--baseline``):
+Not part of CI. Each row is measured as :mod:`bench.targets` measures it (the unary
+rows 1 ``IssueSymbol``, 2 ``TranslateSymbol`` and 6 ``ResolveProviders`` with 64 callers
+and row 4 ``StreamIssueSymbols`` against the empty-handler server; row 3
+``BatchIssueSymbols`` against the storage floor; row 5 ``Core.translate_many`` in
+process, µs per item), once per variant (:mod:`bench.variant_server`):
 
 * ``shipped``: symbolsvc as it is;
-* ``nosync``: commits without fsync (:mod:`bench.variant_server`);
-* ``inline``: no fsync and no writer thread: each write runs on the event loop.
+* ``nosync``: commits without fsync;
+* ``inline``: no fsync and no writer thread: each write runs on the event loop;
+* ``norecords`` (rows 3 and 4): ``inline``, and issuance appends no ISSUE record.
 
 ``inline`` is the most any change to the storage path could give the row: what is
-left between it and 1.0 is the request path itself (gRPC handlers in Python, the
-interceptors, validation, HMACs, sealing, the record). Where a target is above the
-``inline`` ceiling it cannot be met by storage work on this machine.
+left between it and the target is the request path itself (gRPC handlers in Python,
+the interceptors, validation, HMACs, sealing, the record). Where a target is above the
+``inline`` ceiling it cannot be met by storage work on this machine; ``norecords``
+says what the access log's per-item record costs the batch rows.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,9 +33,11 @@ from typing import Any
 
 from bench.run import prepare_deployment
 from bench.servers import Spawned, spawn_service
-from bench.targets import GRPC_ROWS, NAMES, TARGETS, _load
+from bench.targets import GRPC_ROWS, LIBPEP_US_PER_ITEM, NAMES, TARGETS, _load, batch_row
 
-VARIANTS = ("shipped", "nosync", "inline")
+VARIANTS = ("shipped", "nosync", "inline", "norecords")
+ROW_VARIANTS = {1: VARIANTS[:3], 2: VARIANTS[:3], 3: VARIANTS, 4: VARIANTS, 5: VARIANTS[:3],
+                6: VARIANTS[:3]}
 
 
 def _spawn(dep: Path, variant: str) -> Spawned:
@@ -41,10 +48,17 @@ def _spawn(dep: Path, variant: str) -> Spawned:
                                    "--listen", "127.0.0.1:0"])
 
 
-def measure(dep: Path, args: argparse.Namespace, row: int, variant: str) -> dict[str, Any]:
-    rpc, concurrency, extra = GRPC_ROWS[row]
+def measure(dep: Path, args: argparse.Namespace, row: int, variant: str,
+            directory: Path) -> dict[str, Any]:
+    if row == 5:
+        return _translate(args, variant, directory)
     server = _spawn(dep, variant)
     try:
+        if row == 3:
+            r = batch_row(dep, args, directory, target=server.address)
+            return {"ratio": r["ratio"], "rounds": r["rounds"],
+                    "items_per_s": r["service_items_per_s"]}
+        rpc, concurrency, extra = GRPC_ROWS[row]
         report = _load(dep, args, rpc, concurrency, extra, target=server.address)
     finally:
         server.stop()
@@ -53,14 +67,27 @@ def measure(dep: Path, args: argparse.Namespace, row: int, variant: str) -> dict
             "items_per_s": round(report["runs"]["service"]["items_per_s"], 1)}
 
 
+def _translate(args: argparse.Namespace, variant: str, directory: Path) -> dict[str, Any]:
+    """Row 5 in a process of its own, the variant's patch applied there."""
+    work = Path(tempfile.mkdtemp(prefix=f"row5-{variant}-", dir=directory))
+    out = subprocess.run([sys.executable, "-m", "bench.variant_server", variant,
+                          "translate-row", str(work), str(max(args.rounds, 5))],
+                         check=True, capture_output=True, text=True).stdout
+    us = json.loads(out)
+    median = statistics.median(us)
+    return {"ratio": round(median / LIBPEP_US_PER_ITEM, 3), "us_per_item": round(median, 1),
+            "rounds": [round(u, 1) for u in us]}
+
+
 def markdown(results: dict[int, dict[str, dict[str, Any]]], args: argparse.Namespace) -> str:
-    lines = [f"Ratios to the empty-handler server, medians of {args.rounds} alternating "
-             f"rounds ({args.duration:g} s each after {args.warmup:g} s warm-up), one run:", "",
-             "| row | figure | target | shipped | no fsync | no fsync, no writer thread |",
-             "|---|---|---|---:|---:|---:|"]
+    lines = [f"Medians of {args.rounds} rounds ({args.duration:g} s each after "
+             f"{args.warmup:g} s warm-up), one run; rows as in bench.targets:", "",
+             "| row | figure | target | shipped | no fsync | no fsync, no writer thread "
+             "| and no ISSUE record |", "|---|---|---|---:|---:|---:|---:|"]
     for row, by in sorted(results.items()):
-        cells = " | ".join(f"{by[v]['ratio']:.3f}" for v in VARIANTS)
-        lines.append(f"| {row} | {NAMES[row]} | ≥ {TARGETS[row]} | {cells} |")
+        cells = " | ".join(f"{by[v]['ratio']:.3f}" if v in by else "—" for v in VARIANTS)
+        target = f"≤ {TARGETS[row]}" if row == 5 else f"≥ {TARGETS[row]}"
+        lines.append(f"| {row} | {NAMES[row]} | {target} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -68,23 +95,24 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ceilings", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--rows", default="1,2,6")
+    p.add_argument("--rows", default="1,2,3,4,5,6")
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     rows = [int(r) for r in args.rows.split(",")]
-    if not set(rows) <= {1, 2, 6}:
-        raise SystemExit("bench.ceilings: rows 1, 2 and 6 only (the unary rows)")
+    if not set(rows) <= set(ROW_VARIANTS):
+        raise SystemExit("bench.ceilings: rows 1 to 6")
     results: dict[int, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="symbolsvc-ceilings-") as d:
-        dep = Path(d) / "dep"
+        directory = Path(d)
+        dep = directory / "dep"
         prepare_deployment(argparse.Namespace(deployment=dep, spawn=True, agency="city-chiyoda",
                                               provider="city-minato"), None)
         for row in rows:
             results[row] = {}
-            for variant in VARIANTS:
-                results[row][variant] = measure(dep, args, row, variant)
+            for variant in ROW_VARIANTS[row]:
+                results[row][variant] = measure(dep, args, row, variant, directory)
                 print(f"row {row} {variant}: {results[row][variant]['ratio']:.3f}",
                       file=sys.stderr)
     text = markdown(results, args)
@@ -95,4 +123,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

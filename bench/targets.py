@@ -101,12 +101,15 @@ def floor_items_per_s(directory: Path, batches: int = 10) -> float:
     return 1000 / statistics.median(times[1:])
 
 
-def batch_row(dep: Path, args: argparse.Namespace, directory: Path) -> dict[str, Any]:
+def batch_row(dep: Path, args: argparse.Namespace, directory: Path,
+              target: str | None = None) -> dict[str, Any]:
+    """Row 3; against the server at ``target`` (a ceiling's variant) instead of a spawned one."""
     per_round, floors, services = [], [], []
     for _ in range(args.rounds):  # alternate: the floor, then one round over gRPC
         floor = floor_items_per_s(directory)
         one = argparse.Namespace(**{**vars(args), "rounds": 1})
-        report = _load(dep, one, "BatchIssueSymbols", 4, ["--batch", "1000"], baseline=False)
+        report = _load(dep, one, "BatchIssueSymbols", 4, ["--batch", "1000"], target=target,
+                       baseline=False)
         service = report["runs"]["service"]["items_per_s"]
         floors.append(floor)
         services.append(service)

@@ -14,13 +14,22 @@ made by patching the shipped code in this process only:
   and the fsync are gone; the SQL and everything else stay. What any change to how
   writes reach SQLite could give at most.
 
+* ``norecords``: ``inline``, and issuance appends no ISSUE record (nothing for the
+  sequencer to integrate either). What the batch rows could reach without the access
+  log's per-item cost: a measurement of that feature's share, never an option.
+
 Everything else (TLS, the interceptors, validation, HMACs, sealing, records, the
 sequencer) is the shipped code.
+
+``python -m bench.variant_server {shipped,nosync,inline} translate-row DIR ROUNDS``
+prints, as JSON, row 5's µs per item (:func:`bench.targets._translate_us_per_item`)
+measured in this process with the variant's patch (``shipped``: none).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -31,7 +40,7 @@ from symbolsvc import cli
 from symbolsvc.registry import groupcommit
 from symbolsvc.registry import sqlite as sqlite_registry
 
-VARIANTS = ("nosync", "inline")
+VARIANTS = ("nosync", "inline", "norecords")
 
 
 def _nosync() -> None:
@@ -67,11 +76,27 @@ def _inline() -> None:
     committer.submit_merged = run_now  # type: ignore[method-assign]
 
 
+def _norecords() -> None:
+    _inline()
+    from symbolsvc import core
+
+    core.linkage_records = lambda _d, _k, _n, _a, sids: [None] * len(sids)  # type: ignore[assignment,misc]
+
+
+PATCHES: dict[str, Callable[[], None]] = {
+    "shipped": lambda: None, "nosync": _nosync, "inline": _inline, "norecords": _norecords}
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in VARIANTS:
-        raise SystemExit(f"usage: python -m bench.variant_server {{{','.join(VARIANTS)}}} "
-                         "serve ...")
-    {"nosync": _nosync, "inline": _inline}[argv[0]]()
+    if len(argv) < 2 or argv[0] not in PATCHES or argv[1] not in ("serve", "translate-row"):
+        raise SystemExit(f"usage: python -m bench.variant_server {{{','.join(PATCHES)}}} "
+                         "serve ... | translate-row DIR ROUNDS")
+    PATCHES[argv[0]]()
+    if argv[1] == "translate-row":
+        from bench.targets import _translate_us_per_item
+
+        print(json.dumps(asyncio.run(_translate_us_per_item(Path(argv[2]), int(argv[3])))))
+        return 0
     return cli.main(argv[1:])
 
 

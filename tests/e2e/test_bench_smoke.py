@@ -53,7 +53,7 @@ def test_load_generator_smoke(tmp_path: Path, rpc: str) -> None:
     assert "| service |" in md.read_text()
 
 
-@pytest.mark.parametrize("variant", ["nosync", "inline"])
+@pytest.mark.parametrize("variant", ["nosync", "inline", "norecords"])
 def test_the_ceiling_servers_answer_correctly(tmp_path: Path, variant: str) -> None:
     """bench.ceilings' servers (the service with a storage cost patched out) serve the
     same calls as the shipped one without an error: a ceiling of a broken server would
@@ -76,3 +76,15 @@ def test_the_ceiling_servers_answer_correctly(tmp_path: Path, variant: str) -> N
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = json.loads(out.read_text())["runs"]["service"]
     assert run["calls"] > 0 and run["errors"] == {} and run["item_errors"] == 0
+
+
+def test_the_in_process_translate_row_runs_under_a_ceiling_variant(tmp_path: Path) -> None:
+    """bench.ceilings' row 5: Core.translate_many in a process with the variant's patch
+    (here the write runs inline on the loop, without fsync) reports µs per item."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.variant_server", "inline", "translate-row",
+         str(tmp_path), "1"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (us,) = json.loads(proc.stdout)
+    assert us > 0
