@@ -31,6 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench import primitives
 from bench.run import prepare_deployment
 from bench.servers import Spawned, spawn_service
 from bench.targets import GRPC_ROWS, LIBPEP_US_PER_ITEM, NAMES, TARGETS, _load, batch_row
@@ -57,14 +58,32 @@ def measure(dep: Path, args: argparse.Namespace, row: int, variant: str,
         if row == 3:
             r = batch_row(dep, args, directory, target=server.address)
             return {"ratio": r["ratio"], "rounds": r["rounds"],
-                    "items_per_s": r["service_items_per_s"]}
+                    "items_per_s": r["service_items_per_s"],
+                    "denominator_items_per_s": r["floor_items_per_s"]}
         rpc, concurrency, extra = GRPC_ROWS[row]
         report = _load(dep, args, rpc, concurrency, extra, target=server.address)
     finally:
         server.stop()
     per_round = [r["ratios"]["throughput"] for r in report["rounds"]]
     return {"ratio": statistics.median(per_round), "rounds": per_round,
-            "items_per_s": round(report["runs"]["service"]["items_per_s"], 1)}
+            "items_per_s": round(report["runs"]["service"]["items_per_s"], 1),
+            "denominator_items_per_s": round(report["runs"]["baseline"]["items_per_s"], 1)}
+
+
+def primitives_bound(results: dict[int, dict[str, dict[str, Any]]]) -> dict[int, dict[str, float]]:
+    """Rows 3, 4 and 5: the best ratio the per-item primitives alone allow
+    (:mod:`bench.primitives`), against the row's own denominator of this run."""
+    prim = primitives.measure()
+    out: dict[int, dict[str, float]] = {}
+    for row in (3, 4):
+        if row in results:
+            floor_us = 1e6 / results[row]["shipped"]["denominator_items_per_s"]
+            out[row] = {"primitives_us": prim["issue_us"], "denominator_us": round(floor_us, 2),
+                        "bound": round(floor_us / (floor_us + prim["issue_us"]), 3)}
+    if 5 in results:
+        out[5] = {"primitives_us": prim["translate_us"],
+                  "bound": round(prim["translate_us"] / LIBPEP_US_PER_ITEM, 3)}
+    return out
 
 
 def _translate(args: argparse.Namespace, variant: str, directory: Path) -> dict[str, Any]:
@@ -88,6 +107,17 @@ def markdown(results: dict[int, dict[str, dict[str, Any]]], args: argparse.Names
         cells = " | ".join(f"{by[v]['ratio']:.3f}" if v in by else "—" for v in VARIANTS)
         target = f"≤ {TARGETS[row]}" if row == 5 else f"≥ {TARGETS[row]}"
         lines.append(f"| {row} | {NAMES[row]} | {target} | {cells} |")
+    bounds = primitives_bound(results)
+    if bounds:
+        lines += ["", "The per-item primitives alone (bench.primitives) against this run's "
+                  "denominators:", "", "| row | primitives, µs per item | denominator, µs per "
+                  "item | best ratio possible | target |", "|---|---:|---:|---:|---|"]
+        for row, b in sorted(bounds.items()):
+            denominator = f"{b['denominator_us']:.2f}" if "denominator_us" in b else (
+                f"libpep-py {LIBPEP_US_PER_ITEM:g}")
+            target = f"≤ {TARGETS[row]}" if row == 5 else f"≥ {TARGETS[row]}"
+            lines.append(f"| {row} | {b['primitives_us']:.1f} | {denominator} | "
+                         f"{b['bound']:.3f} | {target} |")
     return "\n".join(lines) + "\n"
 
 

@@ -34,6 +34,7 @@ LABEL = b"access-log queued-record mac v1"
 _DOMAIN = b"symbolsvc/queued-record/v1\x00"
 _ID = struct.Struct(">Q")
 _LEN = struct.Struct(">I")
+_BYTES = (bytes, bytearray, memoryview)
 
 NO_MAC = "no_mac"
 """Quarantine reason: the row carries no tag (not written by a replica)."""
@@ -79,8 +80,7 @@ class QueueAuthenticator:
         if exchange == (None, None):
             exchange = ()
         parts = (leaf, pseudonym, sealed, tag, *exchange)
-        if not isinstance(record_id, int) or not all(
-                isinstance(p, bytes | bytearray | memoryview) for p in parts):
+        if not isinstance(record_id, int) or not all([isinstance(p, _BYTES) for p in parts]):
             return MALFORMED  # SQLite stores any type in any column; half an exchange
         want = self._tag(record_id, bytes(pseudonym), bytes(sealed), bytes(leaf),
                          (bytes(exchange[0]), bytes(exchange[1])) if exchange else None)

@@ -203,3 +203,12 @@ def test_soak_windows_read_the_servers_stall_histograms() -> None:
     stalled = _window_stats(before, _histograms(text((13, 13, 14), 1.6, 3)))
     assert stalled["loop_lag"] == {"n": 4, "s": 1.5, "max_le": float("inf")}
     assert stalled["gc_gen2"] == {"n": 2, "s": 0.02, "max_le": float("inf")}  # no buckets sent
+
+
+def test_the_primitives_bound_times_the_products_own_per_item_work() -> None:
+    """bench.primitives runs the per-item calls of issuance and translation (every tag
+    verifies, or it raises) and reports µs per item."""
+    from bench import primitives
+
+    result = primitives.measure(items=20, repeat=1)
+    assert result["issue_us"] > 0 and result["translate_us"] > 0
