@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from symbolsvc.registry import NewHolding, NewRecord, PlanFn
+from symbolsvc.registry import sqlite_sql as sql
 from symbolsvc.registry.migrations import migrations
 
 # The statement SqliteRegistry uses for issuance (symbolsvc/registry/sqlite.py).
@@ -77,6 +79,30 @@ def insert_batch(conn: sqlite3.Connection, rows: list[tuple[str, str, bytes]]) -
         conn.execute("ROLLBACK")
         raise
     return fresh
+
+
+RECORD_LEAF_LEN = 65  # an ISSUE record: kind, time, the agency, empty fields, pseudonym
+
+
+def recorded_batch(conn: sqlite3.Connection, rows: list[tuple[str, str, bytes]],
+                   plan: PlanFn) -> None:
+    """What a batch issuance writes with the features every issued item carries, through
+    the registry's own functions (``symbolsvc.registry.sqlite_sql``) and nothing else:
+    one durable transaction for the holdings and their ISSUE records (random, real-sized
+    leaves, pseudonyms and sealed references, untagged), then one sequencer step that
+    integrates them (leaf indices, tree nodes, frontier, a signed checkpoint)."""
+    holdings = [NewHolding(agency, symbol, sealed, NewRecord(
+        os.urandom(RECORD_LEAF_LEN), os.urandom(32), b"\x01" + os.urandom(SEALED_LEN - 1)))
+        for agency, symbol, sealed in rows]
+    for step in (lambda: sql.issue_merged(conn, [holdings]),
+                 lambda: sql.integrate(conn, len(rows), "floor", 60_000, plan)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            step()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
 
 def prefill(db: Path, holdings: int, agencies: list[str], *, batch: int = 50_000,

@@ -37,7 +37,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-from bench.floor import fake_rows, insert_batch, open_floor
+from bench.floor import fake_rows, insert_batch, open_floor, recorded_batch
 from bench.run import prepare_deployment
 from bench.servers import spawn_baseline
 
@@ -96,6 +96,26 @@ def floor_items_per_s(directory: Path, batches: int = 10) -> float:
         rows = fake_rows("city-chiyoda", 1000)
         start = time.perf_counter()
         insert_batch(conn, rows)
+        times.append(time.perf_counter() - start)
+    conn.close()
+    return 1000 / statistics.median(times[1:])
+
+
+def recorded_floor_items_per_s(directory: Path, batches: int = 10) -> float:
+    """The storage floor with the ISSUE records and their integration
+    (:func:`bench.floor.recorded_batch`), 1,000 rows per batch, median of ``batches``."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from symbolsvc.log.integrate import planner
+    from symbolsvc.log.sequencer import checkpoint_signer
+
+    plan = planner(checkpoint_signer("floor.local/access-log", Ed25519PrivateKey.generate()))
+    conn = open_floor(directory / f"recorded-{time.monotonic_ns()}.db")
+    times = []
+    for _ in range(batches + 1):
+        rows = fake_rows("city-chiyoda", 1000)
+        start = time.perf_counter()
+        recorded_batch(conn, rows, plan)
         times.append(time.perf_counter() - start)
     conn.close()
     return 1000 / statistics.median(times[1:])

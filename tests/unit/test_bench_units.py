@@ -212,3 +212,23 @@ def test_the_primitives_bound_times_the_products_own_per_item_work() -> None:
 
     result = primitives.measure(items=20, repeat=1)
     assert result["issue_us"] > 0 and result["translate_us"] > 0
+
+
+def test_the_recorded_floor_writes_and_integrates_what_issuance_writes(tmp_path: Path) -> None:
+    """bench.floor.recorded_batch: the holdings, one ISSUE record each, all integrated
+    into the tree under a signed checkpoint, through the registry's own functions."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from bench.floor import fake_rows, open_floor, recorded_batch
+    from symbolsvc.log.integrate import planner
+    from symbolsvc.log.sequencer import checkpoint_signer
+
+    conn = open_floor(tmp_path / "floor.db")
+    plan = planner(checkpoint_signer("floor.local/access-log", Ed25519PrivateKey.generate()))
+    recorded_batch(conn, fake_rows("city-chiyoda", 10), plan)
+    recorded_batch(conn, fake_rows("city-chiyoda", 10), plan)
+    assert conn.execute("SELECT COUNT(*) FROM holdings").fetchone() == (20,)
+    assert conn.execute("SELECT COUNT(*), MIN(leaf_index), MAX(leaf_index) FROM access_records"
+                        ).fetchone() == (20, 0, 19)
+    assert conn.execute("SELECT MAX(tree_size) FROM checkpoints").fetchone() == (20,)
+    conn.close()
