@@ -40,8 +40,6 @@ from symbolsvc import cli
 from symbolsvc.registry import groupcommit
 from symbolsvc.registry import sqlite as sqlite_registry
 
-VARIANTS = ("nosync", "inline", "norecords")
-
 
 def _nosync() -> None:
     shipped = sqlite_registry._open
