@@ -136,9 +136,7 @@ class AccessRecord:
 
     def with_ext(self, **values: bytes) -> AccessRecord:
         """A copy with the named extensions (``Ext`` member names) set."""
-        merged = dict(self.ext)
-        merged.update(ext_items(**values))
-        return replace(self, ext=tuple(sorted(merged.items())))
+        return replace(self, ext=ext_items(**({t.name: v for t, v in self.ext} | values)))
 
     def encode(self) -> bytes:
         """The canonical leaf bytes."""
