@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bench.plan import nth_number
 from symbolsvc import exchanges
+from symbolsvc.core import TranslateRequest
 from symbolsvc.inputs import check_exchange, check_ident
 from symbolsvc.keys import Keyring
 from symbolsvc.log.compact import Frontier
@@ -72,8 +73,6 @@ def translate_items(d: Deriver, auth: QueueAuthenticator, requests: list[tuple[s
                     ) -> None:
     """Row 5's per-item work: Core.translate_many's checks and tag, then the write unit's
     build (unseal, the provider's symbol, the record) and the queued row."""
-    from symbolsvc.core import TranslateRequest
-
     records = []
     for n, (symbol, sealed, exchange_id) in enumerate(requests):
         r = TranslateRequest(AGENCY, symbol, PROVIDER, "survivor-pension",

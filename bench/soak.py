@@ -77,8 +77,14 @@ def _scrape(metrics: str) -> str:
 
 def _rejections(metrics: str) -> float:
     """The server's ``symbolsvc_limit_rejections_total``, summed over its labels."""
-    return sum(float(line.rsplit(" ", 1)[1]) for line in _scrape(metrics).splitlines()
-               if line.startswith("symbolsvc_limit_rejections_total{"))
+    return rejections_in(_scrape(metrics))
+
+
+def rejections_in(text: str) -> float:
+    """``symbolsvc_limit_rejections_total`` in a metrics page, summed over its labels."""
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               if family.name == "symbolsvc_limit_rejections"
+               for sample in family.samples if sample.name.endswith("_total"))
 
 
 # The server's duration histograms read every window (symbolsvc/stalls.py and the storage's

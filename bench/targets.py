@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -88,17 +89,24 @@ def control_row(dep: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {"ratio": statistics.median(per_round), "rounds": per_round}
 
 
-def floor_items_per_s(directory: Path, batches: int = 10) -> float:
-    """The storage floor: 1,000 rows per durable commit, median of ``batches``."""
-    conn = open_floor(directory / f"floor-{time.monotonic_ns()}.db")
+def _median_items_per_s(conn: sqlite3.Connection, write: Callable[[list[Any]], object],
+                        batches: int) -> float:
+    """``write`` of 1,000 fresh rows per batch on ``conn`` (closed after), median of
+    ``batches`` after one to warm up."""
     times = []
     for _ in range(batches + 1):
         rows = fake_rows("city-chiyoda", 1000)
         start = time.perf_counter()
-        insert_batch(conn, rows)
+        write(rows)
         times.append(time.perf_counter() - start)
     conn.close()
     return 1000 / statistics.median(times[1:])
+
+
+def floor_items_per_s(directory: Path, batches: int = 10) -> float:
+    """The storage floor: 1,000 rows per durable commit, median of ``batches``."""
+    conn = open_floor(directory / f"floor-{time.monotonic_ns()}.db")
+    return _median_items_per_s(conn, lambda rows: insert_batch(conn, rows), batches)
 
 
 def recorded_floor_items_per_s(directory: Path, batches: int = 10) -> float:
@@ -115,15 +123,12 @@ def recorded_floor_items_per_s(directory: Path, batches: int = 10) -> float:
 
     plan = planner(checkpoint_signer("floor.local/access-log", Ed25519PrivateKey.generate()))
     conn = tune_writer(open_floor(directory / f"recorded-{time.monotonic_ns()}.db"))
-    times = []
-    for _ in range(batches + 1):
-        rows = fake_rows("city-chiyoda", 1000)
-        start = time.perf_counter()
+
+    def write(rows: list[Any]) -> None:
         recorded_batch(conn, rows, plan)
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        times.append(time.perf_counter() - start)
-    conn.close()
-    return 1000 / statistics.median(times[1:])
+
+    return _median_items_per_s(conn, write, batches)
 
 
 def batch_row(dep: Path, args: argparse.Namespace, directory: Path,

@@ -232,3 +232,21 @@ def test_the_recorded_floor_writes_and_integrates_what_issuance_writes(tmp_path:
                         ).fetchone() == (20, 0, 19)
     assert conn.execute("SELECT MAX(tree_size) FROM checkpoints").fetchone() == (20,)
     conn.close()
+
+
+def test_soak_sums_the_limit_rejections_over_their_labels() -> None:
+    """bench.soak reads the refusals it rode out with prometheus_client's parser, as it
+    reads the stall histograms: every label set, nothing but the counter's total, on the
+    page prometheus_client itself writes."""
+    from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+    from bench.soak import rejections_in
+
+    registry = CollectorRegistry()
+    refused = Counter("symbolsvc_limit_rejections_total", "Calls refused by a limit.",
+                      ["principal", "limit"], registry=registry)
+    assert rejections_in(generate_latest(registry).decode()) == 0.0
+    refused.labels("city-a", "rate").inc(3)
+    refused.labels("city-b", "concurrency").inc(4)
+    Counter("symbolsvc_other_total", "Not a refusal.", registry=registry).inc(100)
+    assert rejections_in(generate_latest(registry).decode()) == 7.0
